@@ -1,0 +1,221 @@
+"""The porting guide, proven: which torch.optim and optax settings compute the same update.
+
+Each mapping in the README's table is a test here; each difference the table states is
+demonstrated here on the installed versions. Equalities are checked in float64 (where
+only rounding could differ, 1e-12 relative) and in float32 (rules.tolerance).
+"""
+
+import numpy as np
+import optax
+import pytest
+import torch
+
+import rules
+from tests.reference_libraries import (
+    max_relative_difference,
+    optax_trajectory,
+    problem,
+    torch_optim_trajectory,
+)
+
+EXACT_IN_FP64 = 1e-12
+
+
+def _assert_same(a, b, dtype):
+    if np.dtype(dtype) == np.float64:
+        assert max_relative_difference(a, b) < EXACT_IN_FP64
+    else:
+        tol = rules.tolerance(dtype)
+        for step_a, step_b in zip(a, b, strict=True):
+            for x, y in zip(step_a, step_b, strict=True):
+                np.testing.assert_allclose(x, y, rtol=tol.rtol, atol=tol.atol)
+
+
+# (id, torch.optim factory, equivalent optax transformation)
+MAPPINGS = [
+    (
+        "rmsprop-eps-outside",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-8),
+        optax.rmsprop(1e-2, decay=0.99, eps=1e-8, eps_in_sqrt=False),
+    ),
+    (
+        "rmsprop-centered",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-3, centered=True),
+        optax.rmsprop(1e-2, decay=0.9, eps=1e-3, eps_in_sqrt=False, centered=True),
+    ),
+    (
+        "rmsprop-momentum-constant-lr",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-3, momentum=0.9),
+        optax.rmsprop(1e-2, decay=0.9, eps=1e-3, eps_in_sqrt=False, momentum=0.9),
+    ),
+    (
+        "rmsprop-weight-decay",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-3, weight_decay=0.1),
+        optax.chain(optax.add_decayed_weights(0.1), optax.rmsprop(1e-2, decay=0.9, eps=1e-3, eps_in_sqrt=False)),
+    ),
+    (
+        "rmsprop-maximize",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-3, maximize=True),
+        optax.chain(optax.scale(-1.0), optax.rmsprop(1e-2, decay=0.9, eps=1e-3, eps_in_sqrt=False)),
+    ),
+    (
+        "adadelta-explicit-lr",
+        lambda ps: torch.optim.Adadelta(ps, lr=1.0, rho=0.9, eps=1e-6),
+        optax.adadelta(learning_rate=1.0, rho=0.9, eps=1e-6),
+    ),
+    (
+        "adadelta-weight-decay",
+        lambda ps: torch.optim.Adadelta(ps, lr=0.5, rho=0.95, eps=1e-6, weight_decay=0.1),
+        optax.adadelta(learning_rate=0.5, rho=0.95, eps=1e-6, weight_decay=0.1),
+    ),
+    (
+        "adagrad-eps-zero",
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, eps=0.0, initial_accumulator_value=0.1),
+        optax.adagrad(1e-2, initial_accumulator_value=0.1, eps=0.0),
+    ),
+    (
+        "adagrad-lr-decay-as-schedule",
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, lr_decay=0.1, eps=0.0, initial_accumulator_value=0.1),
+        # torch's clr = lr / (1 + (t - 1) * lr_decay); optax evaluates schedules at count = t - 1.
+        optax.adagrad(lambda count: 1e-2 / (1 + count * 0.1), initial_accumulator_value=0.1, eps=0.0),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("torch_factory,optax_transform", [m[1:] for m in MAPPINGS], ids=[m[0] for m in MAPPINGS])
+def test_torch_optim_and_optax_agree_under_the_mapping(torch_factory, optax_transform, dtype):
+    params, grads = problem(steps=30)
+    _assert_same(
+        torch_optim_trajectory(torch_factory, params, grads, dtype),
+        optax_trajectory(optax_transform, params, grads, dtype),
+        dtype,
+    )
+
+
+def _relative_gap(torch_factory, optax_transform, **problem_kwargs):
+    params, grads = problem(**problem_kwargs)
+    return max_relative_difference(
+        torch_optim_trajectory(torch_factory, params, grads, "float64"),
+        optax_trajectory(optax_transform, params, grads, "float64"),
+    )
+
+
+def test_adagrad_with_eps_cannot_be_mapped():
+    """torch puts eps outside the root, optax inside: no setting of either closes the gap.
+
+    With small gradients (|g| ~ 1e-4, so s ~ 1e-8) and the same eps = 1e-7, optax's
+    sqrt(s + eps) is dominated by eps, torch's sqrt(s) + eps is not.
+    """
+    gap = _relative_gap(
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, eps=1e-7, initial_accumulator_value=0.0),
+        optax.adagrad(1e-2, initial_accumulator_value=0.0, eps=1e-7),
+        grad_scale=1e-4,
+        steps=5,
+    )
+    assert gap > 1e-6, "the eps conventions differ, so the trajectories must too"
+
+
+def test_rmsprop_eps_inside_the_root_has_no_torch_setting():
+    """optax's default eps_in_sqrt=True differs from every torch.optim.RMSprop."""
+    gap = _relative_gap(
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-8),
+        optax.rmsprop(1e-2, decay=0.9, eps=1e-8),
+        grad_scale=1e-4,
+        steps=5,
+    )
+    assert gap > 1e-6
+
+
+def test_rmsprop_defaults_differ_in_decay():
+    """torch's alpha=0.99 versus optax's decay=0.9: porting with defaults changes the rule."""
+    gap = _relative_gap(
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-2),
+        optax.rmsprop(1e-2, eps_in_sqrt=False),
+    )
+    assert gap > 1e-3
+
+
+def test_rmsprop_momentum_differs_with_a_schedule():
+    """torch traces q then scales by lr_t; optax traces -lr_t * q: equal only for constant lr."""
+    def schedule(count):
+        return 1e-2 / (1 + count)
+
+    params, grads = problem(steps=10)
+    class Scheduled:
+        """torch.optim.RMSprop whose lr follows ``schedule``, set before each step."""
+
+        def __init__(self, ps):
+            self.opt = torch.optim.RMSprop(ps, lr=schedule(0), alpha=0.9, eps=1e-3, momentum=0.9)
+            self.k = 0
+
+        def step(self):
+            self.opt.param_groups[0]["lr"] = schedule(self.k)
+            self.opt.step()
+            self.k += 1
+
+    a = torch_optim_trajectory(Scheduled, params, grads, "float64")
+    b = optax_trajectory(
+        optax.rmsprop(schedule, decay=0.9, eps=1e-3, eps_in_sqrt=False, momentum=0.9), params, grads, "float64"
+    )
+    assert max_relative_difference(a[:1], b[:1]) < EXACT_IN_FP64  # same first step
+    assert max_relative_difference(a, b) > 1e-6
+
+
+def test_optax_adadelta_default_learning_rate_ascends():
+    """optax.adadelta(learning_rate=None) skips scale_by_learning_rate, so nothing flips the
+    sign: apply_updates *adds* the Adadelta step and the loss goes up (optax 0.2.x source:
+    alias.adadelta -> transform.scale_by_learning_rate(None) -> identity)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p):
+        return jnp.sum(p**2)
+
+    p = jnp.array([1.0, -2.0, 3.0])
+    losses = []
+    for transform in (optax.adadelta(), optax.adadelta(learning_rate=1.0)):
+        q, state = p, transform.init(p)
+        for _ in range(100):
+            updates, state = transform.update(jax.grad(loss)(q), state, q)
+            q = optax.apply_updates(q, updates)
+        losses.append(float(loss(q)))
+    default_lr, explicit_lr = losses
+    assert default_lr > float(loss(p)) > explicit_lr
+
+
+def test_optax_adagrad_masks_where_torch_divides_zero_by_zero():
+    """Zero accumulator, zero gradient, eps = 0: torch.optim yields NaN, optax yields 0."""
+    params = [np.array([1.0, 1.0])]
+    grads = [[np.array([0.0, 1.0])]]
+    t = torch_optim_trajectory(lambda ps: torch.optim.Adagrad(ps, lr=0.1, eps=0.0), params, grads, "float32")
+    o = optax_trajectory(optax.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0), params, grads, "float32")
+    assert np.isnan(t[0][0][0]) and o[0][0][0] == 1.0
+    assert t[0][0][1] == pytest.approx(o[0][0][1])
+
+
+@pytest.mark.parametrize("name", sorted(rules.RULES))
+def test_presets_are_the_libraries_defaults(name):
+    """The `torch` preset is torch.optim's defaults and the `optax` preset optax's (lr given)."""
+    params, grads = problem(steps=10)
+    torch_cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}[name]
+    optax_factory = {
+        "adagrad": lambda: optax.adagrad(1e-2),
+        "adadelta": lambda: optax.adadelta(1.0),
+        "rmsprop": lambda: optax.rmsprop(1e-2),
+    }[name]
+    from rules import reference
+
+    for convention, run in [
+        ("torch", lambda: torch_optim_trajectory(torch_cls, params, grads, "float64")),
+        ("optax", lambda: optax_trajectory(optax_factory(), params, grads, "float64")),
+    ]:
+        rule = rules.preset(name, convention)
+        states = [reference.init_state(rule, p) for p in params]
+        ps = list(params)
+        oracle = []
+        for gs in grads:
+            stepped = [reference.step(rule, p, g, s) for p, g, s in zip(ps, gs, states)]
+            ps, states = [x[0] for x in stepped], [x[1] for x in stepped]
+            oracle.append(ps)
+        assert max_relative_difference(run(), oracle) < EXACT_IN_FP64, convention

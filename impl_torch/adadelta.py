@@ -1,0 +1,72 @@
+"""Adadelta's update, written once against an ops namespace (``impl_torch.ops``).
+
+Formula (``rules.Adadelta``; Zeiler 2012, as torch.optim.Adadelta writes it)::
+
+    g <- -g                                   if maximize
+    t <- t + 1
+    g <- g + weight_decay * p                 if weight_decay != 0
+    v <- rho * v + (1 - rho) * g * g          (state "square_avg")
+    d = root(u) / root(v) * g                 (u: state "acc_delta", its old value)
+    u <- rho * u + (1 - rho) * d * d
+    p <- p - lr * d
+
+with ``root(x) = sqrt(x + eps)`` when ``eps_in_sqrt`` (the default here: torch.optim,
+optax and the seed tutorial all put eps inside both roots) and ``sqrt(x) + eps``
+otherwise (a switch torch.optim lacks).
+
+Order of operations: torch/optim/adadelta.py, ``_single_tensor_adadelta`` and
+``_multi_tensor_adadelta`` (which perform the same operations), op for op:
+``v.mul_(rho).addcmul_(g, g, value=1-rho)``; ``std = v.add(eps).sqrt_()``;
+``delta = u.add(eps).sqrt_()``; ``delta.div_(std).mul_(g)``;
+``u.mul_(rho).addcmul_(delta, delta, value=1-rho)``; ``p.add_(delta, alpha=-lr)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["update"]
+
+
+def _root(ops, x, eps, eps_in_sqrt):
+    """A new tensor (list): ``sqrt(x + eps)`` or ``sqrt(x) + eps``."""
+    if eps_in_sqrt:
+        out = ops.add(x, eps)
+        ops.sqrt_(out)
+    else:
+        out = ops.sqrt(x)
+        ops.add_(out, eps)
+    return out
+
+
+def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
+    """One Adadelta step in place.
+
+    ``ops`` is ``TensorOps`` (single tensors, ``state`` the parameter's state dict) or
+    ``ForeachOps`` (lists of one device and dtype, ``state`` maps names to lists).
+    ``state`` holds ``"step"``, ``"square_avg"`` and ``"acc_delta"``. ``grads`` are never
+    modified.
+    """
+    square_avgs, acc_deltas, steps = state["square_avg"], state["acc_delta"], state["step"]
+    lr, rho, eps, weight_decay = rule.lr, rule.rho, rule.eps, rule.weight_decay
+
+    owned = False
+    if rule.maximize:
+        grads = ops.neg(grads)
+        owned = True
+    ops.increment_(steps)
+    if weight_decay != 0:
+        if owned:
+            ops.add_(grads, params, alpha=weight_decay)
+        else:
+            grads = ops.add(grads, params, alpha=weight_decay)
+
+    ops.mul_(square_avgs, rho)
+    ops.addcmul_(square_avgs, grads, grads, value=1 - rho)
+    std = _root(ops, square_avgs, eps, rule.eps_in_sqrt)
+    deltas = _root(ops, acc_deltas, eps, rule.eps_in_sqrt)
+    ops.div_(deltas, std)
+    ops.mul_(deltas, grads)
+    ops.mul_(acc_deltas, rho)
+    ops.addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
+    ops.add_(params, deltas, alpha=-lr)

@@ -1,0 +1,80 @@
+"""Adagrad's update, written once against an ops namespace (``impl_torch.ops``).
+
+Formula (``rules.Adagrad``; Duchi, Hazan & Singer 2011, as torch.optim.Adagrad writes it)::
+
+    g <- -g                                   if maximize
+    t <- t + 1
+    g <- g + weight_decay * p                 if weight_decay != 0
+    clr = lr / (1 + (t - 1) * lr_decay)
+    s <- s + g * g                            (state "sum")
+    p <- p - clr * g / (sqrt(s) + eps)        torch convention (eps_in_sqrt=False)
+    p <- p - clr * g / sqrt(s + eps)          eps_in_sqrt=True (seed tutorial, optax)
+
+With ``mask_zero_accumulator`` the quotient ``g / root(s)`` is taken as 0 wherever
+``s > 0`` does not hold, as optax's ``scale_by_rss`` does; torch.optim yields 0/0 = NaN
+there when eps = 0.
+
+Order of operations: torch/optim/adagrad.py, ``_single_tensor_adagrad`` (TensorOps) and
+``_multi_tensor_adagrad`` (ForeachOps), op for op, so that under the torch convention the
+results equal torch.optim's ``foreach=False`` / ``foreach=True`` bit for bit. The two
+torch paths differ in the final update only: the single-tensor path calls
+``p.addcdiv_(g, std, value=-clr)``, the multi-tensor path premultiplies
+``num = g * -clr`` and calls ``addcdiv_(p, num, std)`` (on CUDA the addcdiv kernel
+computes ``p + value * (a / b)``, so the two round differently there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["update"]
+
+
+def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
+    """One Adagrad step in place.
+
+    ``ops`` is ``TensorOps`` (``params``/``grads`` single tensors, ``state`` the
+    parameter's state dict) or ``ForeachOps`` (lists of one device and dtype, ``state``
+    maps each name to a list). ``state`` holds ``"step"`` (scalar tensors, incremented
+    here) and ``"sum"``. ``grads`` are never modified.
+    """
+    sums, steps = state["sum"], state["step"]
+    lr, lr_decay, eps, weight_decay = rule.lr, rule.lr_decay, rule.eps, rule.weight_decay
+
+    owned = False  # True once ``grads`` is our own temporary that may be overwritten.
+    if rule.maximize:
+        grads = ops.neg(grads)
+        owned = True
+    ops.increment_(steps)
+    if weight_decay != 0:
+        if owned:
+            ops.add_(grads, params, alpha=weight_decay)
+        else:
+            grads = ops.add(grads, params, alpha=weight_decay)
+            owned = True
+
+    # -lr / (...) is -(lr / (...)) exactly; torch's single path negates clr, the
+    # multi path writes -lr / (...).
+    minus_clr = ops.scalar_map(
+        lambda t: -lr / (1 + (t - 1) * lr_decay), ops.values(steps)
+    )
+
+    ops.addcmul_(sums, grads, grads, value=1)
+    if rule.eps_in_sqrt:
+        std = ops.add(sums, eps)
+        ops.sqrt_(std)
+    else:
+        std = ops.sqrt(sums)
+        ops.add_(std, eps)
+
+    if rule.mask_zero_accumulator:
+        # No torch.optim counterpart: q = g / std, masked, then p += -clr * q.
+        q = ops.div(grads, std)
+        ops.zero_unless_positive_(q, sums)
+        ops.mul_(q, minus_clr)
+        ops.add_(params, q)
+    elif ops.multi_tensor:
+        numerator = ops.mul_(grads, minus_clr) if owned else ops.mul(grads, minus_clr)
+        ops.addcdiv_(params, numerator, std)
+    else:
+        ops.addcdiv_(params, grads, std, value=minus_clr)

@@ -1,0 +1,396 @@
+"""``torch.optim.Optimizer`` subclasses: Adagrad, Adadelta, RMSprop.
+
+Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only extras:
+
+- ``eps_in_sqrt``: ``g / sqrt(s + eps)`` instead of torch's ``g / (sqrt(s) + eps)``
+  (Adadelta: ``sqrt(x) + eps`` in both roots when False; its default True is torch's);
+- Adagrad ``mask_zero_accumulator``: update 0 where the accumulator is 0 (optax);
+- ``impl``: ``"loop"`` (torch.optim's ``foreach=False``), ``"foreach"`` (``foreach=True``)
+  or a registered name (``impl_torch.IMPLS``); None picks from ``foreach``/``fused`` and
+  otherwise ``"foreach"``;
+- Adadelta and RMSprop also take ``fused`` (torch.optim's Adagrad has it, the others do
+  not), so a fused impl, once registered as ``"fused"``, serves all three.
+
+torch.optim keywords map as follows: ``foreach=True/False`` -> impl ``"foreach"``/``"loop"``
+(an explicit ``impl`` that disagrees is a ``ValueError``); ``maximize`` goes into the rule;
+``fused=True`` needs a registered ``"fused"`` impl (``ValueError`` until one exists);
+``capturable=True`` and ``differentiable=True`` are refused (``ValueError``); False/None
+are accepted. Every param group builds and validates its ``rules`` object, when it is
+added (constructor and ``add_param_group``) and again at each step (so LR schedulers that
+write ``group["lr"]`` take effect).
+
+State per parameter is keyed by torch.optim's names (``"step"``: a CPU float32 scalar
+tensor, as torch.optim keeps it when not capturable; ``"sum"``, ``"square_avg"``,
+``"acc_delta"``, ``"grad_avg"``, ``"momentum_buffer"``), so state dicts load both ways.
+Adagrad's state is created when its parameter is added (torch.optim creates it in
+``__init__``); the others' lazily at the first step with a gradient.
+
+One deliberate difference: torch.optim.Adagrad fills ``"sum"`` with the *constructor's*
+``initial_accumulator_value`` for every group (and ``self.defaults``' value for lazily
+created state), ignoring a group's own value; here each group's own value is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import torch
+from torch import Tensor
+
+import rules
+
+from . import functional
+from .functional import DEFAULT_IMPL, IMPLS, init_state
+
+__all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
+
+_FLAG_KEYS = ("foreach", "fused", "capturable", "differentiable", "impl")
+
+
+def _resolve(rule_class, values: tuple, flags: tuple):
+    """(rule, impl name) for one param group, or a ValueError/TypeError naming the key."""
+    fields = _rule_fields(rule_class)
+    rule = rule_class(**dict(zip(fields, values)))
+    foreach, fused, capturable, differentiable, impl = flags
+    for name, value in (("foreach", foreach), ("fused", fused)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{name} must be True, False or None, got {value!r}")
+    if capturable:
+        raise ValueError(
+            "capturable=True is not supported by impl_torch (CUDA-graph capture); "
+            "use torch.optim for it, or pass capturable=False"
+        )
+    if differentiable:
+        raise ValueError(
+            "differentiable=True is not supported by impl_torch (its updates are in-place "
+            "and not differentiable); use torch.optim for it, or pass differentiable=False"
+        )
+    if foreach and fused:
+        raise ValueError("foreach=True and fused=True cannot be set together")
+    if impl is not None:
+        if not isinstance(impl, str):
+            raise TypeError(f"impl must be a str or None, got {type(impl).__name__} {impl!r}")
+        if impl not in IMPLS:
+            if impl == "fused":
+                raise ValueError(
+                    f"impl='fused': the fused impl is not available yet in impl_torch "
+                    f"(available impls: {tuple(IMPLS)})"
+                )
+            raise ValueError(f"impl must be one of {tuple(IMPLS)} or None, got {impl!r}")
+        if foreach is True and impl != "foreach":
+            raise ValueError(f"foreach=True conflicts with impl={impl!r}; pass one of them")
+        if foreach is False and impl == "foreach":
+            raise ValueError("foreach=False conflicts with impl='foreach'; pass one of them")
+        if fused is True and impl != "fused":
+            raise ValueError(f"fused=True conflicts with impl={impl!r}; pass one of them")
+        if fused is False and impl == "fused":
+            raise ValueError("fused=False conflicts with impl='fused'; pass one of them")
+        return rule, impl
+    if fused:
+        if "fused" not in IMPLS:
+            raise ValueError(
+                f"fused=True: the fused impl is not available yet in impl_torch "
+                f"(available impls: {tuple(IMPLS)}); pass fused=None or False"
+            )
+        return rule, "fused"
+    if foreach is True:
+        return rule, "foreach"
+    if foreach is False:
+        return rule, "loop"
+    return rule, DEFAULT_IMPL
+
+
+_resolve_cached = functools.lru_cache(maxsize=512)(_resolve)
+
+
+@functools.lru_cache(maxsize=None)
+def _rule_fields(rule_class) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(rule_class))
+
+
+def _hyper_value(name: str, value):
+    if isinstance(value, Tensor):
+        # torch.optim accepts a one-element tensor lr; its non-capturable paths use .item().
+        if value.numel() != 1:
+            raise ValueError(f"Tensor {name} must be 1-element, got shape {tuple(value.shape)}")
+        return value.item()
+    return value
+
+
+class _RuleOptimizer(torch.optim.Optimizer):
+    """Shared machinery: group validation, lazy state, step through ``impl_torch.step``."""
+
+    rule_class: type = None  # set by subclasses
+    # Keys torch.optim's groups may lack (an older torch or torch.optim itself), with the
+    # value that gives torch.optim's meaning, used when a state dict is loaded.
+    _setstate_defaults: dict = {}
+
+    # --- configuration -----------------------------------------------------------------
+    def _config(self, group: dict):
+        """(rule, impl name) for a param group (cached by the group's values)."""
+        fields = _rule_fields(self.rule_class)
+        missing = [k for k in fields if k not in group]
+        if missing:
+            raise ValueError(f"param group lacks {missing}")
+        values = tuple(_hyper_value(k, group[k]) for k in fields)
+        flags = tuple(group.get(k) for k in _FLAG_KEYS)
+        try:
+            hash((values, flags))
+        except TypeError:
+            return _resolve(self.rule_class, values, flags)  # raises a clear error
+        return _resolve_cached(self.rule_class, values, flags)
+
+    def group_rules(self) -> list:
+        """The ``rules`` object of each param group, as the next step would use it."""
+        return [self._config(g)[0] for g in self.param_groups]
+
+    def group_impls(self) -> list[str]:
+        """The impl name (``"loop"``, ``"foreach"``, ...) each param group's step uses."""
+        return [self._config(g)[1] for g in self.param_groups]
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch.optim's ``add_param_group``, validating the group's rule and impl first."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, set):
+            params = list(params)
+        param_group = {**param_group, "params": params}
+        filled = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        self._config(filled)
+        if isinstance(params, list):
+            for i, p in enumerate(params):
+                p = p[1] if isinstance(p, tuple) and len(p) == 2 else p
+                if isinstance(p, Tensor) and p.is_complex():
+                    raise TypeError(
+                        f"params[{i}] is complex ({p.dtype}); impl_torch supports real "
+                        f"floating parameters only"
+                    )
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._setstate_defaults.items():
+                group.setdefault(key, value)
+        for s in self.state.values():
+            if isinstance(s, dict) and "step" in s and not torch.is_tensor(s["step"]):
+                s["step"] = torch.tensor(float(s["step"]), dtype=functional._scalar_dtype())
+
+    # --- the step ------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step for every parameter with a gradient. ``closure`` re-evaluates the
+        loss (run with gradients enabled) and its value is returned."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        work = []
+        for gi, group in enumerate(self.param_groups):
+            rule, impl = self._config(group)
+            functional.check_impl(impl)
+            params, grads, states = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise TypeError(
+                        f"param_groups[{gi}] has a sparse gradient; impl_torch supports dense "
+                        f"gradients only (torch.optim.Adagrad and torch.optim.SparseAdam "
+                        f"accept sparse ones)"
+                    )
+                state = self.state[p]
+                if len(state) == 0:
+                    state.update(init_state(rule, p))
+                params.append(p)
+                grads.append(p.grad)
+                states.append(state)
+            # Validate every group before any is modified.
+            work.append((rule, impl, *functional._check(rule, params, grads, states)))
+
+        for rule, impl, params, grads, states in work:
+            if params:
+                functional._IMPL_TABLE[impl](rule, params, grads, states)
+        return loss
+
+
+class Adagrad(_RuleOptimizer):
+    """Adagrad with torch.optim.Adagrad's signature, plus ``eps_in_sqrt``,
+    ``mask_zero_accumulator`` and ``impl``. The math: ``impl_torch.adagrad``."""
+
+    rule_class = rules.Adagrad
+    _setstate_defaults = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "fused": None,
+        "eps_in_sqrt": False,
+        "mask_zero_accumulator": False,
+        "impl": None,
+    }
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        eps_in_sqrt: bool = False,
+        mask_zero_accumulator: bool = False,
+        impl: str | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+            "eps_in_sqrt": eps_in_sqrt,
+            "mask_zero_accumulator": mask_zero_accumulator,
+            "impl": impl,
+        }
+        self._config(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        # torch.optim.Adagrad creates "step" and "sum" for every parameter in __init__.
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        rule, _ = self._config(group)
+        for p in group["params"]:
+            if len(self.state[p]) == 0:
+                self.state[p].update(init_state(rule, p))
+
+    def share_memory(self) -> None:
+        """Calls ``share_memory_()`` on the ``sum`` tensors, as torch.optim.Adagrad does."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
+
+
+class Adadelta(_RuleOptimizer):
+    """Adadelta with torch.optim.Adadelta's signature, plus ``eps_in_sqrt``, ``fused``
+    and ``impl``. The math: ``impl_torch.adadelta``."""
+
+    rule_class = rules.Adadelta
+    _setstate_defaults = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+        "fused": None,
+        "eps_in_sqrt": True,
+        "impl": None,
+    }
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        eps_in_sqrt: bool = True,
+        impl: str | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "capturable": capturable,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+            "eps_in_sqrt": eps_in_sqrt,
+            "impl": impl,
+        }
+        self._config(defaults)
+        super().__init__(params, defaults)
+
+
+class RMSprop(_RuleOptimizer):
+    """RMSprop with torch.optim.RMSprop's signature, plus ``eps_in_sqrt``, ``fused`` and
+    ``impl``. The math: ``impl_torch.rmsprop``."""
+
+    rule_class = rules.RMSprop
+    _setstate_defaults = {
+        "momentum": 0,
+        "centered": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+        "fused": None,
+        "eps_in_sqrt": False,
+        "impl": None,
+    }
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        fused: bool | None = None,
+        eps_in_sqrt: bool = False,
+        impl: str | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+            "eps_in_sqrt": eps_in_sqrt,
+            "impl": impl,
+        }
+        self._config(defaults)
+        super().__init__(params, defaults)
+
+
+_CLASSES = {"adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop}
+
+
+def optimizer_for(rule, params, impl: str | None = None) -> _RuleOptimizer:
+    """The optimizer for a ``rules`` object: ``optimizer_for(rules.preset("rmsprop",
+    "optax"), model.parameters())`` is an ``RMSprop`` with exactly that rule's fields."""
+    functional.check_rule(rule)
+    return _CLASSES[rule.name](params, **rule.as_dict(), impl=impl)

@@ -1,0 +1,83 @@
+"""RMSprop's update, written once against an ops namespace (``impl_torch.ops``).
+
+Formula (``rules.RMSprop``; Tieleman & Hinton 2012, as torch.optim.RMSprop writes it)::
+
+    g <- -g                                   if maximize
+    t <- t + 1
+    g <- g + weight_decay * p                 if weight_decay != 0
+    v <- alpha * v + (1 - alpha) * g * g      (state "square_avg")
+    centered:  m <- m + (1 - alpha) * (g - m) (state "grad_avg", torch's lerp_)
+               v~ = v - m * m
+    else:      v~ = v
+    q = g / (sqrt(v~) + eps)                  torch convention (eps_in_sqrt=False)
+    q = g / sqrt(v~ + eps)                    eps_in_sqrt=True (seed tutorial, optax)
+    momentum > 0:  b <- momentum * b + q;  p <- p - lr * b   (state "momentum_buffer")
+    else:          p <- p - lr * q
+
+The momentum buffer traces ``q`` before the lr scaling (torch.optim); optax traces the
+already-scaled update, which is the same only for a constant lr.
+
+Order of operations: torch/optim/rmsprop.py, ``_single_tensor_rmsprop`` and
+``_multi_tensor_rmsprop`` (which perform the same operations), op for op:
+``v.mul_(alpha).addcmul_(g, g, value=1-alpha)``; centered ``m.lerp_(g, 1-alpha)`` and
+``avg = v.addcmul(m, m, value=-1).sqrt_()``, else ``avg = v.sqrt()``; ``avg.add_(eps)``;
+momentum ``b.mul_(momentum).addcdiv_(g, avg)`` and ``p.add_(b, alpha=-lr)``, else
+``p.addcdiv_(g, avg, value=-lr)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["update"]
+
+
+def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
+    """One RMSprop step in place.
+
+    ``ops`` is ``TensorOps`` (single tensors, ``state`` the parameter's state dict) or
+    ``ForeachOps`` (lists of one device and dtype, ``state`` maps names to lists).
+    ``state`` holds ``"step"``, ``"square_avg"``, ``"grad_avg"`` when centered and
+    ``"momentum_buffer"`` when momentum > 0. ``grads`` are never modified.
+    """
+    square_avgs, steps = state["square_avg"], state["step"]
+    lr, alpha, eps, weight_decay = rule.lr, rule.alpha, rule.eps, rule.weight_decay
+
+    owned = False
+    if rule.maximize:
+        grads = ops.neg(grads)
+        owned = True
+    ops.increment_(steps)
+    if weight_decay != 0:
+        if owned:
+            ops.add_(grads, params, alpha=weight_decay)
+        else:
+            grads = ops.add(grads, params, alpha=weight_decay)
+
+    ops.mul_(square_avgs, alpha)
+    ops.addcmul_(square_avgs, grads, grads, value=1 - alpha)
+
+    if rule.centered:
+        grad_avgs = state["grad_avg"]
+        ops.lerp_(grad_avgs, grads, 1 - alpha)
+        avg = ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+        if rule.eps_in_sqrt:
+            ops.add_(avg, eps)
+            ops.sqrt_(avg)
+        else:
+            ops.sqrt_(avg)
+            ops.add_(avg, eps)
+    elif rule.eps_in_sqrt:
+        avg = ops.add(square_avgs, eps)
+        ops.sqrt_(avg)
+    else:
+        avg = ops.sqrt(square_avgs)
+        ops.add_(avg, eps)
+
+    if rule.momentum > 0:
+        bufs = state["momentum_buffer"]
+        ops.mul_(bufs, rule.momentum)
+        ops.addcdiv_(bufs, grads, avg)
+        ops.add_(params, bufs, alpha=-lr)
+    else:
+        ops.addcdiv_(params, grads, avg, value=-lr)

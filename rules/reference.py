@@ -82,12 +82,15 @@ def run(rule: _Rule, param, grads) -> tuple[np.ndarray, dict]:
     return p, state
 
 
-def ulp_distance(actual, expected64, dtype) -> np.ndarray:
+def ulp_distance(actual, expected64, dtype, scale=None) -> np.ndarray:
     """Elementwise distance in units in the last place of ``dtype``.
 
     ``expected64`` (float64) is rounded to ``dtype`` first; the distance is
-    ``|actual - round(expected)| / spacing(round(expected))``, so 0 means correctly
-    rounded and 0.5-1 means within one rounding. Matching NaNs and equal infinities count
+    ``|actual - round(expected)| / spacing(max(|round(expected)|, |scale|))``, so 0 means
+    correctly rounded and 0.5-1 means within one rounding. ``scale`` (optional) is the
+    magnitude of the operands: for ``p_new = p - delta`` pass ``max(|p|, |delta|)``, since
+    when the two nearly cancel an error of one ulp of the operands is many ulps of the
+    small result, and says nothing about the implementation. Matching NaNs and equal infinities count
     as 0; a NaN or infinity on one side only counts as ``inf``. bf16, which NumPy lacks,
     is passed as ``"bfloat16"`` and measured with its 8-bit significand.
     """
@@ -103,8 +106,9 @@ def ulp_distance(actual, expected64, dtype) -> np.ndarray:
         tiny = float(np.finfo(dt).smallest_subnormal)
     if str(dtype) == "bfloat16":
         tiny = 2.0 ** -133
+    magnitude = np.abs(rounded) if scale is None else np.maximum(np.abs(rounded), np.abs(scale))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        exponent = np.floor(np.log2(np.maximum(np.abs(rounded), np.finfo(np.float64).tiny)))
+        exponent = np.floor(np.log2(np.maximum(magnitude, np.finfo(np.float64).tiny)))
         spacing = np.maximum(np.exp2(exponent - (mantissa_bits - 1)), tiny)
         dist = np.abs(actual - rounded) / spacing
     both_nan = np.isnan(actual) & np.isnan(rounded)

@@ -191,5 +191,6 @@ def test_ulp_distance(dtype):
 def test_tolerances_are_stated_once():
     assert rules.tolerance("float32") == rules.Tolerance(rtol=1.3e-6, atol=1e-5)
     assert rules.tolerance(np.float64).rtol == 1e-7
+    assert rules.tolerance("bfloat16").rtol == 2.0**-5
     with pytest.raises(ValueError, match="dtype"):
         rules.tolerance("int8")

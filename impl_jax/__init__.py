@@ -1,0 +1,37 @@
+"""adaptbench's JAX implementations of Adagrad, Adadelta and RMSprop (jax + optax only).
+
+- Factories with torch.optim's keywords and defaults returning optax
+  ``GradientTransformation``s whose updates are the deltas to add:
+  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`.
+- From a ``rules`` object: :func:`transformation`, :func:`init`, :func:`make_step`
+  (a jitted ``step(params, state, grads) -> (params, state)`` donating params and state).
+- States are NamedTuples with torch.optim's field names and an int32 ``step``:
+  :class:`AdagradState`, :class:`AdadeltaState`, :class:`RMSpropState` (absent moments
+  are ``None``).
+
+Rounding follows torch.optim's single-tensor code; see ``impl_jax/_core.py`` for how
+(16-bit dtypes computed in float32 and rounded per torch op; roots kept out of XLA's
+``a / sqrt(b) -> a * rsqrt(b)`` rewrite). float64 needs x64 enabled by the caller
+(``with jax.enable_x64(True): ...``); this package never enables it.
+"""
+
+from .adadelta import AdadeltaState, adadelta, adadelta_leaf
+from .adagrad import AdagradState, adagrad, adagrad_leaf
+from .rmsprop import RMSpropState, rmsprop, rmsprop_leaf
+from .step import make_step
+from .transform import init, transformation
+
+__all__ = [
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "transformation",
+    "init",
+    "make_step",
+    "AdagradState",
+    "AdadeltaState",
+    "RMSpropState",
+    "adagrad_leaf",
+    "adadelta_leaf",
+    "rmsprop_leaf",
+]

@@ -1,0 +1,86 @@
+"""Adadelta (Zeiler 2012) as torch.optim.Adadelta computes it, in JAX.
+
+Formula (``rules.Adadelta``'s docstring; ``v`` = ``square_avg``, ``u`` = ``acc_delta``)::
+
+    g <- -g                              if maximize
+    g <- g + weight_decay * p            (torch: grad.add(param, alpha=weight_decay))
+    v <- rho * v + (1 - rho) * g * g     (torch: square_avg.mul_(rho).addcmul_(grad, grad, value=1-rho))
+    d = sqrt(u + eps) / sqrt(v + eps) * g
+        | (sqrt(u) + eps) / (sqrt(v) + eps) * g   if not eps_in_sqrt
+                                         (torch: acc_delta.add(eps).sqrt_().div_(std).mul_(grad))
+    u <- rho * u + (1 - rho) * d * d     (torch: acc_delta.mul_(rho).addcmul_(delta, delta, value=1-rho))
+    delta = -lr * d                      (torch: param.add_(delta, alpha=-lr))
+    p <- p + delta
+
+Source: torch/optim/adadelta.py ``_single_tensor_adadelta``; optax/_src/transform.py
+``scale_by_adadelta`` (same formula, eps inside both roots; ``optax.adadelta``'s lr
+defaults to None, and lr = 1 is the paper's). Convention: torch.optim's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import optax
+
+import rules
+
+from . import _core
+
+
+class AdadeltaState(NamedTuple):
+    """torch.optim.Adadelta's per-parameter state, for a whole tree.
+
+    ``step``: int32 scalar, steps taken so far. ``square_avg``: running average of g*g;
+    ``acc_delta``: running average of the squared updates (trees like the params).
+    """
+
+    step: Any
+    square_avg: Any
+    acc_delta: Any
+
+
+def adadelta_leaf(P: _core.Precision, rule: rules.Adadelta, p, g, square_avg, acc_delta, lr):
+    """One leaf of one step: ``(delta, new_square_avg, new_acc_delta)``; ``delta`` unrounded."""
+    g = _core.prepare_grad(P, rule, p, g)
+    rho, one_minus_rho = P.scalar(rule.rho), P.scalar(1 - rule.rho)
+    u = P.up(acc_delta)
+    v = P.rnd((one_minus_rho * g) * g + P.rnd(P.up(square_avg) * rho))
+    std = P.root(v, rule.eps, rule.eps_in_sqrt)
+    d = P.root(u, rule.eps, rule.eps_in_sqrt)
+    d = P.rnd(P.rnd(d / std) * g)
+    u = P.rnd((one_minus_rho * d) * d + P.rnd(u * rho))
+    delta = P.stored(-lr) * d
+    return delta, P.store(v), P.store(u)
+
+
+SPEC = _core.RuleSpec(rule_cls=rules.Adadelta, state_cls=AdadeltaState, leaf=adadelta_leaf)
+
+
+def adadelta(
+    lr=1.0,
+    rho=0.9,
+    eps=1e-6,
+    weight_decay=0,
+    *,
+    eps_in_sqrt=True,
+    maximize=False,
+) -> optax.GradientTransformation:
+    """Adadelta as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adadelta.
+
+    The updates are the deltas to add (``optax.apply_updates``). ``lr`` may be an optax
+    schedule, evaluated at the step count before the increment (``optax.scale_by_schedule``).
+    ``weight_decay != 0`` needs ``update(grads, state, params)``. With the defaults this is
+    ``optax.adadelta(learning_rate=1.0)``. Invalid values raise ``ValueError``/``TypeError``
+    naming the argument (``rules.Adadelta``).
+    """
+    schedule = lr if callable(lr) else None
+    rule = rules.Adadelta(
+        lr=0.0 if schedule is not None else lr,
+        rho=rho,
+        eps=eps,
+        weight_decay=weight_decay,
+        eps_in_sqrt=eps_in_sqrt,
+        maximize=maximize,
+    )
+    return _core.build_transformation(SPEC, rule, lr=schedule)

@@ -1,0 +1,112 @@
+"""Adagrad (Duchi, Hazan & Singer 2011) as torch.optim.Adagrad computes it, in JAX.
+
+Formula (``t`` = step count after the increment; ``rules.Adagrad``'s docstring)::
+
+    g <- -g                              if maximize
+    g <- g + weight_decay * p            (torch: grad.add(param, alpha=weight_decay))
+    s <- s + g * g                       (torch: state_sum.addcmul_(grad, grad, value=1))
+    std = sqrt(s) + eps                  (torch: state_sum.sqrt().add_(eps))
+        | sqrt(s + eps)                  if eps_in_sqrt (optax's scale_by_rss, the seed tutorial)
+    clr = lr / (1 + (t - 1) * lr_decay)
+    delta = (-clr * g) / std             (torch CPU addcdiv_: p + value * g / std)
+    delta = 0 where s == 0               if mask_zero_accumulator (optax's scale_by_rss)
+    p <- p + delta
+
+Source: torch/optim/adagrad.py ``_single_tensor_adagrad``; optax/_src/transform.py
+``scale_by_rss`` and alias.py ``adagrad`` (the ``optax`` preset: eps 1e-7 in the root,
+s0 = 0.1, masked). Convention: torch.optim's, keyword names and defaults included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import optax
+
+import rules
+
+from . import _core
+
+
+class AdagradState(NamedTuple):
+    """torch.optim.Adagrad's per-parameter state, for a whole tree.
+
+    ``step``: int32 scalar, steps taken so far (torch keeps a float32 tensor per parameter).
+    ``sum``: tree like the params (same dtype per leaf), the sum of squared gradients.
+    """
+
+    step: Any
+    sum: Any
+
+
+def adagrad_leaf(P: _core.Precision, rule: rules.Adagrad, p, g, sum, clr):
+    """One leaf of one step: ``(delta, new_sum)``; ``delta`` in the working dtype, unrounded.
+
+    ``clr`` is this step's ``lr / (1 + (t - 1) * lr_decay)``. Each ``P.rnd`` ends one torch op.
+    """
+    g = _core.prepare_grad(P, rule, p, g)
+    s = P.rnd(g * g + P.up(sum))
+    std = P.root(s, rule.eps, rule.eps_in_sqrt)
+    delta = (P.scalar(-clr) * g) / std
+    if rule.mask_zero_accumulator:
+        delta = jnp.where(s > 0, delta, jnp.zeros_like(delta))
+    return delta, P.store(s)
+
+
+def _clr(rule: rules.Adagrad, lr, count):
+    """``lr / (1 + (t - 1) * lr_decay)`` with ``count = t - 1`` (the pre-increment count).
+
+    torch evaluates it in Python float64; here it is float64 when x64 is enabled, else
+    float32 (then ``clr`` may differ from torch's by an ulp of float32 when lr_decay != 0).
+    """
+    if rule.lr_decay == 0:
+        return lr
+    dt = _core.scalar_dtype()
+    return jnp.asarray(lr, dt) / (_core.unfused(jnp.asarray(count, dt) * rule.lr_decay) + 1)
+
+
+SPEC = _core.RuleSpec(
+    rule_cls=rules.Adagrad,
+    state_cls=AdagradState,
+    leaf=adagrad_leaf,
+    fill=lambda rule, name: rule.initial_accumulator_value,
+    effective_lr=_clr,
+)
+
+
+def adagrad(
+    lr=1e-2,
+    lr_decay=0,
+    weight_decay=0,
+    initial_accumulator_value=0,
+    eps=1e-10,
+    *,
+    eps_in_sqrt=False,
+    maximize=False,
+    mask_zero_accumulator=False,
+) -> optax.GradientTransformation:
+    """Adagrad as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adagrad.
+
+    The updates are the deltas to add (``optax.apply_updates``), so the transformation
+    stands alone or last in an ``optax.chain``. ``lr`` may be an optax schedule (a callable
+    of the step count), evaluated at the count *before* the increment, as
+    ``optax.scale_by_schedule`` does; it is then divided by ``1 + count * lr_decay``.
+    ``weight_decay != 0`` needs ``update(grads, state, params)``.
+
+    ``adagrad(**rules.preset("adagrad", "optax").as_dict())`` reproduces ``optax.adagrad``
+    (eps 1e-7 inside the root, accumulator 0.1, update 0 where the accumulator is 0).
+    Invalid values raise ``ValueError``/``TypeError`` naming the argument (``rules.Adagrad``).
+    """
+    schedule = lr if callable(lr) else None
+    rule = rules.Adagrad(
+        lr=0.0 if schedule is not None else lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        initial_accumulator_value=initial_accumulator_value,
+        eps=eps,
+        eps_in_sqrt=eps_in_sqrt,
+        maximize=maximize,
+        mask_zero_accumulator=mask_zero_accumulator,
+    )
+    return _core.build_transformation(SPEC, rule, lr=schedule)

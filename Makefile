@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --benchmark-skip
 
 bench: $(STAMP)
 	$(PY) -m bench run

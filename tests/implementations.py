@@ -21,7 +21,10 @@ import impl_jax
 import impl_torch
 from tests.reference_libraries import x64
 
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# fp16 is not in the oracle parity suite: with |g| ~ 1e-3, (1 - alpha) * g * g underflows to
+# 0 and eps = 1e-8 rounds to 0, so every implementation divides by zero where the float64
+# oracle does not. impl_torch's own tests run fp16 against fp32 instead.
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 JAX_DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

@@ -1,0 +1,39 @@
+"""``python -m bench {run,report,train} ...`` (see bench/__init__.py)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m bench COMMAND [ARGS...]
+
+commands:
+  run [--full] [-- PYTEST-ARGS]     time the benchmark sweep (pytest --benchmark-only bench/), then report
+  report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
+  train ...                         the training experiment (bench/train.py)
+"""
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        from bench import run
+
+        return run.main(rest)
+    if command == "report":
+        from bench import report
+
+        return report.main(rest)
+    if command == "train":
+        from bench import train  # written separately; imported only when asked for
+
+        return train.main(rest)
+    print(f"python -m bench: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

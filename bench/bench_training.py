@@ -1,0 +1,239 @@
+"""Training throughput on Iris: steps per second of whole training steps (pytest-benchmark).
+
+One benchmark call is one epoch of the tutorial's setting: the linear model (softmax
+regression) on Iris' 120 training samples in mini-batches of 24, i.e. 5 steps of
+gather + forward + cross-entropy + backward + update, with the seed presets
+(``rules.preset(rule, "seed")``). ``extra_info["steps_per_call"]`` (5) lets the report
+turn the median into steps/s. Variants (``extra_info["variant"]``):
+
+- ``torch-tutorial``: the tutorial's eager loop, hand-written in-place updates under
+  ``torch.no_grad`` (``bench/tutorial_torch.py``);
+- ``torch-ours-<impl>``: ``impl_torch.optimizer_for(rule, params, impl=<impl>)`` for each
+  impl in ``impl_torch.IMPLS``, eager ``zero_grad``/``backward``/``step``;
+- ``torch-optim``: ``torch.optim``'s class with the seed's numbers (Adagrad and RMSprop put
+  eps outside the root there: a different rounding of the same cost);
+- ``jax-optax``: optax's transformation inside one jitted function per mini-batch;
+- ``jax-ours-transform``: ``impl_jax.transformation`` the same way;
+- ``jax-ours-step``: a jitted gradient function, then ``impl_jax.make_step(rule)`` (two
+  dispatches per mini-batch);
+- ``jax-ours-scan``: the whole epoch in one jit, ``lax.scan`` over the mini-batches, with
+  ``impl_jax.transformation``.
+
+JAX functions are compiled and warmed up before timing; parameters and optimizer states
+are threaded through the calls (donated where the function donates) and every call ends
+with ``jax.block_until_ready``. Rounds are fixed (``benchmark.pedantic``) to keep the
+suite short. Group: ``training-iris``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+import datasets
+import rules
+from bench import models, tutorial_torch
+from bench.train_runs import batch_order
+
+SCHEMA = 1
+GROUP = "training-iris"
+RULES = ("adagrad", "adadelta", "rmsprop")
+BATCH_SIZE = 24
+ROUNDS = 60
+WARMUP_ROUNDS = 3
+
+
+def _torch_impls() -> tuple[str, ...]:
+    try:
+        import impl_torch
+    except ImportError:  # collected without impl_torch: its variants are not listed
+        return ()
+    return tuple(impl_torch.IMPLS)
+
+
+VARIANTS = (
+    "torch-tutorial",
+    *(f"torch-ours-{impl}" for impl in _torch_impls()),
+    "torch-optim",
+    "jax-optax",
+    "jax-ours-transform",
+    "jax-ours-step",
+    "jax-ours-scan",
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _problem():
+    """Iris (float32), the tutorial's initial weights, one epoch's mini-batches (5 x 24)."""
+    split = datasets.load("iris", seed=0, dtype=np.float32)
+    init = models.init_params("linear", split.n_features, split.n_classes, seed=0, dtype=np.float32)
+    batches = batch_order(len(split.train[1]), BATCH_SIZE, 1, seed=0)[0]
+    assert all(len(b) == BATCH_SIZE for b in batches), "Iris' 120 samples split into equal batches"
+    return split, init, np.stack(batches)
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def _torch_epoch(variant: str, rule):
+    import torch
+
+    from bench import models_torch
+
+    split, init, batches = _problem()
+    X, y = torch.from_numpy(split.train[0]), torch.from_numpy(split.train[1])
+    idx = [torch.from_numpy(b) for b in batches]
+    if variant == "torch-tutorial":
+        W = torch.tensor(init["W"], requires_grad=True)
+        b = torch.tensor(init["b"], requires_grad=True)
+        states = tutorial_torch.init_states(rule, [W, b])
+
+        def epoch():
+            for i in idx:
+                loss = tutorial_torch.linear_step(rule, W, b, states, X[i], y[i])
+            return loss
+
+        return epoch
+    model = models_torch.Model("linear", init)
+    if variant.startswith("torch-ours-"):
+        import impl_torch
+
+        opt = impl_torch.optimizer_for(rule, model.parameters(), impl=variant.removeprefix("torch-ours-"))
+    elif variant == "torch-optim":
+        cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
+               "rmsprop": torch.optim.RMSprop}[rule.name]
+        kw = {"lr": rule.lr, "eps": rule.eps, "foreach": False}
+        if rule.name == "adadelta":
+            kw["rho"] = rule.rho
+        elif rule.name == "rmsprop":
+            kw["alpha"] = rule.alpha
+        opt = cls(model.parameters(), **kw)
+    else:
+        raise ValueError(variant)
+
+    def epoch():
+        for i in idx:
+            opt.zero_grad()
+            loss = models_torch.loss_fn(model(X[i]), y[i])
+            loss.backward()
+            opt.step()
+        return loss
+
+    return epoch
+
+
+# --------------------------------------------------------------------------- jax
+
+
+def _optax(rule):
+    import optax
+
+    if rule.name == "adagrad":
+        return optax.adagrad(rule.lr, initial_accumulator_value=0.0, eps=rule.eps)
+    if rule.name == "adadelta":
+        return optax.adadelta(rule.lr, rho=rule.rho, eps=rule.eps)
+    return optax.rmsprop(rule.lr, decay=rule.alpha, eps=rule.eps)
+
+
+def _jax_epoch(variant: str, rule):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import impl_jax
+    from bench import models_jax
+
+    split, init, batches = _problem()
+    X, y = jnp.asarray(split.train[0]), jnp.asarray(split.train[1])
+    idx = jnp.asarray(batches.astype(np.int32))
+    rows = [idx[k] for k in range(idx.shape[0])]
+    grad_fn = jax.grad(functools.partial(models_jax.loss, "linear"))
+    params = models_jax.to_params("linear", init)
+
+    def one_step(tx, params, opt_state, i):
+        grads = grad_fn(params, X[i], y[i])
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    if variant in ("jax-optax", "jax-ours-transform", "jax-ours-scan"):
+        tx = _optax(rule) if variant == "jax-optax" else impl_jax.transformation(rule)
+        state = {"params": params, "opt": tx.init(params)}
+        if variant == "jax-ours-scan":
+            def scan_epoch(params, opt_state, idx):
+                def body(carry, i):
+                    return one_step(tx, *carry, i), None
+
+                (params, opt_state), _ = jax.lax.scan(body, (params, opt_state), idx)
+                return params, opt_state
+
+            fn = jax.jit(scan_epoch, donate_argnums=(0, 1))
+
+            def epoch():
+                state["params"], state["opt"] = fn(state["params"], state["opt"], idx)
+                return jax.block_until_ready(state["params"])
+        else:
+            fn = jax.jit(functools.partial(one_step, tx), donate_argnums=(0, 1))
+
+            def epoch():
+                p, o = state["params"], state["opt"]
+                for i in rows:
+                    p, o = fn(p, o, i)
+                state["params"], state["opt"] = p, o
+                return jax.block_until_ready(p)
+    elif variant == "jax-ours-step":
+        step = impl_jax.make_step(rule)
+        grads_of = jax.jit(lambda params, i: grad_fn(params, X[i], y[i]))
+        state = {"params": params, "opt": impl_jax.init(rule, params)}
+
+        def epoch():
+            p, o = state["params"], state["opt"]
+            for i in rows:
+                p, o = step(p, o, grads_of(p, i))
+            state["params"], state["opt"] = p, o
+            return jax.block_until_ready(p)
+    else:
+        raise ValueError(variant)
+    return epoch
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("rule_name", RULES)
+def test_training_iris(benchmark, rule_name, variant):
+    import torch
+
+    rule = rules.preset(rule_name, "seed")
+    framework = variant.split("-", 1)[0]
+    epoch = (_torch_epoch if framework == "torch" else _jax_epoch)(variant, rule)
+    for _ in range(2):  # compile (JAX) and allocate states before timing
+        epoch()
+    split, _, batches = _problem()
+    benchmark.group = GROUP
+    benchmark.extra_info.update(
+        adaptbench=SCHEMA,
+        kind="training",
+        dataset="iris",
+        model="linear",
+        rule=rule_name,
+        framework=framework,
+        variant=variant,
+        impl=variant,
+        dtype="float32",
+        batch_size=BATCH_SIZE,
+        steps_per_call=int(batches.shape[0]),
+        samples_per_call=int(batches.size),
+        torch_threads=torch.get_num_threads(),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+    )
+    benchmark.pedantic(epoch, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        benchmark.extra_info["steps_per_s"] = batches.shape[0] / float(stats.stats.median)
+    # It trained: the parameters stayed finite.
+    last = epoch()
+    assert np.all(np.isfinite(np.asarray(last.detach() if hasattr(last, "detach") else last["W"])))

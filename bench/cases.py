@@ -1,0 +1,237 @@
+"""The sweep: which rules, sizes, dtypes, devices and implementations are timed.
+
+Imports neither torch nor jax at module level (``impl_torch`` is imported only to read
+``impl_torch.IMPLS``); the builders live in ``bench/torch_cases.py`` and
+``bench/jax_cases.py``.
+
+Default sweep (``python -m bench run``): fp32; CPU (and CUDA when present); every rule,
+size and implementation. ``ADAPTBENCH_FULL=1`` (``python -m bench run --full``) adds bf16
+and fp64 and turns on jax's x64 mode for the whole session.
+
+Every implementation computes the same update class with the ``torch`` convention's
+hyperparameters (``rules.preset(rule, "torch")``); ``bench/torch_cases.py`` and
+``bench/jax_cases.py`` say how each peer is configured to match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from functools import cached_property
+
+import numpy as np
+
+RULE_NAMES = ("adagrad", "adadelta", "rmsprop")
+CONVENTION = "torch"
+DEVICES = ("cpu", "cuda")
+ITEMSIZE = {"fp32": 4, "bf16": 2, "fp64": 8}
+PROBE_ACCESSES = 3  # a += b: read a, read b, write a
+SEED = 20240611
+
+
+def full_sweep() -> bool:
+    return os.environ.get("ADAPTBENCH_FULL", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def dtypes() -> tuple[str, ...]:
+    return ("fp32", "bf16", "fp64") if full_sweep() else ("fp32",)
+
+
+def _transformer_shapes(d: int = 96, blocks: int = 8, vocab: int = 1024, ctx: int = 64) -> tuple:
+    """100 tensors, 999,360 elements: token and position embeddings, 8 pre-LN GPT blocks, final LN."""
+    shapes = [(vocab, d), (ctx, d)]
+    for _ in range(blocks):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,)]  # ln1, qkv, attention out
+        shapes += [(d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]  # ln2, mlp in, mlp out
+    shapes += [(d,), (d,)]
+    return tuple(shapes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    id: str
+    shapes: tuple
+    note: str
+
+    @property
+    def n(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    @property
+    def n_tensors(self) -> int:
+        return len(self.shapes)
+
+
+SIZES = (
+    Size("iris15", ((4, 3), (3,)), "the tutorial's Iris softmax regression: W [4,3] + b [3]"),
+    Size("1e3", ((1_000,),), "one tensor"),
+    Size("1e5", ((100_000,),), "one tensor"),
+    Size("1e6", ((1_000_000,),), "one tensor"),
+    Size("tfm100", _transformer_shapes(), "100 tensors, ~1e6 elements, shaped like an 8-block GPT (d=96)"),
+    Size("1e7", ((10_000_000,),), "one tensor"),
+)
+SIZE_BY_ID = {s.id: s for s in SIZES}
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    id: str
+    framework: str  # "torch" | "jax"
+    family: str  # "ours" | "peer"
+    variant: str
+    description: str
+
+
+def torch_impl_names() -> tuple[str, ...]:
+    """``impl_torch.IMPLS`` (loop, foreach, fused once it exists); the contract's two if absent."""
+    try:
+        import impl_torch
+    except ModuleNotFoundError as exc:
+        if exc.name != "impl_torch":
+            raise
+        return ("loop", "foreach")
+    return tuple(impl_torch.IMPLS)
+
+
+def impls() -> tuple[Impl, ...]:
+    ours = [
+        Impl(f"ours-torch-{name}", "torch", "ours", name, f"impl_torch.optimizer_for(rule, params, impl={name!r}).step()")
+        for name in torch_impl_names()
+    ]
+    ours += [
+        Impl("ours-jax-step", "jax", "ours", "make_step", "impl_jax.make_step(rule): jitted, params and state donated"),
+        Impl(
+            "ours-jax-optax",
+            "jax",
+            "ours",
+            "transformation",
+            "impl_jax.transformation(rule).update + optax.apply_updates, jitted, params and state donated",
+        ),
+    ]
+    peers = [
+        Impl("torch.optim-loop", "torch", "peer", "foreach=False", "torch.optim.<Rule>(foreach=False).step()"),
+        Impl("torch.optim-foreach", "torch", "peer", "foreach=True", "torch.optim.<Rule>(foreach=True).step()"),
+        Impl("torch.optim-fused", "torch", "peer", "fused=True", "torch.optim.<Rule>(fused=True).step(), where supported"),
+        Impl("optax", "jax", "peer", "optax", "optax.<rule>(matching settings).update + optax.apply_updates, jitted, donated"),
+    ]
+    return tuple(ours + peers)
+
+
+def rule_for(name: str):
+    import rules
+
+    return rules.preset(name, CONVENTION)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    rule: str
+    size: Size
+    dtype: str
+    device: str
+    impl: Impl
+
+    @property
+    def id(self) -> str:
+        return f"{self.rule}-{self.size.id}-{self.dtype}-{self.device}-{self.impl.id}"
+
+    @property
+    def group(self) -> str:
+        return f"{self.rule}-{self.size.id}-{self.dtype}-{self.device}"
+
+    @cached_property
+    def rule_obj(self):
+        return rule_for(self.rule)
+
+    @property
+    def bytes_per_step(self) -> int:
+        return self.rule_obj.accesses_per_element * ITEMSIZE[self.dtype] * self.size.n
+
+    @property
+    def arrays(self) -> int:
+        """Distinct n-element arrays one step touches: p, g and each state tensor."""
+        return 2 + len(self.rule_obj.state_names)
+
+    @property
+    def working_set_bytes(self) -> int:
+        return self.arrays * ITEMSIZE[self.dtype] * self.size.n
+
+
+def probe_elements(n: int, arrays: int) -> int:
+    """Elements of each of the probe's two arrays so that its working set (a and b) equals
+    that of a step over ``n`` elements touching ``arrays`` arrays: ``ceil(n * arrays / 2)``."""
+    return -(-n * arrays // 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSpec:
+    """``a += b`` sized to the working set of the steps over ``size`` that touch ``arrays`` arrays."""
+
+    size: Size
+    dtype: str
+    device: str
+    framework: str
+    arrays: int = 3
+
+    @property
+    def id(self) -> str:
+        return f"probe-{self.size.id}-{self.dtype}-{self.device}-ws{self.arrays}-{self.framework}"
+
+    @property
+    def group(self) -> str:
+        return f"probe-{self.size.id}-{self.dtype}-{self.device}"
+
+    @property
+    def elements(self) -> int:
+        return probe_elements(self.size.n, self.arrays)
+
+    @property
+    def bytes_per_call(self) -> int:
+        return PROBE_ACCESSES * ITEMSIZE[self.dtype] * self.elements
+
+    @property
+    def working_set_bytes(self) -> int:
+        return 2 * ITEMSIZE[self.dtype] * self.elements
+
+
+def working_set_arrays() -> tuple[int, ...]:
+    """The distinct working-set multiples of the swept rules (Adagrad/RMSprop 3, Adadelta 4)."""
+    return tuple(sorted({2 + len(rule_for(r).state_names) for r in RULE_NAMES}))
+
+
+def step_specs() -> list[StepSpec]:
+    return [
+        StepSpec(rule, size, dtype, device, impl)
+        for device in DEVICES
+        for dtype in dtypes()
+        for size in SIZES
+        for rule in RULE_NAMES
+        for impl in impls()
+    ]
+
+
+def probe_specs() -> list[ProbeSpec]:
+    return [
+        ProbeSpec(size, dtype, device, framework, arrays)
+        for device in DEVICES
+        for dtype in dtypes()
+        for size in SIZES
+        for arrays in working_set_arrays()
+        for framework in ("torch", "jax")
+    ]
+
+
+_host_cache: dict = {}
+
+
+def host_data(size: Size) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Seeded float32 params and grads for ``size``, generated once in NumPy and copied into
+    every framework (DESIGN.md). Only the latest size is cached (the sweep runs size by size)."""
+    if size.id not in _host_cache:
+        _host_cache.clear()
+        rng = np.random.default_rng([SEED, SIZES.index(size)])
+        params = [rng.standard_normal(s, dtype=np.float32) for s in size.shapes]
+        grads = [rng.standard_normal(s, dtype=np.float32) for s in size.shapes]
+        _host_cache[size.id] = (params, grads)
+    return _host_cache[size.id]

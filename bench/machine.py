@@ -1,0 +1,282 @@
+"""What machine a benchmark ran on, and the thread settings it ran under.
+
+``collect()`` gathers the metadata that ``bench/conftest.py`` stores under
+``machine_info["adaptbench"]`` in every pytest-benchmark JSON; ``slug()`` derives the
+``results/<machine>/`` folder name from it; ``configure_threads()`` gives torch and XLA the
+same intra-op thread count before anything is timed.
+
+Thread policy (DESIGN.md: "same thread count for both frameworks"): one thread each by
+default. torch parallelises elementwise kernels over ``torch.get_num_threads()`` threads,
+while XLA:CPU runs an elementwise fusion such as an optimizer step on one thread whatever
+its flags say (measured with jaxlib 0.10.2: process CPU time / wall time = 1.0 for a
+jitted ``a + b`` at 1e7 elements, with and without ``--xla_cpu_multi_thread_eigen``). One
+thread is therefore the only count both frameworks honour. ``ADAPTBENCH_THREADS=N``
+overrides it (torch uses N, Eigen's pool is enabled with N threads); every benchmark then
+records the CPU utilisation it actually achieved, so an unequal split is visible.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_THREADS = 1
+_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE", "ADAPTBENCH_")
+_PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib")
+
+# What configure_threads() did, for collect() to record.
+_thread_setup: dict = {}
+
+
+def requested_threads() -> int:
+    """The intra-op thread count to use: ``ADAPTBENCH_THREADS`` or 1."""
+    raw = os.environ.get("ADAPTBENCH_THREADS", "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"ADAPTBENCH_THREADS must be a positive integer, got {raw!r}") from None
+    if n < 1:
+        raise ValueError(f"ADAPTBENCH_THREADS must be a positive integer, got {raw!r}")
+    return n
+
+
+def _jax_backend_initialised() -> bool | None:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(getattr(xla_bridge, "_backends", {}))
+    except Exception:  # private API moved: unknown
+        return None
+
+
+def configure_threads(n: int | None = None) -> dict:
+    """Give torch and XLA ``n`` intra-op threads (default ``requested_threads()``).
+
+    Appends ``--xla_cpu_multi_thread_eigen`` and ``intra_op_parallelism_threads`` to
+    ``XLA_FLAGS`` unless the user already set them, and calls ``torch.set_num_threads``.
+    XLA reads its flags when its CPU backend starts, so call this before any jax array
+    exists; whether that held is recorded (``xla_flags_applied``).
+    """
+    n = requested_threads() if n is None else int(n)
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    if not any("xla_cpu_multi_thread_eigen" in f for f in flags):
+        flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
+    if not any("intra_op_parallelism_threads" in f for f in flags):
+        flags.append(f"intra_op_parallelism_threads={n}")
+    applied = not _jax_backend_initialised()
+    os.environ["XLA_FLAGS"] = " ".join(flags)
+    import torch
+
+    torch.set_num_threads(n)
+    _thread_setup.clear()
+    _thread_setup.update(requested=n, xla_flags=os.environ["XLA_FLAGS"], xla_flags_applied=applied)
+    return dict(_thread_setup)
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.lower().startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def core_counts() -> dict:
+    logical = os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = logical
+    physical = set()
+    phys_id = core_id = None
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            phys_id = value.strip()
+        elif key == "core id":
+            core_id = value.strip()
+        elif not line.strip():
+            if core_id is not None:
+                physical.add((phys_id, core_id))
+            phys_id = core_id = None
+    if core_id is not None:
+        physical.add((phys_id, core_id))
+    return {"logical": logical, "usable": usable, "physical": len(physical) or logical}
+
+
+def _parse_size(text: str) -> int | None:
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text or "", re.IGNORECASE)
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2).upper()]
+
+
+def cpu_caches() -> dict:
+    """Cache sizes of cpu0 by level, in bytes (per instance): {"L1d": ..., "L2": ..., "L3": ...}."""
+    caches = {}
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    for index in sorted(base.glob("index*")) if base.exists() else ():
+        level = (_read(index / "level") or "").strip()
+        kind = (_read(index / "type") or "").strip()
+        size = _parse_size(_read(index / "size") or "")
+        if not level or size is None or kind == "Instruction":
+            continue
+        name = f"L{level}" + ("d" if kind == "Data" else "")
+        caches[name] = size
+    return caches
+
+
+def last_level_cache_bytes() -> int | None:
+    """The largest CPU cache (L3 here: 32 MiB), the bound for ``cache_resident`` on CPU."""
+    caches = cpu_caches()
+    return max(caches.values()) if caches else None
+
+
+def gpu_l2_bytes() -> int | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)) or None
+    except Exception:
+        pass
+    return None
+
+
+def cache_bytes(device: str) -> int | None:
+    return gpu_l2_bytes() if device == "cuda" else last_level_cache_bytes()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_info() -> dict:
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def env_vars() -> dict:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)}
+
+
+def torch_info() -> dict:
+    import torch
+
+    info = {
+        "num_threads": torch.get_num_threads(),
+        "num_interop_threads": torch.get_num_interop_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_version": torch.version.cuda,
+        "gpus": [],
+    }
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            prop = torch.cuda.get_device_properties(i)
+            info["gpus"].append(
+                {
+                    "name": prop.name,
+                    "memory_bytes": int(prop.total_memory),
+                    "l2_cache_bytes": int(getattr(prop, "L2_cache_size", 0)) or None,
+                    "capability": f"{prop.major}.{prop.minor}",
+                }
+            )
+    return info
+
+
+def jax_info() -> dict:
+    import jax
+
+    devices = []
+    for d in jax.devices():
+        entry = {"platform": d.platform, "kind": getattr(d, "device_kind", None)}
+        try:
+            stats = d.memory_stats() or {}
+            entry["memory_bytes"] = stats.get("bytes_limit")
+        except Exception:
+            entry["memory_bytes"] = None
+        devices.append(entry)
+    return {
+        "backend": jax.default_backend(),
+        "devices": devices,
+        "x64": bool(jax.config.jax_enable_x64),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def collect() -> dict:
+    """Everything a results file needs to say where and how it was measured."""
+    info = {
+        "cpu_model": cpu_model(),
+        "cores": core_counts(),
+        "caches": cpu_caches(),
+        "platform": platform.platform(),
+        "versions": versions(),
+        "git": git_info(),
+        "env": env_vars(),
+        "threads": dict(_thread_setup) or {"requested": None, "note": "configure_threads() not called"},
+    }
+    try:
+        info["torch"] = torch_info()
+    except Exception as exc:  # keep the JSON even if a framework is broken
+        info["torch"] = {"error": repr(exc)}
+    try:
+        info["jax"] = jax_info()
+    except Exception as exc:
+        info["jax"] = {"error": repr(exc)}
+    gpus = [g["name"] for g in info["torch"].get("gpus", [])]
+    if not gpus:
+        gpus = [d["kind"] for d in info["jax"].get("devices", []) if d.get("platform") == "gpu"]
+    info["gpus"] = gpus
+    return info
+
+
+def _slugify(text: str) -> str:
+    text = re.sub(r"\((?:R|TM)\)|\bCPU\b|\bProcessor\b|@.*$", " ", text, flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def slug(info: dict) -> str:
+    """``results/`` folder name: the GPU's name when there is one, else CPU model and cores.
+
+    e.g. ``gpu-nvidia-h100-80gb-hbm3`` or ``cpu-amd-epyc-2c``.
+    """
+    gpus = info.get("gpus") or []
+    if gpus:
+        return "gpu-" + _slugify(str(gpus[0])) + (f"-x{len(gpus)}" if len(gpus) > 1 else "")
+    cores = (info.get("cores") or {}).get("usable") or (info.get("cores") or {}).get("logical") or 0
+    return f"cpu-{_slugify(str(info.get('cpu_model') or 'unknown'))}-{cores}c"

@@ -1,0 +1,128 @@
+"""Build a warmed-up, synchronised one-step callable for a torch implementation.
+
+Ours (``impl_torch.optimizer_for(rule, params, impl=...)``) and the peers
+(``torch.optim.Adagrad/Adadelta/RMSprop`` with ``foreach=False``, ``foreach=True`` or
+``fused=True``) are all timed through ``Optimizer.step()`` with ``p.grad`` set, so both
+sides pay the same Python-level optimizer overhead. torch.optim gets the rule's torch
+keywords (the ``torch`` convention: torch.optim's defaults), i.e. exactly the update our
+implementations compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import pytest
+
+from . import cases
+
+WARMUP_STEPS = 3
+_TORCH_KEYS = {
+    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"),
+    "adadelta": ("lr", "rho", "eps", "weight_decay", "maximize"),
+    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+}
+_CLASS = {"adagrad": "Adagrad", "adadelta": "Adadelta", "rmsprop": "RMSprop"}
+# (impl id, rule, dtype, device) -> reason it cannot run, or None. "Check by trying once."
+_unsupported: dict[tuple, str | None] = {}
+
+
+@dataclasses.dataclass
+class Case:
+    fn: Callable[[], object]
+    settings: dict
+    notes: dict = dataclasses.field(default_factory=dict)
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}[dtype]
+
+
+def require_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+
+def synchroniser(device: str) -> Callable[[], None]:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def torch_optim_kwargs(rule) -> dict:
+    """The torch.optim keywords for a rules object (torch convention; eps outside the root for
+    Adagrad/RMSprop and inside both roots for Adadelta, which is what torch.optim does)."""
+    if rule.name != "adadelta" and rule.eps_in_sqrt:
+        raise ValueError(f"torch.optim.{_CLASS[rule.name]} puts eps outside the root; got eps_in_sqrt=True")
+    if getattr(rule, "mask_zero_accumulator", False):
+        raise ValueError("torch.optim.Adagrad has no mask_zero_accumulator")
+    if rule.name == "adadelta" and not rule.eps_in_sqrt:
+        raise ValueError("torch.optim.Adadelta puts eps inside the roots; got eps_in_sqrt=False")
+    d = rule.as_dict()
+    return {k: d[k] for k in _TORCH_KEYS[rule.name]}
+
+
+def tensors(size: cases.Size, dtype: str, device: str):
+    import torch
+
+    params_np, grads_np = cases.host_data(size)
+    dt = torch_dtype(dtype)
+    params = [torch.nn.Parameter(torch.tensor(a, dtype=dt, device=device)) for a in params_np]
+    for p, g in zip(params, grads_np):
+        p.grad = torch.tensor(g, dtype=dt, device=device)
+    return params
+
+
+def _optimizer(spec: cases.StepSpec, params):
+    import torch
+
+    rule = spec.rule_obj
+    impl = spec.impl
+    if impl.family == "ours":
+        try:
+            import impl_torch
+        except ModuleNotFoundError as exc:
+            if exc.name != "impl_torch":
+                raise
+            pytest.skip("impl_torch is not written yet")
+        return impl_torch.optimizer_for(rule, params, impl=impl.variant), {"impl": impl.variant, **rule.as_dict()}
+    kwargs = torch_optim_kwargs(rule)
+    key, _, value = impl.variant.partition("=")
+    kwargs[key] = value == "True"
+    cls = getattr(torch.optim, _CLASS[rule.name])
+    return cls(params, **kwargs), {"class": f"torch.optim.{cls.__name__}", **kwargs}
+
+
+def build(spec: cases.StepSpec) -> Case:
+    """A callable that makes one step and waits for it; compiled/warmed up already."""
+    require_device(spec.device)
+    key = (spec.impl.id, spec.rule, spec.dtype, spec.device)
+    may_be_unsupported = spec.impl.variant in ("fused", "fused=True")
+    if not _unsupported.get(key):
+        params = tensors(spec.size, spec.dtype, spec.device)
+        sync = synchroniser(spec.device)
+        try:
+            opt, settings = _optimizer(spec, params)
+            step = opt.step
+
+            def fn():
+                step()
+                sync()
+
+            for _ in range(WARMUP_STEPS):
+                fn()
+            _unsupported[key] = None
+            return Case(fn, settings, {"optimizer": type(opt).__module__ + "." + type(opt).__qualname__})
+        except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
+            if not may_be_unsupported:
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _unsupported[key] = f"{spec.impl.id} unsupported for {spec.rule}/{spec.dtype}/{spec.device}: {reason}"
+    pytest.skip(_unsupported[key])

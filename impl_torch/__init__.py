@@ -3,7 +3,8 @@
 Imports ``rules`` and ``torch`` only (never JAX). The per-rule math is written once
 (``adagrad.py``, ``adadelta.py``, ``rmsprop.py``) against an ops namespace (``ops.py``):
 the ``"loop"`` impl runs it per tensor (torch.optim's ``foreach=False``), ``"foreach"`` per
-(device, dtype) group with ``torch._foreach_*`` (``foreach=True``).
+(device, dtype) group with ``torch._foreach_*`` (``foreach=True``), ``"fused"`` per tensor
+through ``torch.compile``, one pass over memory (``fused.py``; ``fused=True``).
 
 - ``init_state(rule, param) -> dict`` and ``step(rule, params, grads, states, impl="loop")``:
   the functional API (``functional.py``).

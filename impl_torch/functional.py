@@ -8,7 +8,10 @@
 - ``step(rule, params, grads, states, impl="loop")`` updates ``params`` and ``states`` in
   place. ``"loop"`` calls the rule's math once per tensor with ``TensorOps``
   (torch.optim's ``foreach=False``); ``"foreach"`` groups the tensors by (device, dtype)
-  and calls it once per group with ``ForeachOps`` (torch.optim's ``foreach=True``).
+  and calls it once per group with ``ForeachOps`` (torch.optim's ``foreach=True``);
+  ``"fused"`` runs the same math per tensor through ``torch.compile`` (``fused.py``), one
+  pass over memory per tensor, and raises ``RuntimeError`` where torch.compile is
+  unavailable (never a silent fall-back).
 
 Every argument is checked before anything is modified; a mismatch raises ``ValueError``
 (shape, device, length, missing state) or ``TypeError`` (dtype, complex, sparse, not a
@@ -179,7 +182,15 @@ def _foreach(rule, params, grads, states) -> None:
         update(ForeachOps, rule, [params[i] for i in idx], [grads[i] for i in idx], state)
 
 
-_IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach}
+def _fused(rule, params, grads, states) -> None:
+    """One pass over memory per tensor: the same math through ``torch.compile``
+    (``fused.py``); ``RuntimeError`` where torch.compile is unavailable."""
+    from . import fused
+
+    fused.fused_step(rule, params, grads, states)
+
+
+_IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach, "fused": _fused}
 
 
 class _ImplNames(Sequence):
@@ -206,7 +217,7 @@ class _ImplNames(Sequence):
         return repr(tuple(self))
 
 
-#: The available impl names, ("loop", "foreach") plus any registered later.
+#: The available impl names, ("loop", "foreach", "fused") plus any registered later.
 IMPLS = _ImplNames()
 
 

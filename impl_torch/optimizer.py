@@ -9,11 +9,13 @@ Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only e
   or a registered name (``impl_torch.IMPLS``); None picks from ``foreach``/``fused`` and
   otherwise ``"foreach"``;
 - Adadelta and RMSprop also take ``fused`` (torch.optim's Adagrad has it, the others do
-  not), so a fused impl, once registered as ``"fused"``, serves all three.
+  not): ``fused=True`` selects the ``"fused"`` impl (``impl_torch/fused.py``, torch.compile)
+  for all three, and raises ``RuntimeError`` at construction where torch.compile is
+  unavailable.
 
 torch.optim keywords map as follows: ``foreach=True/False`` -> impl ``"foreach"``/``"loop"``
 (an explicit ``impl`` that disagrees is a ``ValueError``); ``maximize`` goes into the rule;
-``fused=True`` needs a registered ``"fused"`` impl (``ValueError`` until one exists);
+``fused=True`` -> impl ``"fused"``;
 ``capturable=True`` and ``differentiable=True`` are refused (``ValueError``); False/None
 are accepted. Every param group builds and validates its ``rules`` object, when it is
 added (constructor and ``add_param_group``) and again at each step (so LR schedulers that
@@ -49,7 +51,18 @@ _FLAG_KEYS = ("foreach", "fused", "capturable", "differentiable", "impl")
 
 
 def _resolve(rule_class, values: tuple, flags: tuple):
-    """(rule, impl name) for one param group, or a ValueError/TypeError naming the key."""
+    """(rule, impl name) for one param group, or a ValueError/TypeError naming the key;
+    ``RuntimeError`` naming the reason when the impl is ``"fused"`` and torch.compile is
+    unavailable here (checked at construction, never a silent fall-back)."""
+    rule, impl = _resolve_names(rule_class, values, flags)
+    if impl == "fused":
+        from . import fused as _fused
+
+        _fused.check_available()
+    return rule, impl
+
+
+def _resolve_names(rule_class, values: tuple, flags: tuple):
     fields = _rule_fields(rule_class)
     rule = rule_class(**dict(zip(fields, values)))
     foreach, fused, capturable, differentiable, impl = flags

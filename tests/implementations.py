@@ -118,16 +118,39 @@ class Implementation:
     dtypes: tuple[str, ...]
 
 
+# impl "fused" compiles one graph per rule configuration and dtype (torch.compile, about
+# 1 s each with Inductor's cache warm, several seconds cold): over the whole parity grid it
+# ran 6m43s for float64/float32/bfloat16 + strided float32, so it runs here for float32 and
+# float64, contiguous only (tests/test_torch_fused.py covers a strided case), and is left
+# out where torch.compile is unavailable (impl_torch.fused.unavailable_reason()).
+_FUSED_DTYPES = ("float64", "float32")
+
+
+def _torch_impls():
+    for impl in impl_torch.IMPLS:
+        if impl == "fused":
+            from impl_torch import fused
+
+            if fused.unavailable_reason() is not None:
+                continue
+        yield impl
+
+
 IMPLEMENTATIONS = [
     *(
-        Implementation(f"torch-{impl}", lambda r, p, d, impl=impl: TorchRun(impl, False, r, p, d), tuple(TORCH_DTYPES))
-        for impl in impl_torch.IMPLS
+        Implementation(
+            f"torch-{impl}",
+            lambda r, p, d, impl=impl: TorchRun(impl, False, r, p, d),
+            _FUSED_DTYPES if impl == "fused" else tuple(TORCH_DTYPES),
+        )
+        for impl in _torch_impls()
     ),
     *(
         Implementation(
             f"torch-{impl}-strided", lambda r, p, d, impl=impl: TorchRun(impl, True, r, p, d), ("float32",)
         )
-        for impl in impl_torch.IMPLS
+        for impl in _torch_impls()
+        if impl != "fused"
     ),
     Implementation("jax-make_step", lambda r, p, d: JaxRun("make_step", r, p, d), tuple(JAX_DTYPES)),
     Implementation("jax-transformation", lambda r, p, d: JaxRun("transformation", r, p, d), tuple(JAX_DTYPES)),

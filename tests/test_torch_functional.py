@@ -85,8 +85,8 @@ def test_init_state_refuses():
 
 
 def test_impls_listed():
-    assert impl_torch.IMPLS == ("loop", "foreach")
-    assert "loop" in impl_torch.IMPLS and list(impl_torch.IMPLS) == ["loop", "foreach"]
+    assert impl_torch.IMPLS == ("loop", "foreach", "fused")
+    assert "loop" in impl_torch.IMPLS and list(impl_torch.IMPLS) == ["loop", "foreach", "fused"]
     assert impl_torch.DEFAULT_IMPL in impl_torch.IMPLS
 
 
@@ -278,7 +278,7 @@ def test_bad_rule_impl_and_containers():
     with pytest.raises(TypeError, match="rule must be"):
         impl_torch.step({"lr": 0.1}, params, grads, states)
     with pytest.raises(ValueError, match="impl must be one of"):
-        impl_torch.step(rule, params, grads, states, impl="fused")
+        impl_torch.step(rule, params, grads, states, impl="fast")
     with pytest.raises(TypeError, match="sequences"):
         impl_torch.step(rule, params[0], grads[0], states[0])
 
@@ -303,7 +303,7 @@ def test_register_impl(monkeypatch):
     monkeypatch.setattr(functional, "_IMPL_TABLE", dict(functional._IMPL_TABLE))
     seen = []
     impl_torch.register_impl("spy", lambda *args: seen.append(args))
-    assert impl_torch.IMPLS == ("loop", "foreach", "spy")
+    assert impl_torch.IMPLS == ("loop", "foreach", "fused", "spy")
     rule, params, grads, states = _valid()
     impl_torch.step(rule, params, grads, states, impl="spy")
     assert len(seen) == 1 and seen[0][0] is rule

@@ -1,0 +1,238 @@
+"""The ``"fused"`` impl: one pass over memory per tensor, via ``torch.compile``.
+
+The rule's math is NOT written again here: each tensor's step calls the same
+``update(ops, rule, param, grad, state)`` as ``"loop"`` (``adagrad.py``, ``adadelta.py``,
+``rmsprop.py``), traced by TorchDynamo and lowered by Inductor into one elementwise kernel
+(vectorised C++/OpenMP on a CPU, Triton on CUDA) that reads ``p``, ``g`` and each state
+tensor once and writes ``p`` and each state once (fp32 Adagrad/RMSprop: 20 B per element,
+Adadelta 28 B), where the eager loop makes several passes with temporaries.
+
+How the trace is made to stay valid across steps (no recompilation when ``lr`` changes or
+the step advances):
+
+- ``_CompiledOps`` is ``TensorOps`` with the step count kept a tensor: ``values(step)``
+  returns the step as a float64 0-dim tensor (not ``.item()``), so Adagrad's
+  ``clr = lr / (1 + (t-1)*lr_decay)`` is computed inside the graph in float64, as the loop
+  computes it in Python floats, and cast to the working dtype where it meets the tensors,
+  as the loop's scalar argument is.
+- ``lr`` is passed in as a float64 0-dim CPU tensor (``_RuleView`` is the rule with ``lr``
+  replaced by it); every other hyperparameter is a compile-time constant, so a compiled
+  function exists per rule configuration with ``lr`` left out (``_key``). ``lr`` and
+  ``clr`` reach the in-place ops as tensors, for which ``_CompiledOps`` spells
+  ``add_(x, y, alpha=a)`` as ``x += y * a`` and ``addcdiv_(x, a, b, value=v)`` as
+  ``x += (v * a) / b`` (the CPU kernel's order).
+- Each (configuration, dtype, device type, step dtype) gets its own copy of the code object
+  (``_fresh_function``), so that Dynamo's per-code-object cache
+  (``torch._dynamo.config.recompile_limit``, 8) is not shared by all of them.
+- Shapes: contiguous tensors are stepped as flat 1-D views and compiled with
+  ``dynamic=True``: one graph per (configuration, dtype, device, step dtype) covers every
+  size >= 2 (size 1, i.e. scalars, is specialised by Dynamo: a second graph). Non-contiguous
+  tensors are passed as they are (Dynamo guards on their strides: a graph per layout).
+
+Bitwise agreement with ``"loop"`` is not expected (Inductor may contract to FMAs and uses
+its own vectorised ``sqrt``/division); agreement is within ``rules.tolerance`` (see
+tests/test_torch_fused.py for the measured ulps).
+
+Availability: ``check_available()`` raises ``RuntimeError`` naming the reason when
+``torch.compile`` cannot be used here (no working Dynamo on this Python/platform, no C++
+compiler for Inductor's CPU backend). The optimizer classes call it at construction when
+``fused`` is selected; the functional ``step(..., impl="fused")`` calls it on every call.
+There is no silent fall-back to an eager impl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import sys
+import types
+
+import torch
+from torch import Tensor
+
+from .ops import TensorOps
+
+__all__ = ["check_available", "fused_step", "compiled_count", "unavailable_reason"]
+
+
+def _is_one(v) -> bool:
+    return type(v) is int and v == 1
+
+
+class _CompiledOps(TensorOps):
+    """``TensorOps`` for tracing: the step stays a tensor, and ``lr``/``clr`` (0-dim float64
+    tensors) are used as operands of tensor arithmetic rather than as the
+    ``alpha=``/``value=`` keyword scalars of the in-place kernels (which take Python
+    numbers only); they are cast to the working dtype first, as the kernels cast their
+    scalar argument. The spelled-out forms keep the CPU kernels' order: ``add(x, y, alpha=a)`` is ``x + a*y``,
+    ``addcmul(x, a, b, value=v)`` ``x + (v*a)*b``, ``addcdiv(x, a, b, value=v)``
+    ``x + (v*a)/b`` and ``lerp(x, y, w)`` ``x + w*(y-x)`` for ``|w| < 0.5``, else
+    ``y - (y-x)*(1-w)``."""
+
+    @staticmethod
+    def values(step: Tensor) -> Tensor:
+        # float64, like the loop's Python float (step.item() of float32/float64 is exact).
+        return step.to(torch.float64)
+
+    @staticmethod
+    def _scalar(v, like: Tensor):
+        return v.to(like.dtype) if isinstance(v, Tensor) else v
+
+    @staticmethod
+    def add(x: Tensor, other, alpha: float = 1) -> Tensor:
+        if not isinstance(other, Tensor):
+            return x + other
+        if _is_one(alpha):
+            return x + other
+        return x + other * _CompiledOps._scalar(alpha, x)
+
+    @staticmethod
+    def add_(x: Tensor, other, alpha: float = 1) -> Tensor:
+        return x.copy_(_CompiledOps.add(x, other, alpha))
+
+    @staticmethod
+    def mul(x: Tensor, other) -> Tensor:
+        return x * _CompiledOps._scalar(other, x)
+
+    @staticmethod
+    def mul_(x: Tensor, other) -> Tensor:
+        return x.copy_(x * _CompiledOps._scalar(other, x))
+
+    @staticmethod
+    def addcmul(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if _is_one(value):
+            return x + a * b
+        return x + (a * _CompiledOps._scalar(value, x)) * b
+
+    @staticmethod
+    def addcmul_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        return x.copy_(_CompiledOps.addcmul(x, a, b, value))
+
+    @staticmethod
+    def addcdiv_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if _is_one(value):
+            return x.copy_(x + a / b)
+        return x.copy_(x + (a * _CompiledOps._scalar(value, x)) / b)
+
+    @staticmethod
+    def lerp_(x: Tensor, end: Tensor, weight: float) -> Tensor:
+        if abs(weight) < 0.5:
+            return x.copy_(x + (end - x) * weight)
+        return x.copy_(end - (end - x) * (1 - weight))
+
+
+class _RuleView:
+    """The rule's fields as attributes, with ``lr`` a tensor (built inside the trace)."""
+
+    def __init__(self, fields: dict, lr: Tensor):
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.lr = lr
+
+
+# --- availability ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> str | None:
+    """None when torch.compile works here, else the reason it does not."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the platform
+        return f"torch._dynamo cannot be imported ({type(exc).__name__}: {exc})"
+    if hasattr(torch._dynamo, "is_dynamo_supported"):
+        try:
+            torch._dynamo.is_dynamo_supported()
+        except Exception as exc:
+            return f"torch.compile is not supported on this platform/Python {sys.version.split()[0]} ({exc})"
+    if sys.platform == "win32":
+        return "torch.compile's Inductor CPU backend is not supported on Windows by this impl"
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None and shutil.which("c++") is None and shutil.which("clang++") is None:
+        return (
+            f"no C++ compiler found ({cxx!r}, 'c++', 'clang++' not on PATH); Inductor needs one "
+            f"to generate the CPU kernels"
+        )
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why ``impl="fused"`` cannot run here, or None when it can."""
+    return _probe()
+
+
+def check_available() -> None:
+    """``RuntimeError`` naming the reason unless ``impl="fused"`` can run here."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"impl='fused' (torch.compile) is unavailable: {reason}")
+
+
+# --- compiled step per configuration -----------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def compiled_count() -> int:
+    """How many compiled step functions (configurations) exist."""
+    return len(_COMPILED)
+
+
+def _fresh_function(fn, name: str):
+    code = fn.__code__.replace(co_name=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _make(full_key):
+    from .functional import UPDATES
+
+    consts = dict(full_key[0])
+    update = UPDATES[consts["name"]]
+    names = consts["state_names"]
+
+    def one_step(p, g, step, lr, *state_tensors):
+        rule = _RuleView(consts, lr)
+        state = {"step": step}
+        for n, t in zip(names, state_tensors):
+            state[n] = t
+        update(_CompiledOps, rule, p, g, state)
+
+    fn = _fresh_function(one_step, f"fused_{consts['name']}_{len(_COMPILED)}")
+    return torch.compile(fn, dynamic=True, fullgraph=True)
+
+
+def _key(rule) -> tuple:
+    """The compile key: every field but ``lr`` (passed as a tensor), plus the rule's name."""
+    fields = dataclasses.asdict(rule)
+    fields.pop("lr")
+    fields["name"] = rule.name
+    fields["state_names"] = tuple(rule.state_names)
+    return tuple(sorted(fields.items()))
+
+
+def _get(key):
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = _COMPILED[key] = _make(key)
+    return fn
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.view(-1)
+
+
+def fused_step(rule, params, grads, states) -> None:
+    """The ``"fused"`` impl: ``fn(rule, params, grads, states)`` for the dispatch table."""
+    check_available()
+    key = _key(rule)
+    names = rule.state_names
+    lr = torch.tensor(float(rule.lr), dtype=torch.float64)
+    for p, g, s in zip(params, grads, states):
+        # one compiled function (own Dynamo cache) per configuration, dtype and device
+        fn = _get((key, p.dtype, p.device.type, s["step"].dtype))
+        tensors = [p, g] + [s[n] for n in names]
+        if all(t.is_contiguous() for t in tensors):
+            tensors = [_flat(t) for t in tensors]
+        fn(tensors[0], tensors[1], s["step"], lr, *tensors[2:])

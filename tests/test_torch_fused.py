@@ -1,0 +1,127 @@
+"""impl="fused" (impl_torch/fused.py): torch.compile of the same per-rule math.
+
+Kept small on purpose: each rule configuration compiles one graph (a few seconds cold,
+about 1 s with Inductor's on-disk cache warm), so a few configurations, small shapes and
+many steps per compiled graph.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import impl_torch
+import rules
+from impl_torch import functional, fused, optimizer
+
+pytestmark = pytest.mark.skipif(
+    fused.unavailable_reason() is not None, reason=f"torch.compile unavailable: {fused.unavailable_reason()}"
+)
+
+CONFIGS = [
+    ("adagrad", "torch", {"lr_decay": 0.5, "weight_decay": 0.1, "maximize": True}),
+    ("adagrad", "optax", {}),  # eps inside the root, s0 = 0.1, masked update
+    ("adadelta", "torch", {"weight_decay": 0.1, "eps_in_sqrt": False}),
+    ("rmsprop", "torch", {"centered": True, "momentum": 0.5, "weight_decay": 0.01}),
+    ("rmsprop", "seed", {"maximize": True}),  # eps inside the root
+]
+STEPS = 8
+
+
+def _agree(actual, expected, old, dtype):
+    tol = rules.tolerance(dtype)
+    scale = torch.maximum(torch.maximum(expected.abs(), old.abs()), (expected - old).abs())
+    bound = tol.rtol * scale + tol.atol * expected.abs().max().clamp_min(1e-30)
+    assert torch.all((actual - expected).abs() <= bound), (actual - expected).abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name, convention, overrides", CONFIGS, ids=lambda v: v if isinstance(v, str) else None)
+def test_fused_agrees_with_loop_after_every_step(name, convention, overrides, dtype):
+    rule = rules.preset(name, convention).replace(**overrides)
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (3,), ()]
+    ref = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in shapes]
+    ref_states = [impl_torch.init_state(rule, p) for p in ref]
+    for _ in range(STEPS):
+        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype) for p in ref]
+        # re-synchronise: fused starts each step from the loop's params and state
+        params = [p.clone() for p in ref]
+        states = [{k: v.clone() for k, v in s.items()} for s in ref_states]
+        old = [p.clone() for p in ref]
+        impl_torch.step(rule, ref, grads, ref_states, impl="loop")
+        impl_torch.step(rule, params, grads, states, impl="fused")
+        for p, e, o, s, es in zip(params, ref, old, states, ref_states):
+            _agree(p, e, o, dtype)
+            assert s["step"].item() == es["step"].item()
+            for n in rule.state_names:
+                _agree(s[n], es[n], es[n], dtype)
+
+
+def _graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_no_recompile_when_lr_changes_or_steps_advance():
+    rule = rules.preset("adagrad", "torch").replace(lr_decay=0.25, weight_decay=0.05)
+    p = torch.randn(64)
+    state = impl_torch.init_state(rule, p)
+    impl_torch.step(rule, [p], [torch.randn(64)], [state], impl="fused")  # compiles
+    before = _graphs()
+    for i in range(10):
+        lr_rule = rule.replace(lr=0.01 * (i + 1))
+        impl_torch.step(lr_rule, [p], [torch.randn(64)], [state], impl="fused")
+    # a different size of the same rank is covered by the dynamic-shape graph
+    q = torch.randn(100)
+    impl_torch.step(rule, [q], [torch.randn(100)], [impl_torch.init_state(rule, q)], impl="fused")
+    assert _graphs() == before
+    assert state["step"].item() == 11
+
+
+def test_fused_keyword_selects_fused_and_steps():
+    for cls in (impl_torch.Adagrad, impl_torch.Adadelta, impl_torch.RMSprop):
+        p = torch.nn.Parameter(torch.randn(5, 2))
+        opt = cls([p], fused=True)
+        assert opt.group_impls() == ["fused"]
+        ref = p.detach().clone()
+        p.grad = torch.randn(5, 2)
+        ref_opt = cls([torch.nn.Parameter(ref)], impl="loop")
+        ref_opt.param_groups[0]["params"][0].grad = p.grad.clone()
+        opt.step()
+        ref_opt.step()
+        torch.testing.assert_close(p.detach(), ref_opt.param_groups[0]["params"][0].detach())
+    assert "fused" in impl_torch.IMPLS
+    assert impl_torch.Adagrad([torch.nn.Parameter(torch.ones(1))], impl="fused").group_impls() == ["fused"]
+
+
+def test_clear_error_when_compile_unavailable(monkeypatch):
+    monkeypatch.setattr(fused, "unavailable_reason", lambda: "no C++ compiler found (test)")
+    optimizer._resolve_cached.cache_clear()
+    p = torch.nn.Parameter(torch.randn(3))
+    with pytest.raises(RuntimeError, match=r"impl='fused' \(torch.compile\) is unavailable: no C\+\+ compiler"):
+        impl_torch.RMSprop([p], fused=True)
+    with pytest.raises(RuntimeError, match="unavailable"):
+        impl_torch.Adagrad([p], impl="fused")
+    rule = rules.preset("adadelta", "torch")
+    with pytest.raises(RuntimeError, match="unavailable"):
+        impl_torch.step(rule, [p.detach()], [torch.ones(3)], [impl_torch.init_state(rule, p)], impl="fused")
+    # the other impls are unaffected
+    assert impl_torch.RMSprop([p], foreach=True).group_impls() == ["foreach"]
+    optimizer._resolve_cached.cache_clear()
+
+
+def test_registered_in_dispatch_table():
+    assert functional._IMPL_TABLE["fused"] is functional._fused
+
+
+def test_non_contiguous_params():
+    rule = rules.preset("rmsprop", "torch").replace(centered=True)
+    base = torch.randn(6, 8)
+    p, q = base[:, ::2].clone(), base.clone()[:, ::2]  # contiguous copy vs strided view
+    assert not q.is_contiguous()
+    sp, sq = impl_torch.init_state(rule, p), impl_torch.init_state(rule, q)
+    for _ in range(3):
+        g = torch.randn(6, 4)
+        impl_torch.step(rule, [p], [g], [sp], impl="loop")
+        impl_torch.step(rule, [q], [g], [sq], impl="fused")
+    torch.testing.assert_close(q, p)

@@ -50,6 +50,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 _REDUCED = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
@@ -181,6 +182,17 @@ def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
     return spec.state_cls(step=jnp.zeros([], jnp.int32), **moments)
 
 
+def _leaves_like(treedef, tree, what: str) -> list:
+    """``tree``'s leaves in the order of the gradients' ``treedef``; a clear error if it differs."""
+    try:
+        return treedef.flatten_up_to(tree)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{what} does not have the tree structure of the gradients: gradients {treedef}, "
+            f"{what} {jax.tree.structure(tree)}"
+        ) from None
+
+
 def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
     """One step over the tree: (per-leaf deltas or new params, new state)."""
     if not isinstance(state, spec.state_cls):
@@ -194,10 +206,18 @@ def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
     lr_t = lr(count) if callable(lr) else lr
     eff_lr = spec.effective_lr(rule, lr_t, count)
 
-    g_leaves, treedef = jax.tree.flatten(grads)
-    p_leaves = treedef.flatten_up_to(params) if params is not None else [None] * len(g_leaves)
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(grads)
+    paths = [jax.tree_util.keystr(path) or "<root>" for path, _ in paths_and_leaves]
+    g_leaves = [leaf for _, leaf in paths_and_leaves]
+    p_leaves = _leaves_like(treedef, params, "params") if params is not None else [None] * len(g_leaves)
     present = [name for name in spec.moment_names if getattr(state, name) is not None]
-    m_leaves = [treedef.flatten_up_to(getattr(state, name)) for name in present]
+    m_leaves = [_leaves_like(treedef, getattr(state, name), f"state.{name}") for name in present]
+    for name, leaves in [("params", p_leaves), *((f"state.{n}", m) for n, m in zip(present, m_leaves))]:
+        for path, g, x in zip(paths, g_leaves, leaves):
+            if x is not None and jnp.shape(g) != jnp.shape(x):
+                raise ValueError(
+                    f"gradient {path} has shape {jnp.shape(g)} but {name}{path} has shape {jnp.shape(x)}"
+                )
 
     out_leaves, new_m_leaves = [], [[] for _ in present]
     for i, (p, g) in enumerate(zip(p_leaves, g_leaves)):
@@ -216,13 +236,59 @@ def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
     return treedef.unflatten(out_leaves), new_state
 
 
+def _concrete(name: str, value):
+    """A hyperparameter as a Python scalar: 0-d NumPy/JAX arrays are unwrapped, then validated by ``rules``.
+
+    A traced value (``jit``/``vmap``) cannot be validated or branched on, so only ``lr``
+    may be one (see :func:`from_keywords`); any other raises a ``TypeError`` naming it.
+    """
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} is a traced value; only lr may change inside jit (e.g. through "
+            f"optax.inject_hyperparams): pass {name} as a Python number, or list it in "
+            f"inject_hyperparams(..., static_args=(...))"
+        )
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        if np.ndim(value) != 0:
+            raise TypeError(f"{name} must be a scalar, got an array of shape {np.shape(value)}")
+        return np.asarray(value).item()
+    return value
+
+
+def from_keywords(spec: RuleSpec, lr, **hyperparameters) -> optax.GradientTransformation:
+    """What the factories (``impl_jax.adagrad`` etc.) build from their keywords.
+
+    ``lr`` may be a Python number, a 0-d array, an optax schedule, or a *traced* scalar
+    (``optax.inject_hyperparams`` passes ``state.hyperparams['lr']`` in, traced under
+    ``jit``); a traced lr cannot be validated and is used as given. Every other
+    hyperparameter must be concrete: 0-d arrays are unwrapped to Python scalars and
+    validated by the ``rules`` dataclass like numbers (``ValueError`` naming the argument).
+    """
+    dynamic = None
+    if callable(lr):
+        dynamic = lr
+    elif isinstance(lr, jax.core.Tracer):
+        if jnp.ndim(lr) != 0:
+            raise TypeError(f"lr must be a scalar, got an array of shape {jnp.shape(lr)}")
+        dynamic = lr
+    else:
+        lr = _concrete("lr", lr)
+    values = {name: _concrete(name, value) for name, value in hyperparameters.items()}
+    rule = spec.rule_cls(lr=0.0 if dynamic is not None else lr, **values)
+    return build_transformation(spec, rule, lr=dynamic)
+
+
 def build_transformation(spec: RuleSpec, rule, lr=None) -> optax.GradientTransformation:
-    """The rule as an optax ``GradientTransformation`` whose updates are the deltas."""
+    """The rule as an optax ``GradientTransformation`` whose updates are the deltas.
+
+    ``lr`` (overriding ``rule.lr``): a number or 0-d array (validated), a schedule, or a
+    traced scalar (used as given).
+    """
     if not isinstance(rule, spec.rule_cls):
         raise TypeError(f"expected a rules.{spec.rule_cls.__name__}, got {type(rule).__name__}")
     lr = rule.lr if lr is None else lr
-    if not callable(lr):
-        lr = rule.replace(lr=lr).lr  # validated like the rule's own lr
+    if not callable(lr) and not isinstance(lr, jax.core.Tracer):
+        lr = rule.replace(lr=_concrete("lr", lr)).lr  # validated like the rule's own lr
 
     def init_fn(params):
         return init_state(spec, rule, params)

@@ -73,14 +73,18 @@ def adadelta(
     ``weight_decay != 0`` needs ``update(grads, state, params)``. With the defaults this is
     ``optax.adadelta(learning_rate=1.0)``. Invalid values raise ``ValueError``/``TypeError``
     naming the argument (``rules.Adadelta``).
+    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
+    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
+    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
+    them in ``static_args``:
+    ``optax.inject_hyperparams(impl_jax.adadelta, static_args=("rho", "eps", "weight_decay"))``.
     """
-    schedule = lr if callable(lr) else None
-    rule = rules.Adadelta(
-        lr=0.0 if schedule is not None else lr,
+    return _core.from_keywords(
+        SPEC,
+        lr,
         rho=rho,
         eps=eps,
         weight_decay=weight_decay,
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
     )
-    return _core.build_transformation(SPEC, rule, lr=schedule)

@@ -97,10 +97,16 @@ def adagrad(
     ``adagrad(**rules.preset("adagrad", "optax").as_dict())`` reproduces ``optax.adagrad``
     (eps 1e-7 inside the root, accumulator 0.1, update 0 where the accumulator is 0).
     Invalid values raise ``ValueError``/``TypeError`` naming the argument (``rules.Adagrad``).
+    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
+    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
+    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
+    them in ``static_args``:
+    ``optax.inject_hyperparams(impl_jax.adagrad, static_args=(
+    "lr_decay", "weight_decay", "initial_accumulator_value", "eps"))``.
     """
-    schedule = lr if callable(lr) else None
-    rule = rules.Adagrad(
-        lr=0.0 if schedule is not None else lr,
+    return _core.from_keywords(
+        SPEC,
+        lr,
         lr_decay=lr_decay,
         weight_decay=weight_decay,
         initial_accumulator_value=initial_accumulator_value,
@@ -109,4 +115,3 @@ def adagrad(
         maximize=maximize,
         mask_zero_accumulator=mask_zero_accumulator,
     )
-    return _core.build_transformation(SPEC, rule, lr=schedule)

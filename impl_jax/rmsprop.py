@@ -107,10 +107,15 @@ def rmsprop(
     ``rmsprop(**rules.preset("rmsprop", "optax").as_dict())`` is ``optax.rmsprop`` with
     its defaults (decay 0.9, eps 1e-8 inside the root). Invalid values raise
     ``ValueError``/``TypeError`` naming the argument (``rules.RMSprop``).
+    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
+    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
+    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
+    them in ``static_args``:
+    ``optax.inject_hyperparams(impl_jax.rmsprop, static_args=("alpha", "eps", "weight_decay", "momentum"))``.
     """
-    schedule = lr if callable(lr) else None
-    rule = rules.RMSprop(
-        lr=0.0 if schedule is not None else lr,
+    return _core.from_keywords(
+        SPEC,
+        lr,
         alpha=alpha,
         eps=eps,
         weight_decay=weight_decay,
@@ -119,4 +124,3 @@ def rmsprop(
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
     )
-    return _core.build_transformation(SPEC, rule, lr=schedule)

@@ -131,6 +131,14 @@ def _hyper_value(name: str, value):
     return value
 
 
+# Per-parameter state keys by rule: (always present, may be present).
+_STATE_KEYS = {
+    "adagrad": ({"step", "sum"}, {"step", "sum"}),
+    "adadelta": ({"step", "square_avg", "acc_delta"}, {"step", "square_avg", "acc_delta"}),
+    "rmsprop": ({"step", "square_avg"}, {"step", "square_avg", "grad_avg", "momentum_buffer"}),
+}
+
+
 class _RuleOptimizer(torch.optim.Optimizer):
     """Shared machinery: group validation, lazy state, step through ``impl_torch.step``."""
 
@@ -183,6 +191,22 @@ class _RuleOptimizer(torch.optim.Optimizer):
                         f"floating parameters only"
                     )
         super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch.optim's ``load_state_dict`` (torch.optim's own state dicts of the same rule
+        load too), refusing per-parameter state of another rule before anything is loaded:
+        torch.optim accepts it and fails at the next step with a bare ``KeyError``."""
+        name = self.rule_class.name
+        required, allowed = _STATE_KEYS[name]
+        for index, param_state in state_dict.get("state", {}).items():
+            keys = set(param_state)
+            if not required <= keys or not keys <= allowed:
+                raise ValueError(
+                    f"state_dict['state'][{index!r}] has keys {sorted(keys)}, which is not "
+                    f"{self.rule_class.__name__} state (needs {sorted(required)}, allows "
+                    f"{sorted(allowed)}); was it saved by another optimizer?"
+                )
+        super().load_state_dict(state_dict)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

@@ -1,0 +1,143 @@
+"""Property-based checks (hypothesis): random shapes, dtypes and hyperparameters (issue #6).
+
+1. In the valid domain, torch loop, torch foreach and jax make_step match ``rules.reference``
+   within ``rules.tolerance`` at each of 3 steps, from re-synchronised inputs (as
+   tests/test_parity.py does, reusing its ``_check_leaf``).
+2. Outside it (negative lr/eps/..., rho/alpha outside [0, 1], NaN, inf), every entry point
+   (rules, impl_torch's optimizers, impl_jax's factories) raises ValueError naming the argument.
+
+The domain sampled for (1) keeps the problem well conditioned in the working dtype: decays
+in [0.5, 0.999] (RMSprop centered with alpha near 0 computes v - m*m with a cancellation
+of ~1/alpha, which no float32 implementation can meet against a float64 oracle).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes
+
+import impl_jax
+import impl_torch
+import rules
+from rules import reference
+from tests.implementations import IMPLEMENTATIONS
+from tests.test_parity import _check_leaf, _round, _round_state
+
+IMPLS = [i for i in IMPLEMENTATIONS if i.id in ("torch-loop", "torch-foreach", "jax-make_step")]
+# ADAPTBENCH_HYPOTHESIS_EXAMPLES raises the example count for a longer local search.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("ADAPTBENCH_HYPOTHESIS_EXAMPLES", 12)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+eps_st = st.sampled_from([0.0, 1e-10, 1e-8, 1e-6, 1e-3, 0.1])
+decay_st = st.floats(0.5, 0.999)
+lr_st = st.floats(1e-4, 1.0)
+wd_st = st.sampled_from([0.0, 0.0, 1e-3, 0.1])
+
+
+@st.composite
+def rule_st(draw):
+    name = draw(st.sampled_from(sorted(rules.RULES)))
+    kw = dict(
+        lr=draw(lr_st),
+        eps=draw(eps_st),
+        weight_decay=draw(wd_st),
+        eps_in_sqrt=draw(st.booleans()),
+        maximize=draw(st.booleans()),
+    )
+    if name == "adagrad":
+        kw.update(
+            lr_decay=draw(st.sampled_from([0.0, 0.01, 0.5])),
+            initial_accumulator_value=draw(st.sampled_from([0.0, 0.1, 1.0])),
+            mask_zero_accumulator=draw(st.booleans()),
+        )
+    elif name == "adadelta":
+        kw.update(rho=draw(decay_st))
+    else:
+        kw.update(alpha=draw(decay_st), momentum=draw(st.sampled_from([0.0, 0.5, 0.9])), centered=draw(st.booleans()))
+    return rules.rule_class(name)(**kw)
+
+
+@SETTINGS
+@given(
+    rule=rule_st(),
+    shapes=st.lists(array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5), min_size=1, max_size=3),
+    dtype=st.sampled_from(["float32", "float64"]),
+    scale=st.sampled_from([1e-3, 1.0, 1e2]),
+    seed=st.integers(0, 2**31 - 1),
+)
+@pytest.mark.parametrize("impl", IMPLS, ids=[i.id for i in IMPLS])
+def test_matches_oracle_within_tolerance(impl, rule, shapes, dtype, scale, seed):
+    rng = np.random.default_rng(seed)
+    params = [_round(rng.normal(size=s), dtype) for s in shapes]
+    grads = [[_round(scale * rng.normal(size=s), dtype) for s in shapes] for _ in range(3)]
+    run = impl.start(rule, params, dtype)
+    oracle_p, oracle_s = params, [reference.init_state(rule, p) for p in params]
+    for k, gs in enumerate(grads):
+        start_p = [_round(p, dtype) for p in oracle_p]
+        start_s = [_round_state(s, dtype) for s in oracle_s]
+        run.load(start_p, start_s)
+        run.step(gs)
+        got_p, got_s = run.values()
+        for i, (p, g, s) in enumerate(zip(start_p, gs, start_s)):
+            want_p, want_s = reference.step(rule, p, g, s)
+            where = f"{rule!r}, step {k + 1}, leaf {i} shape {shapes[i]}"
+            _check_leaf(got_p[i], want_p, p, dtype, f"param, {where}")
+            for name in rule.state_names:
+                _check_leaf(got_s[i][name], want_s[name], s[name], dtype, f"state {name!r}, {where}")
+            assert got_s[i]["step"] == want_s["step"]
+        stepped = [reference.step(rule, p, g, s) for p, g, s in zip(oracle_p, gs, oracle_s)]
+        oracle_p, oracle_s = [x[0] for x in stepped], [x[1] for x in stepped]
+
+
+# --- invalid domains ---------------------------------------------------------------------------
+
+NONNEGATIVE = {
+    "adagrad": ["lr", "eps", "weight_decay", "lr_decay", "initial_accumulator_value"],
+    "adadelta": ["lr", "eps", "weight_decay"],
+    "rmsprop": ["lr", "eps", "weight_decay", "momentum"],
+}
+UNIT = {"adadelta": ["rho"], "rmsprop": ["alpha"]}
+BAD_NONNEGATIVE = st.one_of(
+    st.floats(max_value=-1e-300, allow_infinity=True), st.just(math.nan), st.just(math.inf)
+)
+BAD_UNIT = st.one_of(
+    st.floats(min_value=1.0, exclude_min=True), st.floats(max_value=0.0, exclude_max=True), st.just(math.nan)
+)
+JAX = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
+TORCH = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
+CASES = [(n, a, "nonneg") for n, args in NONNEGATIVE.items() for a in args] + [
+    (n, a, "unit") for n, args in UNIT.items() for a in args
+]
+
+
+@pytest.mark.parametrize("name,arg,kind", CASES, ids=[f"{n}-{a}" for n, a, _ in CASES])
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_invalid_values_raise_value_error_naming_the_argument(name, arg, kind, data):
+    value = data.draw(BAD_NONNEGATIVE if kind == "nonneg" else BAD_UNIT, label=arg)
+    with pytest.raises(ValueError, match=arg):
+        rules.rule_class(name)(**{arg: value})
+    with pytest.raises(ValueError, match=arg):
+        JAX[name](**{arg: value})
+    with pytest.raises(ValueError, match=arg):
+        TORCH[name]([torch.zeros(2, requires_grad=True)], **{arg: value})
+
+
+@pytest.mark.parametrize("name", sorted(rules.RULES))
+@settings(max_examples=8, deadline=None)
+@given(value=st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.just(1 + 2j)))
+def test_non_numbers_raise_type_error_naming_the_argument(name, value):
+    with pytest.raises(TypeError, match="lr"):
+        rules.rule_class(name)(lr=value)
+    with pytest.raises(TypeError, match="lr"):
+        JAX[name](lr=value)

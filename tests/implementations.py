@@ -128,6 +128,8 @@ _FUSED_DTYPES = ("float64", "float32")
 
 def _torch_impls():
     for impl in impl_torch.IMPLS:
+        if impl == "auto":
+            continue  # a dispatcher over foreach and fused: tests/test_torch_fused.py
         if impl == "fused":
             from impl_torch import fused
 

@@ -85,8 +85,8 @@ def test_init_state_refuses():
 
 
 def test_impls_listed():
-    assert impl_torch.IMPLS == ("loop", "foreach", "fused")
-    assert "loop" in impl_torch.IMPLS and list(impl_torch.IMPLS) == ["loop", "foreach", "fused"]
+    assert impl_torch.IMPLS == ("loop", "foreach", "fused", "auto")
+    assert "loop" in impl_torch.IMPLS and list(impl_torch.IMPLS) == ["loop", "foreach", "fused", "auto"]
     assert impl_torch.DEFAULT_IMPL in impl_torch.IMPLS
 
 
@@ -303,7 +303,7 @@ def test_register_impl(monkeypatch):
     monkeypatch.setattr(functional, "_IMPL_TABLE", dict(functional._IMPL_TABLE))
     seen = []
     impl_torch.register_impl("spy", lambda *args: seen.append(args))
-    assert impl_torch.IMPLS == ("loop", "foreach", "fused", "spy")
+    assert impl_torch.IMPLS == ("loop", "foreach", "fused", "auto", "spy")
     rule, params, grads, states = _valid()
     impl_torch.step(rule, params, grads, states, impl="spy")
     assert len(seen) == 1 and seen[0][0] is rule

@@ -125,3 +125,44 @@ def test_non_contiguous_params():
         impl_torch.step(rule, [p], [g], [sp], impl="loop")
         impl_torch.step(rule, [q], [g], [sq], impl="fused")
     torch.testing.assert_close(q, p)
+
+
+def test_auto_routes_each_tensor_by_size(monkeypatch):
+    """impl="auto" (the default): tensors below AUTO_FUSED_MIN_NUMEL go to foreach, the
+    others to fused, in one step; every tensor is stepped exactly once."""
+    routed = {}
+
+    def spy(name, real):
+        def fn(rule, params, grads, states):
+            routed.setdefault(name, []).extend(p.numel() for p in params)
+            real(rule, params, grads, states)
+
+        return fn
+
+    monkeypatch.setattr(functional, "_foreach", spy("foreach", functional._foreach))
+    monkeypatch.setattr(functional, "_fused", spy("fused", functional._fused))
+    big = functional.AUTO_FUSED_MIN_NUMEL
+    params = [torch.randn(n, requires_grad=True) for n in (15, big, 1000, big + 1)]
+    opt = impl_torch.RMSprop(params)
+    assert opt.group_impls() == ["auto"]
+    reference = [p.detach().clone() for p in params]
+    ref_opt = impl_torch.RMSprop(reference, impl="loop")
+    for p, r in zip(params, reference):
+        p.grad = torch.randn_like(p)
+        r.grad = p.grad.clone()
+    opt.step()
+    ref_opt.step()
+    assert sorted(routed["foreach"]) == [15, 1000] and sorted(routed["fused"]) == [big, big + 1]
+    for p, r in zip(params, reference):
+        _agree(p.detach(), r, r, "float32")
+
+
+def test_auto_uses_foreach_where_compile_is_unavailable(monkeypatch):
+    monkeypatch.setattr(fused, "unavailable_reason", lambda: "no C++ compiler (test)")
+    p = torch.randn(functional.AUTO_FUSED_MIN_NUMEL, requires_grad=True)
+    q = p.detach().clone()
+    p.grad = torch.randn_like(p)
+    q.grad = p.grad.clone()
+    impl_torch.Adagrad([p]).step()
+    torch.optim.Adagrad([q], foreach=True).step()
+    assert torch.equal(p.detach(), q)

@@ -428,10 +428,10 @@ def test_signature_matches_torch_optim(rule):
 
 @pytest.mark.parametrize(
     "kw, impl",
-    [({}, "foreach"), ({"foreach": True}, "foreach"), ({"foreach": False}, "loop"),
+    [({}, "auto"), ({"foreach": True}, "foreach"), ({"foreach": False}, "loop"),
      ({"impl": "loop"}, "loop"), ({"impl": "foreach", "foreach": True}, "foreach"),
-     ({"impl": "loop", "foreach": False}, "loop"), ({"fused": False}, "foreach"),
-     ({"fused": None, "foreach": False}, "loop"), ({"differentiable": False}, "foreach")],
+     ({"impl": "loop", "foreach": False}, "loop"), ({"fused": False}, "auto"),
+     ({"fused": None, "foreach": False}, "loop"), ({"differentiable": False}, "auto")],
     ids=lambda v: v if isinstance(v, str) else ("-".join(f"{k}={x}" for k, x in v.items()) or "defaults"),
 )
 @pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])

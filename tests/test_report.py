@@ -127,6 +127,14 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
             assert float(r["roofline_fraction"]) == pytest.approx(gbps / roof)
             assert r["probe_error"] == ""
     assert len(_csv(out / "probe.csv")) == len(probes)
+    # the headline pits our fastest in each framework against that framework's fastest peer
+    ours_torch = min(b["stats"]["median"] for k, b in steps.items() if k.startswith("ours-torch"))
+    ours_jax = min(b["stats"]["median"] for k, b in steps.items() if k.startswith("ours-jax"))
+    line = (out / "headline.md").read_text().splitlines()[2]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:4] == ["cpu", "fp32", "adagrad", "1e3"]
+    assert float(cells[6].rstrip("x")) == pytest.approx(best_torch / ours_torch, abs=0.006)
+    assert float(cells[9].rstrip("x")) == pytest.approx(optax / ours_jax, abs=0.006)
 
 
 def test_fraction_above_one_is_a_probe_error(data, tmp_path):

@@ -166,3 +166,29 @@ def test_auto_uses_foreach_where_compile_is_unavailable(monkeypatch):
     impl_torch.Adagrad([p]).step()
     torch.optim.Adagrad([q], foreach=True).step()
     assert torch.equal(p.detach(), q)
+
+
+@pytest.mark.parametrize("n_tensors", [2, fused.MANY_MIN_TENSORS], ids=["per-tensor", "one-call"])
+def test_scalar_float64_tensors_are_updated_in_place(n_tensors):
+    """Inductor takes 0-dim float64 CPU inputs as Python scalars; the fused paths pass flat
+    views so that a scalar parameter and the step counters (float64 when torch's default
+    dtype is float64, as in torch.optim) are still updated in place."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        rule = rules.Adagrad(lr_decay=0.5)
+        shapes = [()] + [(5,)] * (n_tensors - 1)
+        params = [torch.randn(s) for s in shapes]
+        grads = [torch.randn(s) for s in shapes]
+        reference = [p.clone() for p in params]
+        states = [impl_torch.init_state(rule, p) for p in params]
+        ref_states = [impl_torch.init_state(rule, p) for p in reference]
+        for _ in range(3):
+            impl_torch.step(rule, params, grads, states, impl="fused")
+            impl_torch.step(rule, reference, grads, ref_states, impl="loop")
+        assert [float(s["step"]) for s in states] == [3.0] * n_tensors
+        assert states[0]["step"].dtype == torch.float64
+        for p, r in zip(params, reference):
+            _agree(p, r, r, "float64")
+    finally:
+        torch.set_default_dtype(previous)

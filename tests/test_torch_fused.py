@@ -127,9 +127,9 @@ def test_non_contiguous_params():
     torch.testing.assert_close(q, p)
 
 
-def test_auto_routes_each_tensor_by_size(monkeypatch):
-    """impl="auto" (the default): tensors below AUTO_FUSED_MIN_NUMEL go to foreach, the
-    others to fused, in one step; every tensor is stepped exactly once."""
+def test_auto_routes_each_group_by_its_total_size(monkeypatch):
+    """impl="auto" (the default): a (device, dtype) group below AUTO_FUSED_MIN_NUMEL
+    elements in all goes to foreach, a larger one to fused; every tensor is stepped once."""
     routed = {}
 
     def spy(name, real):
@@ -142,7 +142,8 @@ def test_auto_routes_each_tensor_by_size(monkeypatch):
     monkeypatch.setattr(functional, "_foreach", spy("foreach", functional._foreach))
     monkeypatch.setattr(functional, "_fused", spy("fused", functional._fused))
     big = functional.AUTO_FUSED_MIN_NUMEL
-    params = [torch.randn(n, requires_grad=True) for n in (15, big, 1000, big + 1)]
+    params = [torch.randn(n, requires_grad=True) for n in (15, big // 2, 1000, big // 2)]
+    params += [torch.randn(n, dtype=torch.float64, requires_grad=True) for n in (15, 1000)]
     opt = impl_torch.RMSprop(params)
     assert opt.group_impls() == ["auto"]
     reference = [p.detach().clone() for p in params]
@@ -152,9 +153,10 @@ def test_auto_routes_each_tensor_by_size(monkeypatch):
         r.grad = p.grad.clone()
     opt.step()
     ref_opt.step()
-    assert sorted(routed["foreach"]) == [15, 1000] and sorted(routed["fused"]) == [big, big + 1]
+    assert sorted(routed["fused"]) == sorted([15, big // 2, 1000, big // 2])
+    assert sorted(routed["foreach"]) == [15, 1000]
     for p, r in zip(params, reference):
-        _agree(p.detach(), r, r, "float32")
+        _agree(p.detach(), r, r, str(r.dtype).removeprefix("torch."))
 
 
 def test_auto_uses_foreach_where_compile_is_unavailable(monkeypatch):

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .prologue import effective_grads
+
 __all__ = ["update"]
 
 
@@ -48,18 +50,9 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     modified.
     """
     square_avgs, acc_deltas, steps = state["square_avg"], state["acc_delta"], state["step"]
-    lr, rho, eps, weight_decay = rule.lr, rule.rho, rule.eps, rule.weight_decay
+    lr, rho, eps = rule.lr, rule.rho, rule.eps
 
-    owned = False
-    if rule.maximize:
-        grads = ops.neg(grads)
-        owned = True
-    ops.increment_(steps)
-    if weight_decay != 0:
-        if owned:
-            ops.add_(grads, params, alpha=weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
+    grads, _ = effective_grads(ops, rule, params, grads, steps)
 
     ops.mul_(square_avgs, rho)
     ops.addcmul_(square_avgs, grads, grads, value=1 - rho)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .prologue import effective_grads
+
 __all__ = ["update"]
 
 
@@ -39,19 +41,10 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     here) and ``"sum"``. ``grads`` are never modified.
     """
     sums, steps = state["sum"], state["step"]
-    lr, lr_decay, eps, weight_decay = rule.lr, rule.lr_decay, rule.eps, rule.weight_decay
+    lr, lr_decay, eps = rule.lr, rule.lr_decay, rule.eps
 
-    owned = False  # True once ``grads`` is our own temporary that may be overwritten.
-    if rule.maximize:
-        grads = ops.neg(grads)
-        owned = True
-    ops.increment_(steps)
-    if weight_decay != 0:
-        if owned:
-            ops.add_(grads, params, alpha=weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
-            owned = True
+    # owned: ``grads`` is now a temporary of our own that may be overwritten.
+    grads, owned = effective_grads(ops, rule, params, grads, steps)
 
     # -lr / (...) is -(lr / (...)) exactly; torch's single path negates clr, the
     # multi path writes -lr / (...).

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .prologue import effective_grads
+
 __all__ = ["update"]
 
 
@@ -41,18 +43,9 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ``"momentum_buffer"`` when momentum > 0. ``grads`` are never modified.
     """
     square_avgs, steps = state["square_avg"], state["step"]
-    lr, alpha, eps, weight_decay = rule.lr, rule.alpha, rule.eps, rule.weight_decay
+    lr, alpha, eps = rule.lr, rule.alpha, rule.eps
 
-    owned = False
-    if rule.maximize:
-        grads = ops.neg(grads)
-        owned = True
-    ops.increment_(steps)
-    if weight_decay != 0:
-        if owned:
-            ops.add_(grads, params, alpha=weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
+    grads, _ = effective_grads(ops, rule, params, grads, steps)
 
     ops.mul_(square_avgs, alpha)
     ops.addcmul_(square_avgs, grads, grads, value=1 - alpha)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,24 +39,13 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "training"
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a ``.tmp-*`` sibling and ``os.replace``."""
+    """Write ``data`` to ``path`` atomically (``bench.report.atomic_write_bytes``), creating
+    the folder first."""
+    from .report import atomic_write_bytes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
 def sweep_configs(datasets_=None, models=MODELS, rules_=train_rules.RULES, epochs=None, **common):

@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU development pins; a GPU machine installs with its own torch/jax (see README).
 CONSTRAINTS ?= constraints-cpu.txt
+# e.g. VENV_FLAGS=--system-site-packages to reuse a machine's own torch/jax
+VENV_FLAGS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: install test bench bench-full report clean-venv
@@ -11,7 +13,7 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) .
 	touch $@
 

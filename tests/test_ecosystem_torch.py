@@ -17,7 +17,16 @@ import copy
 import pytest
 import torch
 
-from tests.test_torch_optimizer import FOREACH, OURS, TORCH, assert_same, leaves, make_tensors, set_grads
+from tests.test_torch_optimizer import (
+    FOREACH,
+    OURS,
+    TORCH,
+    assert_same,
+    leaves,
+    make_tensors,
+    set_grads,
+    step_scheduled_in_lockstep,
+)
 
 RULES = ["adagrad", "adadelta", "rmsprop"]
 IMPLS = ["loop", "foreach"]
@@ -30,17 +39,7 @@ def test_one_cycle_lr_matches_torch_optim(rule, impl):
     po, pt = leaves(init), leaves(init)
     ours, theirs = OURS[rule](po, lr=0.01, impl=impl), TORCH[rule](pt, lr=0.01, foreach=FOREACH[impl])
     kw = dict(max_lr=0.1, total_steps=8, cycle_momentum=False)
-    so = torch.optim.lr_scheduler.OneCycleLR(ours, **kw)
-    st = torch.optim.lr_scheduler.OneCycleLR(theirs, **kw)
-    for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        so.step()
-        st.step()
-        assert_same(ours, theirs, po, pt)
-        assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"]
+    step_scheduled_in_lockstep(ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, **kw))
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -51,16 +50,7 @@ def test_lambda_lr_per_group(rule):
     groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.05}]  # noqa: E731
     ours, theirs = OURS[rule](groups(po), lr=0.02), TORCH[rule](groups(pt), lr=0.02, foreach=True)
     lambdas = [lambda e: 0.9**e, lambda e: 1.0 / (1 + e)]
-    so = torch.optim.lr_scheduler.LambdaLR(ours, lambdas)
-    st = torch.optim.lr_scheduler.LambdaLR(theirs, lambdas)
-    for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        so.step()
-        st.step()
-        assert_same(ours, theirs, po, pt)
+    step_scheduled_in_lockstep(ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambdas))
     assert ours.group_rules()[1].lr == pytest.approx(0.05 / 5)
 
 

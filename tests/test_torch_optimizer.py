@@ -77,6 +77,21 @@ def assert_same(ours, theirs, params_o, params_t, bitwise=True):
             assert check(so[key], st[key]), f"param {i} state {key!r} differs"
 
 
+def step_scheduled_in_lockstep(ours, theirs, params_o, params_t, grads, scheduler):
+    """Feed both optimizers the same grads, step each and its own ``scheduler(optimizer)``,
+    and assert bitwise equality of params, state and every group's lr after every step."""
+    so, st = scheduler(ours), scheduler(theirs)
+    for gs in grads:
+        set_grads(params_o, gs)
+        set_grads(params_t, gs)
+        ours.step()
+        theirs.step()
+        so.step()
+        st.step()
+        assert_same(ours, theirs, params_o, params_t)
+        assert [float(g["lr"]) for g in ours.param_groups] == [float(g["lr"]) for g in theirs.param_groups]
+
+
 def run_both(rule, kw, impl, dtype, steps=5):
     init, grads = make_tensors(dtype, steps)
     po, pt = leaves(init), leaves(init)
@@ -191,16 +206,9 @@ def test_lr_scheduler_and_tensor_lr(rule):
     init, grads = make_tensors(torch.float32, 6)
     po, pt = leaves(init), leaves(init)
     ours, theirs = OURS[rule](po, lr=torch.tensor(0.05)), TORCH[rule](pt, lr=torch.tensor(0.05), foreach=True)
-    so = torch.optim.lr_scheduler.StepLR(ours, step_size=2, gamma=0.5)
-    st = torch.optim.lr_scheduler.StepLR(theirs, step_size=2, gamma=0.5)
-    for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        so.step()
-        st.step()
-        assert_same(ours, theirs, po, pt)
+    step_scheduled_in_lockstep(
+        ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    )
     assert ours.group_rules()[0].lr == pytest.approx(0.05 * 0.5**3)
 
 

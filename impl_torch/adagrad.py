@@ -47,10 +47,16 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     grads, owned = effective_grads(ops, rule, params, grads, steps)
 
     # -lr / (...) is -(lr / (...)) exactly; torch's single path negates clr, the
-    # multi path writes -lr / (...).
-    minus_clr = ops.scalar_map(
-        lambda t: -lr / (1 + (t - 1) * lr_decay), ops.values(steps)
-    )
+    # multi path writes -lr / (...). Without decay (the default) the quotient is lr / 1,
+    # exactly lr for every finite step, and leaving the step out keeps a float64
+    # division out of the fused kernel's inner loop, where Inductor would otherwise
+    # recompute it for every vector of elements (measured: 15-25 % of the 1e7 step).
+    if lr_decay == 0:
+        minus_clr = ops.scalar_map(lambda t: -lr, steps)
+    else:
+        minus_clr = ops.scalar_map(
+            lambda t: -lr / (1 + (t - 1) * lr_decay), ops.values(steps)
+        )
 
     ops.addcmul_(sums, grads, grads, value=1)
     if rule.eps_in_sqrt:

@@ -88,7 +88,7 @@ def test_step(benchmark, spec: cases.StepSpec):
         settings={k: v if isinstance(v, (bool, int, float, str, type(None))) else repr(v) for k, v in case.settings.items()},
         notes=case.notes,
         accesses_per_element=spec.rule_obj.accesses_per_element,
-        bytes_per_step=spec.bytes_per_step,
+        bytes_per_step=0 if spec.impl.family == "floor" else spec.bytes_per_step,
     )
     with probe.CpuMeter() as meter:
         benchmark(case.fn)
@@ -96,7 +96,7 @@ def test_step(benchmark, spec: cases.StepSpec):
     del case
     if median is None:
         return
-    gbps = spec.bytes_per_step / median / 1e9
+    gbps = info["bytes_per_step"] / median / 1e9
     probes = probe.roofline(spec.size, spec.dtype, spec.device, spec.arrays)
     top = probe.best(probes)
     frac, error = probe.fraction(gbps, top.gbps if top else None)

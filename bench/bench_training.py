@@ -3,8 +3,9 @@
 One benchmark call is one epoch of the tutorial's setting: the linear model (softmax
 regression) on Iris' 120 training samples in mini-batches of 24, i.e. 5 steps of
 gather + forward + cross-entropy + backward + update, with the seed presets
-(``rules.preset(rule, "seed")``). ``extra_info["steps_per_call"]`` (5) lets the report
-turn the median into steps/s. Variants (``extra_info["variant"]``):
+(``rules.preset(rule, "seed")``); ``jax-ours-scan-20epochs`` makes 20 such epochs per
+call. ``extra_info["steps_per_call"]`` (5, or 100) lets the report turn the median into
+steps/s. Variants (``extra_info["variant"]``):
 
 - ``torch-tutorial``: the tutorial's eager loop, hand-written in-place updates under
   ``torch.no_grad`` (``bench/tutorial_torch.py``);
@@ -16,12 +17,18 @@ turn the median into steps/s. Variants (``extra_info["variant"]``):
 - ``jax-ours-transform``: ``impl_jax.transformation`` the same way;
 - ``jax-ours-step``: a jitted gradient function, then ``impl_jax.make_step(rule)`` (two
   dispatches per mini-batch);
-- ``jax-ours-scan``: the whole epoch in one jit, ``lax.scan`` over the mini-batches, with
-  ``impl_jax.transformation``.
+- ``jax-ours-train-step``: ``impl_jax.make_train_step(loss, rule)``, forward, backward and
+  update in one jitted call per mini-batch;
+- ``jax-ours-scan``: ``impl_jax.make_train_loop(loss, rule)``, the whole epoch in one call
+  (``lax.scan`` over the mini-batches);
+- ``jax-ours-scan-20epochs``: the same, 20 epochs' mini-batch orders (100 steps) per call,
+  which shows the per-step cost once the call overhead is spread out.
 
 JAX functions are compiled and warmed up before timing; parameters and optimizer states
 are threaded through the calls (donated where the function donates) and every call ends
-with ``jax.block_until_ready``. Rounds are fixed (``benchmark.pedantic``) to keep the
+with ``jax.block_until_ready``. ``jax-empty-jit`` is no training at all: a jitted identity on
+the scan's arguments (params, state, data, batches), the floor any one-call epoch pays.
+Rounds are fixed (``benchmark.pedantic``) to keep the
 suite short. Group: ``training-iris``.
 """
 
@@ -61,18 +68,27 @@ VARIANTS = (
     "jax-optax",
     "jax-ours-transform",
     "jax-ours-step",
+    "jax-ours-train-step",
     "jax-ours-scan",
+    "jax-ours-scan-20epochs",
+    "jax-empty-jit",
 )
+SCAN_EPOCHS = {"jax-ours-scan": 1, "jax-ours-scan-20epochs": 20, "jax-empty-jit": 1}
 
 
 @functools.lru_cache(maxsize=None)
-def _problem():
-    """Iris (float32), the tutorial's initial weights, one epoch's mini-batches (5 x 24)."""
+def _problem(epochs: int = 1):
+    """Iris (float32), the tutorial's initial weights, ``epochs`` epochs' mini-batches
+    (5 x 24 each, stacked: ``(5 * epochs, 24)``)."""
     split = datasets.load("iris", seed=0, dtype=np.float32)
     init = models.init_params("linear", split.n_features, split.n_classes, seed=0, dtype=np.float32)
-    batches = batch_order(len(split.train[1]), BATCH_SIZE, 1, seed=0)[0]
+    batches = [b for epoch in batch_order(len(split.train[1]), BATCH_SIZE, epochs, seed=0) for b in epoch]
     assert all(len(b) == BATCH_SIZE for b in batches), "Iris' 120 samples split into equal batches"
     return split, init, np.stack(batches)
+
+
+def steps_per_call(variant: str) -> int:
+    return int(_problem(SCAN_EPOCHS.get(variant, 1))[2].shape[0])
 
 
 # --------------------------------------------------------------------------- torch
@@ -146,11 +162,12 @@ def _jax_epoch(variant: str, rule):
     import impl_jax
     from bench import models_jax
 
-    split, init, batches = _problem()
+    split, init, batches = _problem(SCAN_EPOCHS.get(variant, 1))
     X, y = jnp.asarray(split.train[0]), jnp.asarray(split.train[1])
     idx = jnp.asarray(batches.astype(np.int32))
     rows = [idx[k] for k in range(idx.shape[0])]
-    grad_fn = jax.grad(functools.partial(models_jax.loss, "linear"))
+    loss = functools.partial(models_jax.loss, "linear")
+    grad_fn = jax.grad(loss)
     params = models_jax.to_params("linear", init)
 
     def one_step(tx, params, opt_state, i):
@@ -158,31 +175,39 @@ def _jax_epoch(variant: str, rule):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    if variant in ("jax-optax", "jax-ours-transform", "jax-ours-scan"):
+    def batch_loss(params, batch):
+        return loss(params, *batch)
+
+    if variant in ("jax-optax", "jax-ours-transform"):
         tx = _optax(rule) if variant == "jax-optax" else impl_jax.transformation(rule)
         state = {"params": params, "opt": tx.init(params)}
-        if variant == "jax-ours-scan":
-            def scan_epoch(params, opt_state, idx):
-                def body(carry, i):
-                    return one_step(tx, *carry, i), None
+        fn = jax.jit(functools.partial(one_step, tx), donate_argnums=(0, 1))
 
-                (params, opt_state), _ = jax.lax.scan(body, (params, opt_state), idx)
-                return params, opt_state
+        def epoch():
+            p, o = state["params"], state["opt"]
+            for i in rows:
+                p, o = fn(p, o, i)
+            state["params"], state["opt"] = p, o
+            return jax.block_until_ready(p)
+    elif variant in SCAN_EPOCHS:
+        run = (jax.jit(lambda p, o, data, b: (p, o, b), donate_argnums=(0, 1)) if variant == "jax-empty-jit"
+               else impl_jax.make_train_loop(batch_loss, rule))
+        state = {"params": params, "opt": impl_jax.init_optimizer(rule, params)}
 
-            fn = jax.jit(scan_epoch, donate_argnums=(0, 1))
+        def epoch():
+            state["params"], state["opt"], _ = run(state["params"], state["opt"], (X, y), idx)
+            return jax.block_until_ready(state["params"])
+    elif variant == "jax-ours-train-step":
+        step = impl_jax.make_train_step(batch_loss, rule)
+        state = {"params": params, "opt": impl_jax.init_optimizer(rule, params)}
+        batches_xy = [(X[i], y[i]) for i in rows]
 
-            def epoch():
-                state["params"], state["opt"] = fn(state["params"], state["opt"], idx)
-                return jax.block_until_ready(state["params"])
-        else:
-            fn = jax.jit(functools.partial(one_step, tx), donate_argnums=(0, 1))
-
-            def epoch():
-                p, o = state["params"], state["opt"]
-                for i in rows:
-                    p, o = fn(p, o, i)
-                state["params"], state["opt"] = p, o
-                return jax.block_until_ready(p)
+        def epoch():
+            p, o = state["params"], state["opt"]
+            for batch in batches_xy:
+                p, o, _ = step(p, o, batch)
+            state["params"], state["opt"] = p, o
+            return jax.block_until_ready(p)
     elif variant == "jax-ours-step":
         step = impl_jax.make_step(rule)
         grads_of = jax.jit(lambda params, i: grad_fn(params, X[i], y[i]))
@@ -212,7 +237,6 @@ def test_training_iris(benchmark, rule_name, variant):
     epoch = (_torch_epoch if framework == "torch" else _jax_epoch)(variant, rule)
     for _ in range(2):  # compile (JAX) and allocate states before timing
         epoch()
-    split, _, batches = _problem()
     benchmark.group = GROUP
     benchmark.extra_info.update(
         adaptbench=SCHEMA,
@@ -225,15 +249,15 @@ def test_training_iris(benchmark, rule_name, variant):
         impl=variant,
         dtype="float32",
         batch_size=BATCH_SIZE,
-        steps_per_call=int(batches.shape[0]),
-        samples_per_call=int(batches.size),
+        steps_per_call=steps_per_call(variant),
+        samples_per_call=steps_per_call(variant) * BATCH_SIZE,
         torch_threads=torch.get_num_threads(),
         xla_flags=os.environ.get("XLA_FLAGS", ""),
     )
     benchmark.pedantic(epoch, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
-        benchmark.extra_info["steps_per_s"] = batches.shape[0] / float(stats.stats.median)
+        benchmark.extra_info["steps_per_s"] = steps_per_call(variant) / float(stats.stats.median)
     # It trained: the parameters stayed finite.
     last = epoch()
     assert np.all(np.isfinite(np.asarray(last.detach() if hasattr(last, "detach") else last["W"])))

@@ -78,7 +78,7 @@ SIZE_BY_ID = {s.id: s for s in SIZES}
 class Impl:
     id: str
     framework: str  # "torch" | "jax"
-    family: str  # "ours" | "peer"
+    family: str  # "ours" | "peer" | "floor" (a lower bound, not an optimizer)
     variant: str
     description: str
 
@@ -115,7 +115,12 @@ def impls() -> tuple[Impl, ...]:
         Impl("torch.optim-fused", "torch", "peer", "fused=True", "torch.optim.<Rule>(fused=True).step(), where supported"),
         Impl("optax", "jax", "peer", "optax", "optax.<rule>(matching settings).update + optax.apply_updates, jitted, donated"),
     ]
-    return tuple(ours + peers)
+    floors = [
+        Impl("jax-empty-jit", "jax", "floor", "empty",
+             "a jitted identity on the same (params, state, grads), params and state donated: "
+             "what any jitted step pays to be called"),
+    ]
+    return tuple(ours + peers + floors)
 
 
 def rule_for(name: str):

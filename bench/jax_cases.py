@@ -139,6 +139,10 @@ def _build(spec: cases.StepSpec, dev) -> Case:
         state = tx.init(params)
         step = _jitted_transformation(tx)
         settings = {"impl": "transformation", **rule.as_dict()}
+    elif spec.impl.variant == "empty":
+        state = _impl_jax().init(rule, params)
+        step = jax.jit(lambda params, state, grads: (params, state), donate_argnums=(0, 1))
+        settings = {"impl": "empty"}
     elif spec.impl.variant == "optax":
         tx, settings = optax_peer(rule)
         state = tx.init(params)

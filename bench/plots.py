@@ -24,6 +24,7 @@ STYLE = {
     "torch.optim-foreach": ("tab:red", "--", "s"),
     "torch.optim-fused": ("darkred", "--", "D"),
     "optax": ("tab:purple", "--", "^"),
+    "jax-empty-jit": ("tab:gray", ":", "."),
 }
 MANY = "tfm100"
 

@@ -5,6 +5,9 @@
   :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`.
 - From a ``rules`` object: :func:`transformation`, :func:`init`, :func:`make_step`
   (a jitted ``step(params, state, grads) -> (params, state)`` donating params and state).
+- Whole training steps: :func:`make_train_step` (forward, backward and update in one
+  jitted call) and :func:`make_train_loop` (many steps in one ``lax.scan``), for a
+  ``rules`` object or any optax transformation; :func:`init_optimizer` (``impl_jax/train.py``).
 - States are NamedTuples with torch.optim's field names and an int32 ``step``:
   :class:`AdagradState`, :class:`AdadeltaState`, :class:`RMSpropState` (absent moments
   are ``None``).
@@ -19,6 +22,7 @@ from .adadelta import AdadeltaState, adadelta, adadelta_leaf
 from .adagrad import AdagradState, adagrad, adagrad_leaf
 from .rmsprop import RMSpropState, rmsprop, rmsprop_leaf
 from .step import make_step
+from .train import init_optimizer, make_train_loop, make_train_step
 from .transform import init, transformation
 
 __all__ = [
@@ -28,6 +32,9 @@ __all__ = [
     "transformation",
     "init",
     "make_step",
+    "make_train_step",
+    "make_train_loop",
+    "init_optimizer",
     "AdagradState",
     "AdadeltaState",
     "RMSpropState",

@@ -299,13 +299,19 @@ def build_transformation(spec: RuleSpec, rule, lr=None) -> optax.GradientTransfo
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def apply_step(spec: RuleSpec, rule, params, state, grads):
+    """``(params, state)`` after one step with ``rule.lr``, each new parameter rounded once
+    (``p + delta`` in the working dtype); traceable, not jitted."""
+    return _run(spec, rule, rule.lr, grads, state, params, apply=True)
+
+
 def build_step(spec: RuleSpec, rule):
     """``step(params, state, grads) -> (params, state)``, jitted, params and state donated."""
     if not isinstance(rule, spec.rule_cls):
         raise TypeError(f"expected a rules.{spec.rule_cls.__name__}, got {type(rule).__name__}")
 
     def step(params, state, grads):
-        return _run(spec, rule, rule.lr, grads, state, params, apply=True)
+        return apply_step(spec, rule, params, state, grads)
 
     step.__name__ = f"{rule.name}_step"
     step.__doc__ = f"One {rule!r} step: (params, state, grads) -> (params, state)."

@@ -74,7 +74,8 @@ def test_session_json_is_complete(data):
         assert b["group"] == (f"probe-1e3-fp32-cpu" if ei["kind"] == "probe" else "adagrad-1e3-fp32-cpu")
         assert ei["cache_resident"] in (True, None)
         if ei["kind"] == "step":
-            assert ei["bytes_per_step"] == 20 * 1000  # fp32 Adagrad: 5 accesses x 4 B
+            # fp32 Adagrad: 5 accesses x 4 B; a floor (the empty jitted call) moves nothing
+            assert ei["bytes_per_step"] == (0 if ei["family"] == "floor" else 20 * 1000)
             assert ei["gbps"] == pytest.approx(ei["bytes_per_step"] / b["stats"]["median"] / 1e9)
     mi = data["machine_info"]["adaptbench"]
     for key in ("cpu_model", "cores", "versions", "git", "torch", "jax", "threads", "env"):
@@ -115,11 +116,15 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
     optax = steps["optax"]["stats"]["median"]
     rows = _csv(out / "results.csv")
     assert {r["impl"] for r in rows} == set(steps)
+    assert "jax-empty-jit" in steps
     for r in rows:
         median = steps[r["impl"]]["stats"]["median"]
         assert float(r["median_us"]) == pytest.approx(median * 1e6)
         assert float(r["speedup_vs_torch_optim"]) == pytest.approx(best_torch / median)
         assert float(r["speedup_vs_optax"]) == pytest.approx(optax / median)
+        if r["family"] == "floor":
+            assert r["roofline_fraction"] == "" and r["probe_error"] == ""
+            continue
         gbps = 20_000 / median / 1e9
         assert float(r["gbps"]) == pytest.approx(gbps)
         assert float(r["roofline_gbps"]) == pytest.approx(roof)
@@ -135,6 +140,8 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
     assert cells[:4] == ["cpu", "fp32", "adagrad", "1e3"]
     assert float(cells[6].rstrip("x")) == pytest.approx(best_torch / ours_torch, abs=0.006)
     assert float(cells[9].rstrip("x")) == pytest.approx(optax / ours_jax, abs=0.006)
+    empty = steps["jax-empty-jit"]["stats"]["median"]
+    assert float(cells[10].rstrip("x")) == pytest.approx(ours_jax / empty, abs=0.006)
 
 
 def test_fraction_above_one_is_a_probe_error(data, tmp_path):
@@ -145,7 +152,8 @@ def test_fraction_above_one_is_a_probe_error(data, tmp_path):
     out = tmp_path / "out"
     _run(["--json", str(_write(tmp_path, slow_probe)), "--out", str(out)])
     rows = _csv(out / "results.csv")
-    assert rows and all(r["probe_error"] and r["roofline_fraction"] == "" for r in rows)
+    movers = [r for r in rows if r["family"] != "floor"]
+    assert movers and all(r["probe_error"] and r["roofline_fraction"] == "" for r in movers)
     md = (out / "README.md").read_text()
     assert "probe error" in md and "Steps that beat the probe" in md
     roofline_rows = md.split("Fraction of the bandwidth roofline:")[1].split("<details>")[0]

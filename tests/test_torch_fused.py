@@ -179,7 +179,7 @@ def test_scalar_float64_tensors_are_updated_in_place(n_tensors):
     torch.set_default_dtype(torch.float64)
     try:
         rule = rules.Adagrad(lr_decay=0.5)
-        shapes = [()] + [(5,)] * (n_tensors - 1)
+        shapes = [(), (5,), (2, 3), (4, 1, 2)][:n_tensors]
         params = [torch.randn(s) for s in shapes]
         grads = [torch.randn(s) for s in shapes]
         reference = [p.clone() for p in params]

@@ -99,7 +99,13 @@ def init_state(rule, param: Tensor) -> dict:
     return state
 
 
-def _same_place(t: Tensor, param: Tensor, where: str, param_where: str) -> None:
+def _same_place(t: Tensor, param: Tensor, where, param_where: str) -> None:
+    """Shape, dtype and device of ``t`` equal ``param``'s. ``where`` may be a callable
+    returning the name: names are only formatted for an error (a step checks every tensor,
+    and formatting them all cost ~1 us per tensor)."""
+    if t.shape == param.shape and t.dtype == param.dtype and t.device == param.device:
+        return
+    where = where() if callable(where) else where
     if t.shape != param.shape:
         raise ValueError(
             f"{where} has shape {tuple(t.shape)}, but {param_where} has shape {tuple(param.shape)}"
@@ -143,20 +149,22 @@ def _check(rule, params, grads, states):
         if not isinstance(s, Mapping):
             raise TypeError(f"states[{i}] must be a dict of state tensors, got {type(s).__name__}")
         for name in names:
-            sw = f"states[{i}][{name!r}]"
-            if name not in s:
-                raise ValueError(
-                    f"{sw} is missing: a {rule.name} state needs {list(names)} "
-                    f"(build it with impl_torch.init_state(rule, param))"
-                )
-            t = s[name]
+            t = s.get(name)
             if not isinstance(t, Tensor):
+                sw = f"states[{i}][{name!r}]"
+                if name not in s:
+                    raise ValueError(
+                        f"{sw} is missing: a {rule.name} state needs {list(names)} "
+                        f"(build it with impl_torch.init_state(rule, param))"
+                    )
                 raise TypeError(f"{sw} must be a torch.Tensor, got {type(t).__name__}")
             if name == "step":
                 if t.numel() != 1:
-                    raise ValueError(f"{sw} must be a one-element tensor, got shape {tuple(t.shape)}")
+                    raise ValueError(
+                        f"states[{i}][{name!r}] must be a one-element tensor, got shape {tuple(t.shape)}"
+                    )
             else:
-                _same_place(t, p, sw, pw)
+                _same_place(t, p, lambda i=i, name=name: f"states[{i}][{name!r}]", pw)
         keep_p.append(p)
         keep_g.append(g)
         keep_s.append(s)

@@ -199,30 +199,48 @@ def _fused(rule, params, grads, states) -> None:
 
 
 #: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many
-#: elements in all takes ``"fused"``, a smaller one ``"foreach"``. Measured on the 2-core
-#: CPU (fp32, one thread): a compiled call costs ~70 us, so foreach wins below ~1e5
-#: elements (Adagrad 1e5: foreach 122 us, fused 133 us) and one pass over memory above
-#: (1e6: foreach 1916 us, fused 886 us); 100 tensors of 1e6 elements in all (tfm100) take
-#: one compiled call: fused 1.8-2.6 ms against foreach 2.5-4.9 ms.
-AUTO_FUSED_MIN_NUMEL = 1 << 17
+#: elements in all takes ``"fused"``. Measured on the 2-core CPU (fp32, one thread, one
+#: tensor, torch.optim's defaults; median us of loop / fused): Adagrad 131,072 elements
+#: 145 / 193, 262,144: 246 / 248; Adadelta 32,768: 118 / 157, 65,536: 176 / 180, 131,072:
+#: 284 / 221; RMSprop 131,072: 156 / 184, 262,144: 259 / 238. A compiled call costs
+#: 70-130 us more than eager dispatch, and one pass over memory pays that back sooner the
+#: more passes the eager math makes (Adadelta's 9 against Adagrad's 4). Options that add
+#: eager passes (weight decay, momentum, centered) move the crossover lower still, so for
+#: them these thresholds err towards eager.
+AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 18, "adadelta": 1 << 16, "rmsprop": 3 << 16}
+
+#: Below the fused threshold, a group of at most this many tensors takes ``"loop"``, a
+#: larger one ``"foreach"``. Measured (64-element tensors, median us loop / foreach):
+#: Adagrad 2 tensors 54 / 74, 4: 83 / 92, 8: 142 / 132; Adadelta 2: 84 / 96, 4: 139 / 125;
+#: RMSprop 2: 60 / 71, 4: 93 / 90. A foreach op costs more to launch than a single-tensor
+#: op and saves a launch per tensor; one 1e5-element tensor: loop 121, foreach 154.
+AUTO_LOOP_MAX_TENSORS = 3
 
 
 def _auto(rule, params, grads, states) -> None:
-    """The default: each (device, dtype) group to the impl measured fastest for its size,
-    ``"fused"`` from ``AUTO_FUSED_MIN_NUMEL`` elements in all and ``"foreach"`` below.
-    Where torch.compile is unavailable (``fused.unavailable_reason()``), ``"foreach"``
-    for all: the default must work everywhere, while an explicit ``impl="fused"`` raises."""
+    """The default: each (device, dtype) group to the impl measured fastest for it:
+    ``"fused"`` from ``AUTO_FUSED_MIN_NUMEL[rule.name]`` elements in all, else ``"loop"``
+    for up to ``AUTO_LOOP_MAX_TENSORS`` tensors and ``"foreach"`` for more. Where
+    torch.compile is unavailable (``fused.unavailable_reason()``) never ``"fused"``: the
+    default must work everywhere, while an explicit ``impl="fused"`` raises."""
     from . import fused
 
-    if fused.unavailable_reason() is not None:
-        _foreach(rule, params, grads, states)
-        return
+    compiled = fused.unavailable_reason() is None
+    threshold = AUTO_FUSED_MIN_NUMEL[rule.name]
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
     for idx in groups.values():
-        impl = _fused if sum(params[i].numel() for i in idx) >= AUTO_FUSED_MIN_NUMEL else _foreach
-        impl(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
+        if compiled and sum(params[i].numel() for i in idx) >= threshold:
+            impl = _fused
+        elif len(idx) <= AUTO_LOOP_MAX_TENSORS:
+            impl = _loop
+        else:
+            impl = _foreach
+        if len(groups) == 1:
+            impl(rule, params, grads, states)
+        else:
+            impl(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
 
 
 _IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach, "fused": _fused, "auto": _auto}

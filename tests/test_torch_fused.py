@@ -127,23 +127,26 @@ def test_non_contiguous_params():
     torch.testing.assert_close(q, p)
 
 
-def test_auto_routes_each_group_by_its_total_size(monkeypatch):
-    """impl="auto" (the default): a (device, dtype) group below AUTO_FUSED_MIN_NUMEL
-    elements in all goes to foreach, a larger one to fused; every tensor is stepped once."""
+def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
+    """impl="auto" (the default): a (device, dtype) group from the rule's
+    AUTO_FUSED_MIN_NUMEL elements in all goes to fused; a smaller one to loop when it has
+    at most AUTO_LOOP_MAX_TENSORS tensors, else to foreach; every tensor is stepped once."""
     routed = {}
 
     def spy(name, real):
         def fn(rule, params, grads, states):
-            routed.setdefault(name, []).extend(p.numel() for p in params)
+            routed.setdefault(name, []).append(sorted(p.numel() for p in params))
             real(rule, params, grads, states)
 
         return fn
 
-    monkeypatch.setattr(functional, "_foreach", spy("foreach", functional._foreach))
-    monkeypatch.setattr(functional, "_fused", spy("fused", functional._fused))
-    big = functional.AUTO_FUSED_MIN_NUMEL
+    for name in ("loop", "foreach", "fused"):
+        monkeypatch.setattr(functional, f"_{name}", spy(name, getattr(functional, f"_{name}")))
+    big = functional.AUTO_FUSED_MIN_NUMEL["rmsprop"]
+    few = functional.AUTO_LOOP_MAX_TENSORS
     params = [torch.randn(n, requires_grad=True) for n in (15, big // 2, 1000, big // 2)]
-    params += [torch.randn(n, dtype=torch.float64, requires_grad=True) for n in (15, 1000)]
+    params += [torch.randn(n, dtype=torch.float64, requires_grad=True) for n in [15] * few]
+    params += [torch.randn(n, dtype=torch.bfloat16, requires_grad=True) for n in [15] * (few + 1)]
     opt = impl_torch.RMSprop(params)
     assert opt.group_impls() == ["auto"]
     reference = [p.detach().clone() for p in params]
@@ -153,21 +156,32 @@ def test_auto_routes_each_group_by_its_total_size(monkeypatch):
         r.grad = p.grad.clone()
     opt.step()
     ref_opt.step()
-    assert sorted(routed["fused"]) == sorted([15, big // 2, 1000, big // 2])
-    assert sorted(routed["foreach"]) == [15, 1000]
+    assert routed == {"fused": [sorted([15, big // 2, 1000, big // 2])], "loop": [[15] * few],
+                      "foreach": [[15] * (few + 1)]}
     for p, r in zip(params, reference):
         _agree(p.detach(), r, r, str(r.dtype).removeprefix("torch."))
 
 
-def test_auto_uses_foreach_where_compile_is_unavailable(monkeypatch):
+def test_auto_thresholds_follow_the_rules():
+    # Adadelta's eager math makes the most passes over memory, Adagrad's the fewest.
+    t = functional.AUTO_FUSED_MIN_NUMEL
+    assert set(t) == {"adagrad", "adadelta", "rmsprop"}
+    assert t["adadelta"] < t["rmsprop"] < t["adagrad"]
+
+
+@pytest.mark.parametrize("n_tensors, same_as", [(1, "foreach=False"), (4, "foreach=True")])
+def test_auto_never_compiles_where_compile_is_unavailable(monkeypatch, n_tensors, same_as):
     monkeypatch.setattr(fused, "unavailable_reason", lambda: "no C++ compiler (test)")
-    p = torch.randn(functional.AUTO_FUSED_MIN_NUMEL, requires_grad=True)
-    q = p.detach().clone()
-    p.grad = torch.randn_like(p)
-    q.grad = p.grad.clone()
-    impl_torch.Adagrad([p]).step()
-    torch.optim.Adagrad([q], foreach=True).step()
-    assert torch.equal(p.detach(), q)
+    numel = functional.AUTO_FUSED_MIN_NUMEL["adagrad"]
+    ps = [torch.randn(numel, requires_grad=True) for _ in range(n_tensors)]
+    qs = [p.detach().clone() for p in ps]
+    for p, q in zip(ps, qs):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    impl_torch.Adagrad(ps).step()
+    torch.optim.Adagrad(qs, foreach=same_as == "foreach=True").step()
+    for p, q in zip(ps, qs):
+        assert torch.equal(p.detach(), q)
 
 
 @pytest.mark.parametrize("n_tensors", [2, fused.MANY_MIN_TENSORS], ids=["per-tensor", "one-call"])

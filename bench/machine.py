@@ -15,11 +15,11 @@ overrides it (torch uses N, Eigen's pool is enabled with N threads); every bench
 records the CPU utilisation it actually achieved, so an unequal split is visible.
 
 Inductor (``impl="fused"``) compiles in a pool of worker processes by default
-(``compile_threads`` = the CPU count), started by the first compile and kept for a while;
-in one sweep the benchmarks right after the first compiles measured IQRs of 39-68 us
-against 2-3 us for the same steps elsewhere. The sweep therefore compiles in-process
-(``torch._inductor.config.compile_threads = 1``): compiling takes longer, timing is not
-shared with a pool.
+(``compile_threads`` = the CPU count), started by the first compile and kept alive for a
+while after it. The sweep compiles in-process instead
+(``torch._inductor.config.compile_threads = 1``) so that no process of ours runs beside
+the timed steps. (It was suspected of the large IQRs of the first step group, iris15
+Adagrad, 23-68 us against 2-3 us elsewhere; those stayed without the pool, cause unknown.)
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ own), applied with ``optax.apply_updates``. Both functions are jitted and donate
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -30,7 +31,7 @@ import numpy as np
 import optax
 
 from . import _core
-from .transform import SPECS
+from .transform import SPECS, init
 
 __all__ = ["make_train_step", "make_train_loop", "init_optimizer"]
 
@@ -53,13 +54,10 @@ def _updater(optimizer) -> tuple[Callable, Callable]:
             f"optax.GradientTransformation, got {type(optimizer).__name__}"
         )
 
-    def init(params):
-        return _core.init_state(spec, optimizer, params)
-
     def apply(params, state, grads):
         return _core.apply_step(spec, optimizer, params, state, grads)
 
-    return init, apply
+    return functools.partial(init, optimizer), apply
 
 
 def init_optimizer(optimizer, params):

@@ -26,19 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from .prologue import effective_grads
+from .roots import root
 
 __all__ = ["update"]
-
-
-def _root(ops, x, eps, eps_in_sqrt):
-    """A new tensor (list): ``sqrt(x + eps)`` or ``sqrt(x) + eps``."""
-    if eps_in_sqrt:
-        out = ops.add(x, eps)
-        ops.sqrt_(out)
-    else:
-        out = ops.sqrt(x)
-        ops.add_(out, eps)
-    return out
 
 
 def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
@@ -56,8 +46,8 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
 
     ops.mul_(square_avgs, rho)
     ops.addcmul_(square_avgs, grads, grads, value=1 - rho)
-    std = _root(ops, square_avgs, eps, rule.eps_in_sqrt)
-    deltas = _root(ops, acc_deltas, eps, rule.eps_in_sqrt)
+    std = root(ops, square_avgs, eps, rule.eps_in_sqrt)
+    deltas = root(ops, acc_deltas, eps, rule.eps_in_sqrt)
     ops.div_(deltas, std)
     ops.mul_(deltas, grads)
     ops.mul_(acc_deltas, rho)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from .prologue import effective_grads
+from .roots import root
 
 __all__ = ["update"]
 
@@ -59,12 +60,7 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
         )
 
     ops.addcmul_(sums, grads, grads, value=1)
-    if rule.eps_in_sqrt:
-        std = ops.add(sums, eps)
-        ops.sqrt_(std)
-    else:
-        std = ops.sqrt(sums)
-        ops.add_(std, eps)
+    std = root(ops, sums, eps, rule.eps_in_sqrt)
 
     if rule.mask_zero_accumulator:
         # No torch.optim counterpart: q = g / std, masked, then p += -clr * q.

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from .prologue import effective_grads
+from .roots import root, root_
 
 __all__ = ["update"]
 
@@ -53,19 +54,9 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     if rule.centered:
         grad_avgs = state["grad_avg"]
         ops.lerp_(grad_avgs, grads, 1 - alpha)
-        avg = ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
-        if rule.eps_in_sqrt:
-            ops.add_(avg, eps)
-            ops.sqrt_(avg)
-        else:
-            ops.sqrt_(avg)
-            ops.add_(avg, eps)
-    elif rule.eps_in_sqrt:
-        avg = ops.add(square_avgs, eps)
-        ops.sqrt_(avg)
+        avg = root_(ops, ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1), eps, rule.eps_in_sqrt)
     else:
-        avg = ops.sqrt(square_avgs)
-        ops.add_(avg, eps)
+        avg = root(ops, square_avgs, eps, rule.eps_in_sqrt)
 
     if rule.momentum > 0:
         bufs = state["momentum_buffer"]

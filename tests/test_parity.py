@@ -114,12 +114,10 @@ def _check_leaf(actual, expected, before, dtype: str, what: str) -> float:
     return float(np.max(reference.ulp_distance(actual, expected, dtype, magnitude), initial=0.0))
 
 
-@pytest.mark.parametrize("impl,dtype", IMPL_CASES)
-@pytest.mark.parametrize("rule", RULE_CASES)
-def test_single_step_matches_oracle(rule, impl, dtype, ulp_report):
-    if dtype == "bfloat16" and _ill_conditioned_in_low_precision(rule):
-        pytest.skip("ill-conditioned in bf16; see test_bf16_torch_and_jax_agree")
-    params, grads = _problem(seed=zlib.crc32(repr(rule).encode()), steps=STEPS)
+def check_resynchronised_steps(impl, rule, params, grads, dtype: str) -> float:
+    """Step ``impl`` once per entry of ``grads`` (a list of per-leaf gradient lists), each
+    time from the oracle's own trajectory rounded to ``dtype``, and check params and state
+    against the float64 oracle's step from there (``_check_leaf``); the worst param ulps."""
     params = [_round(p, dtype) for p in params]
     run = impl.start(rule, params, dtype)
     oracle_p = params
@@ -134,13 +132,23 @@ def test_single_step_matches_oracle(rule, impl, dtype, ulp_report):
         got_p, got_s = run.values()
         for i, (p, g, s) in enumerate(zip(start_p, gs, start_s)):
             want_p, want_s = reference.step(rule, p, g, s)
-            where = f"step {k + 1}, leaf {i} shape {SHAPES[i]}"
+            where = f"{rule!r}, step {k + 1}, leaf {i} shape {np.shape(p)}"
             worst = max(worst, _check_leaf(got_p[i], want_p, p, dtype, f"param, {where}"))
             for name in rule.state_names:
                 _check_leaf(got_s[i][name], want_s[name], s[name], dtype, f"state {name!r}, {where}")
             assert got_s[i]["step"] == want_s["step"], where
         stepped = [reference.step(rule, p, g, s) for p, g, s in zip(oracle_p, gs, oracle_s)]
         oracle_p, oracle_s = [x[0] for x in stepped], [x[1] for x in stepped]
+    return worst
+
+
+@pytest.mark.parametrize("impl,dtype", IMPL_CASES)
+@pytest.mark.parametrize("rule", RULE_CASES)
+def test_single_step_matches_oracle(rule, impl, dtype, ulp_report):
+    if dtype == "bfloat16" and _ill_conditioned_in_low_precision(rule):
+        pytest.skip("ill-conditioned in bf16; see test_bf16_torch_and_jax_agree")
+    params, grads = _problem(seed=zlib.crc32(repr(rule).encode()), steps=STEPS)
+    worst = check_resynchronised_steps(impl, rule, params, grads, dtype)
     ulp_report(impl.id, rule.name, dtype, worst)
 
 

@@ -2,7 +2,7 @@
 
 1. In the valid domain, torch loop, torch foreach and jax make_step match ``rules.reference``
    within ``rules.tolerance`` at each of 3 steps, from re-synchronised inputs (as
-   tests/test_parity.py does, reusing its ``_check_leaf``).
+   tests/test_parity.py does, reusing its ``check_resynchronised_steps``).
 2. Outside it (negative lr/eps/..., rho/alpha outside [0, 1], NaN, inf), every entry point
    (rules, impl_torch's optimizers, impl_jax's factories) raises ValueError naming the argument.
 
@@ -26,9 +26,8 @@ from hypothesis.extra.numpy import array_shapes
 import impl_jax
 import impl_torch
 import rules
-from rules import reference
 from tests.implementations import IMPLEMENTATIONS
-from tests.test_parity import _check_leaf, _round, _round_state
+from tests.test_parity import _round, check_resynchronised_steps
 
 IMPLS = [i for i in IMPLEMENTATIONS if i.id in ("torch-loop", "torch-foreach", "jax-make_step")]
 # ADAPTBENCH_HYPOTHESIS_EXAMPLES raises the example count for a longer local search.
@@ -80,23 +79,7 @@ def test_matches_oracle_within_tolerance(impl, rule, shapes, dtype, scale, seed)
     rng = np.random.default_rng(seed)
     params = [_round(rng.normal(size=s), dtype) for s in shapes]
     grads = [[_round(scale * rng.normal(size=s), dtype) for s in shapes] for _ in range(3)]
-    run = impl.start(rule, params, dtype)
-    oracle_p, oracle_s = params, [reference.init_state(rule, p) for p in params]
-    for k, gs in enumerate(grads):
-        start_p = [_round(p, dtype) for p in oracle_p]
-        start_s = [_round_state(s, dtype) for s in oracle_s]
-        run.load(start_p, start_s)
-        run.step(gs)
-        got_p, got_s = run.values()
-        for i, (p, g, s) in enumerate(zip(start_p, gs, start_s)):
-            want_p, want_s = reference.step(rule, p, g, s)
-            where = f"{rule!r}, step {k + 1}, leaf {i} shape {shapes[i]}"
-            _check_leaf(got_p[i], want_p, p, dtype, f"param, {where}")
-            for name in rule.state_names:
-                _check_leaf(got_s[i][name], want_s[name], s[name], dtype, f"state {name!r}, {where}")
-            assert got_s[i]["step"] == want_s["step"]
-        stepped = [reference.step(rule, p, g, s) for p, g, s in zip(oracle_p, gs, oracle_s)]
-        oracle_p, oracle_s = [x[0] for x in stepped], [x[1] for x in stepped]
+    check_resynchronised_steps(impl, rule, params, grads, dtype)
 
 
 # --- invalid domains ---------------------------------------------------------------------------

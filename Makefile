@@ -14,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) .
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[torch,jax,dev]"
 	touch $@
 
 test: $(STAMP)

@@ -4,7 +4,7 @@ Command line (from the repository root)::
 
     python -m bench run [--full] [-- PYTEST-ARGS...]   # time the sweep, then write the report
     python -m bench report [--json PATH] [--out DIR]    # tables and plots from a results JSON
-    python -m bench train ...                           # the training experiment (bench/train.py)
+    python -m bench train ...                           # the training experiment (bench/training/train.py)
 
 Nothing heavy is imported here; torch and jax load only where a command needs them.
 """

@@ -9,7 +9,7 @@ USAGE = """usage: python -m bench COMMAND [ARGS...]
 commands:
   run [--full] [-- PYTEST-ARGS]     time the benchmark sweep (pytest --benchmark-only bench/), then report
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
-  train ...                         the training experiment (bench/train.py)
+  train ...                         the training experiment (bench/training/train.py)
 """
 
 
@@ -20,15 +20,15 @@ def main(argv=None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "run":
-        from bench import run
+        from bench.timing import run
 
         return run.main(rest)
     if command == "report":
-        from bench import report
+        from bench.timing import report
 
         return report.main(rest)
     if command == "train":
-        from bench import train  # written separately; imported only when asked for
+        from bench.training import train
 
         return train.main(rest)
     print(f"python -m bench: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)

@@ -15,7 +15,8 @@ import os
 import shlex
 import warnings
 
-from bench import cases, machine
+from bench import machine
+from bench.timing import cases
 
 SCHEMA = 1
 

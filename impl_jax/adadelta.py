@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import optax
 
-import rules
+from adaptbench import rules
 
 from . import _core
 

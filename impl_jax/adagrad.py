@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import optax
 
-import rules
+from adaptbench import rules
 
 from . import _core
 

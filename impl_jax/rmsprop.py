@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import optax
 
-import rules
+from adaptbench import rules
 
 from . import _core
 

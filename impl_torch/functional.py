@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-import rules
+from adaptbench import rules
 
 from . import adadelta, adagrad, rmsprop
 from .ops import ForeachOps, TensorOps

@@ -40,7 +40,7 @@ import functools
 import torch
 from torch import Tensor
 
-import rules
+from adaptbench import rules
 
 from . import functional
 from .functional import DEFAULT_IMPL, IMPLS, init_state

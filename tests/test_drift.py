@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import rules
-from rules import reference
+from adaptbench import rules
+from adaptbench.rules import reference
 from tests.implementations import IMPLEMENTATIONS
 from tests.test_parity import _round
 

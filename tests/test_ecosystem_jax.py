@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import impl_jax
-import rules
+from adaptbench import rules
 
 FACTORIES = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
 STATIC = {

@@ -25,7 +25,7 @@ import torch
 
 import impl_jax
 import impl_torch
-import rules
+from adaptbench import rules
 from tests.implementations import IMPLEMENTATIONS
 from tests.reference_libraries import optax_trajectory
 

@@ -17,9 +17,9 @@ import pytest
 
 import datasets
 import impl_jax
-import rules
-from bench import models, models_jax
-from bench.train_runs import batch_order
+from adaptbench import rules
+from bench.training import models, models_jax
+from bench.training.train_runs import batch_order
 
 RULES = ("adagrad", "adadelta", "rmsprop")
 EPOCHS = 4

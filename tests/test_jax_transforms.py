@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import impl_jax
-import rules
+from adaptbench import rules
 from impl_jax import _core
 
 STEPS = 5

@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "rules": {"torch", "jax", "jaxlib", "optax", "impl_torch", "impl_jax", "bench", "datasets", "sklearn"},
+    "adaptbench": {"torch", "jax", "jaxlib", "optax", "impl_torch", "impl_jax", "bench", "datasets", "sklearn"},
     "impl_torch": {"jax", "jaxlib", "optax", "impl_jax", "bench", "datasets"},
     "impl_jax": {"torch", "impl_torch", "bench", "datasets"},
     "datasets": {"torch", "jax", "optax", "impl_torch", "impl_jax", "bench"},
@@ -38,7 +38,7 @@ def test_dependencies_flow_one_way(package):
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("name", ["rules", "impl_torch", "impl_jax", "datasets", "bench", "tests"])
+@pytest.mark.parametrize("name", ["adaptbench", "impl_torch", "impl_jax", "datasets", "bench", "tests"])
 def test_generic_top_level_names_resolve_to_this_checkout(name):
     """`datasets` is also a PyPI package; from the checkout, ours must win."""
     module = __import__(name)

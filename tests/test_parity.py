@@ -20,8 +20,8 @@ import zlib
 import numpy as np
 import pytest
 
-import rules
-from rules import reference
+from adaptbench import rules
+from adaptbench.rules import reference
 from tests.implementations import IMPLEMENTATIONS
 
 # Scalar, the tutorial's softmax regression on Iris ([4, 3] weight + [3] bias), a large flat

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bench import cases, machine, probe
+from bench import machine
+from bench.timing import cases, probe
 
 SIZE_1E3 = cases.SIZE_BY_ID["1e3"]
 

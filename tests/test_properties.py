@@ -25,7 +25,7 @@ from hypothesis.extra.numpy import array_shapes
 
 import impl_jax
 import impl_torch
-import rules
+from adaptbench import rules
 from tests.implementations import IMPLEMENTATIONS
 from tests.test_parity import _round, check_resynchronised_steps
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 import torch
 
-import rules
+from adaptbench import rules
 from tests.reference_libraries import (
     max_relative_difference,
     optax_trajectory,
@@ -204,7 +204,7 @@ def test_presets_are_the_libraries_defaults(name):
         "adadelta": lambda: optax.adadelta(1.0),
         "rmsprop": lambda: optax.rmsprop(1e-2),
     }[name]
-    from rules import reference
+    from adaptbench.rules import reference
 
     for convention, run in [
         ("torch", lambda: torch_optim_trajectory(torch_cls, params, grads, "float64")),

@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from bench import __main__ as bench_main
-from bench import machine, report
+from bench import machine
+from bench.timing import report
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,7 @@ def session_json(tmp_path_factory) -> pathlib.Path:
     """A real benchmark session: Adagrad at 1e3 elements, fp32, CPU, every implementation, plus its probes."""
     path = tmp_path_factory.mktemp("session") / "bench.json"
     cmd = [
-        sys.executable, "-m", "pytest", "bench/bench_step.py", "--benchmark-only",
+        sys.executable, "-m", "pytest", "bench/timing/bench_step.py", "--benchmark-only",
         "-k", "1e3-fp32-cpu and (adagrad or probe)",
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.01", "--benchmark-min-time=0.00005",
         f"--benchmark-json={path}", "-q", "-p", "no:cacheprovider",
@@ -238,12 +239,12 @@ def test_train_is_routed_lazily(monkeypatch):
     import types
 
     seen = []
-    fake = types.ModuleType("bench.train")
+    fake = types.ModuleType("bench.training.train")
     fake.main = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "bench.train", fake)
-    import bench
+    monkeypatch.setitem(sys.modules, "bench.training.train", fake)
+    import bench.training
 
-    monkeypatch.setattr(bench, "train", fake, raising=False)
+    monkeypatch.setattr(bench.training, "train", fake, raising=False)
     assert bench_main.main(["train", "--epochs", "3"]) == 0
     assert seen == [["--epochs", "3"]]
     assert bench_main.main(["nonsense"]) == 2

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-import rules
-from rules import reference
+from adaptbench import rules
+from adaptbench.rules import reference
 
 
 @pytest.mark.parametrize("name", sorted(rules.RULES))

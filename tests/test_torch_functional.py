@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import impl_torch
-import rules
+from adaptbench import rules
 from impl_torch import ForeachOps, TensorOps, functional
 
 RULE_NAMES = ["adagrad", "adadelta", "rmsprop"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import impl_torch
-import rules
+from adaptbench import rules
 from impl_torch import functional, fused, optimizer
 
 pytestmark = pytest.mark.skipif(

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import impl_torch
-import rules
+from adaptbench import rules
 from impl_torch import functional
 
 TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}

@@ -32,10 +32,10 @@ import numpy as np
 import pytest
 import torch
 
-import rules
-from bench import tutorial_torch
-from bench.models_torch import Model
-from bench.train_runs import RunConfig, max_rel_diff, prepare, run, run_jax
+from adaptbench import rules
+from bench.training import tutorial_torch
+from bench.training.models_torch import Model
+from bench.training.train_runs import RunConfig, max_rel_diff, prepare, run, run_jax
 
 EPOCHS = 100
 RULES = ("adagrad", "adadelta", "rmsprop")
@@ -153,7 +153,7 @@ def test_tutorial_loop_refuses_what_it_does_not_implement():
 def test_models_start_from_the_same_numpy_weights():
     import jax.numpy as jnp
 
-    from bench import models, models_jax
+    from bench.training import models, models_jax
 
     init = models.init_params("mlp", 4, 3, seed=0)
     tm = Model("mlp", init)
@@ -184,7 +184,7 @@ def restore_thread_env(monkeypatch):
 def test_command_line_single_run(tmp_path, capsys, restore_thread_env):
     import json
 
-    from bench import train
+    from bench.training import train
 
     out = tmp_path / "run.json"
     assert train.main(["--dataset", "iris", "--rule", "adagrad", "--epochs", "3", "--no-progress",
@@ -200,7 +200,7 @@ def test_command_line_single_run(tmp_path, capsys, restore_thread_env):
                                   ["--dtype", "float16"], ["--lr", "-1"], ["--out", "x"],
                                   ["--rule", "adam"], ["--torch-impl", "bogus"]])
 def test_command_line_rejects_bad_arguments(argv, capsys, restore_thread_env):
-    from bench import train
+    from bench.training import train
 
     with pytest.raises(SystemExit) as exc:
         train.main(argv)
@@ -211,7 +211,7 @@ def test_command_line_rejects_bad_arguments(argv, capsys, restore_thread_env):
 def test_sweep_writes_table_plots_and_curves(tmp_path, capsys, restore_thread_env):
     import json
 
-    from bench import train
+    from bench.training import train
 
     assert train.main(["--sweep", "--out", str(tmp_path), "--dataset", "iris", "--model", "linear",
                        "--rule", "rmsprop", "--rule", "momentum", "--epochs", "2", "--no-progress"]) == 0

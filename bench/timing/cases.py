@@ -124,7 +124,7 @@ def impls() -> tuple[Impl, ...]:
 
 
 def rule_for(name: str):
-    import rules
+    from adaptbench import rules
 
     return rules.preset(name, CONVENTION)
 

@@ -28,7 +28,7 @@ import datasets
 
 from . import train_rules
 from .models import LINEAR_INIT_STD, MODELS
-from .progress import Progress
+from .progress import progress_bar
 from .train_runs import FRAMEWORKS, History, RunConfig, max_rel_diff, run
 
 # Epochs per data set for the default sweep, chosen so that the whole sweep (50 runs in
@@ -41,7 +41,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "training"
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically (``bench.report.atomic_write_bytes``), creating
     the folder first."""
-    from .report import atomic_write_bytes
+    from bench.timing.report import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def sweep_configs(datasets_=None, models=MODELS, rules_=train_rules.RULES, epoch
 def run_sweep(configs, frameworks=FRAMEWORKS, show_progress=True) -> list[dict[str, History]]:
     total = sum(c.epochs for c in configs) * len(frameworks)
     results = []
-    with Progress(total, "sweep", enabled=show_progress) as bar:
+    with progress_bar(total, "sweep", enabled=show_progress) as bar:
         for c in configs:
             bar.set_description(f"{c.dataset}/{c.model}/{c.rule}")
             results.append(run(c, frameworks, progress=bar))
@@ -120,7 +120,7 @@ def _versions() -> str:
 
 
 def _machine_lines() -> list[str]:
-    from . import machine
+    from bench import machine
 
     info = machine.collect()
     git = info.get("git") or {}
@@ -288,7 +288,7 @@ def write_results(results, out: Path, *, command: str, elapsed_s: float, framewo
         written.append(path)
     payload = [{fw: _compact(h) for fw, h in hists.items()} for hists in results]
     path = out / "histories.json"
-    from . import machine
+    from bench import machine
 
     doc = {"command": command, "elapsed_s": elapsed_s, "machine": machine.collect(), "runs": payload}
     write_atomic(path, json.dumps(doc, separators=(",", ":"), default=str) + "\n")

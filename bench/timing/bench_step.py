@@ -16,7 +16,8 @@ import os
 
 import pytest
 
-from bench import cases, jax_cases, machine, probe, torch_cases
+from bench import machine
+from bench.timing import cases, jax_cases, probe, torch_cases
 
 SCHEMA = 1
 STEP_SPECS = cases.step_specs()

@@ -41,9 +41,9 @@ import numpy as np
 import pytest
 
 import datasets
-import rules
-from bench import models, tutorial_torch
-from bench.train_runs import batch_order
+from adaptbench import rules
+from bench.training import models, tutorial_torch
+from bench.training.train_runs import batch_order
 
 SCHEMA = 1
 GROUP = "training-iris"

@@ -31,6 +31,7 @@ import numpy as np
 import datasets
 
 from . import train_rules
+from .progress import advance
 from .models import DEFAULT_HIDDEN, check_model, init_params
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "jax")
@@ -139,7 +140,7 @@ def run_torch(config: RunConfig, split, init, order, progress=None) -> History:
         hist.epoch_time.append(time.perf_counter() - t0)
         hist.record(evaluate(model, Xtr, ytr), evaluate(model, Xdev, ydev))
         if progress is not None:
-            progress.update(1, postfix=f"torch loss {hist.train_loss[-1]:.4f}")
+            advance(progress, f"torch loss {hist.train_loss[-1]:.4f}")
     hist.test_loss, hist.test_acc = evaluate(model, Xte, yte)
     return hist
 
@@ -204,7 +205,7 @@ def _run_jax(config, split, init, order, progress) -> History:
         hist.epoch_time.append(time.perf_counter() - t0)
         hist.record(evaluate(Xtr, ytr), evaluate(Xdev, ydev))
         if progress is not None:
-            progress.update(1, postfix=f"jax loss {hist.train_loss[-1]:.4f}")
+            advance(progress, f"jax loss {hist.train_loss[-1]:.4f}")
     hist.test_loss, hist.test_acc = evaluate(Xte, yte)
     return hist
 

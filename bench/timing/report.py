@@ -612,7 +612,7 @@ def ingest(src: Path, data: dict, out: Path) -> dict | None:
 def default_json(out=None) -> Path:
     """``<out>/benchmark.json`` when ``--out`` is given, else ``results/<this machine>/benchmark.json``,
     else the only ``results/*/benchmark.json``."""
-    from . import machine
+    from bench import machine
 
     if out is not None:
         if (Path(out) / CURRENT).exists():
@@ -675,7 +675,8 @@ def _groups(steps: list[dict]) -> dict[tuple, list[dict]]:
 
 def generate(json_path, out=None) -> Path:
     """Ingest ``json_path`` and write the report; return the output folder."""
-    from . import machine, plots
+    from bench import machine
+    from . import plots
 
     src = Path(json_path)
     data = load(src)

@@ -85,7 +85,7 @@ def _frameworks(choice: str) -> tuple[str, ...]:
 
 
 def _single(args, frameworks) -> int:
-    from .progress import Progress
+    from .progress import progress_bar
     from .train_runs import RunConfig, max_rel_diff, run
 
     for flag in ("dataset", "model", "rule"):
@@ -97,7 +97,7 @@ def _single(args, frameworks) -> int:
         dtype=args.dtype, seed=args.seed, hidden=args.hidden, lr=args.lr, torch_impl=args.torch_impl,
     )
     desc = f"{config.dataset}/{config.model}/{config.rule}"
-    with Progress(config.epochs * len(frameworks), desc, enabled=not args.no_progress) as bar:
+    with progress_bar(config.epochs * len(frameworks), desc, enabled=not args.no_progress) as bar:
         hists = run(config, frameworks, progress=bar)
     print(f"{desc}: {config.epochs} epochs, batch {config.batch_size}, {config.dtype}, seed {config.seed}; "
           f"{train_rules.describe(config.rule, config.lr)}")
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.out is not None and not args.sweep:
         parser().error("--out is for --sweep")
-    from . import machine
+    from bench import machine
 
     machine.configure_threads()  # before any jax array exists: same thread count for both
     if args.torch_impl is not None:

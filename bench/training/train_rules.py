@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-import rules
+from adaptbench import rules
 
 ADAPTIVE: tuple[str, ...] = ("adagrad", "adadelta", "rmsprop")
 BASELINES: dict[str, dict] = {

@@ -59,6 +59,11 @@ MAPPINGS = [
         optax.chain(optax.scale(-1.0), optax.rmsprop(1e-2, decay=0.9, eps=1e-3, eps_in_sqrt=False)),
     ),
     (
+        "rmsprop-momentum-centered",
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-3, momentum=0.9, centered=True),
+        optax.rmsprop(1e-3, decay=0.99, eps=1e-8, eps_in_sqrt=False, centered=True, momentum=0.9),
+    ),
+    (
         "adadelta-explicit-lr",
         lambda ps: torch.optim.Adadelta(ps, lr=1.0, rho=0.9, eps=1e-6),
         optax.adadelta(learning_rate=1.0, rho=0.9, eps=1e-6),
@@ -72,6 +77,11 @@ MAPPINGS = [
         "adagrad-eps-zero",
         lambda ps: torch.optim.Adagrad(ps, lr=1e-2, eps=0.0, initial_accumulator_value=0.1),
         optax.adagrad(1e-2, initial_accumulator_value=0.1, eps=0.0),
+    ),
+    (
+        "adagrad-weight-decay",
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, eps=0.0, initial_accumulator_value=0.1, weight_decay=0.1),
+        optax.chain(optax.add_decayed_weights(0.1), optax.adagrad(1e-2, initial_accumulator_value=0.1, eps=0.0)),
     ),
     (
         "adagrad-lr-decay-as-schedule",
@@ -114,6 +124,33 @@ def test_adagrad_with_eps_cannot_be_mapped():
         steps=5,
     )
     assert gap > 1e-6, "the eps conventions differ, so the trajectories must too"
+
+
+# (id, grad scale, torch.optim Adagrad's defaults against an optax.adagrad, measured gap as a
+# fraction of the parameters' largest movement over 30 float64 steps). The nearest setting
+# puts eps**2 inside the root: sqrt(s + eps**2) and sqrt(s) + eps agree as s -> 0 and as
+# s >> eps**2; they part where s ~ eps**2, i.e. for gradients near eps.
+NEAREST_ADAGRAD = [
+    ("eps-squared-inside-unit-grads", 1.0, 1e-20, 2.0e-10),
+    ("eps-squared-inside-grads-1e-4", 1e-4, 1e-20, 2.0e-6),
+    ("eps-squared-inside-grads-1e-8", 1e-8, 1e-20, 1.7e-2),
+    ("same-eps-inside-unit-grads", 1.0, 1e-10, 8.8e-10),
+    ("same-eps-inside-grads-1e-4", 1e-4, 1e-10, 6.0e-2),
+    ("optax-default-eps-unit-grads", 1.0, 1e-7, 1.07e-6),
+    ("optax-default-eps-grads-1e-4", 1e-4, 1e-7, 0.43),
+]
+
+
+@pytest.mark.parametrize("grad_scale,eps_inside,measured", [m[1:] for m in NEAREST_ADAGRAD],
+                         ids=[m[0] for m in NEAREST_ADAGRAD])
+def test_nearest_optax_setting_for_torch_adagrad(grad_scale, eps_inside, measured):
+    """The README's "nearest setting" numbers for torch.optim.Adagrad's defaults in optax."""
+    params, grads = problem(steps=30, grad_scale=grad_scale)
+    a = torch_optim_trajectory(lambda ps: torch.optim.Adagrad(ps, lr=1e-2), params, grads, "float64")
+    b = optax_trajectory(optax.adagrad(1e-2, initial_accumulator_value=0.0, eps=eps_inside), params, grads, "float64")
+    movement = max(float(np.max(np.abs(x - p0))) for x, p0 in zip(a[-1], params, strict=True))
+    gap = max(float(np.max(np.abs(x - y))) for sa, sb in zip(a, b, strict=True) for x, y in zip(sa, sb, strict=True))
+    assert gap / movement == pytest.approx(measured, rel=0.1)
 
 
 def test_rmsprop_eps_inside_the_root_has_no_torch_setting():

@@ -10,6 +10,8 @@ import optax
 import pytest
 import torch
 
+import impl_jax
+import impl_torch
 from adaptbench import rules
 from tests.reference_libraries import (
     max_relative_difference,
@@ -256,3 +258,58 @@ def test_presets_are_the_libraries_defaults(name):
             ps, states = [x[0] for x in stepped], [x[1] for x in stepped]
             oracle.append(ps)
         assert max_relative_difference(run(), oracle) < EXACT_IN_FP64, convention
+
+
+def _scheduled(torch_factory, schedule):
+    """A torch optimizer whose lr follows ``schedule(k)``, set before step k."""
+
+    class Scheduled:
+        def __init__(self, ps):
+            self.opt = torch_factory(ps, schedule(0))
+            self.k = 0
+
+        def step(self):
+            self.opt.param_groups[0]["lr"] = schedule(self.k)
+            self.opt.step()
+            self.k += 1
+
+    return Scheduled
+
+
+def _inverse_time(count):
+    return 1e-2 / (1 + count)
+
+
+# (id, torch optimizer factory, optax-compatible transformation): the README's "exact in
+# both directions with adaptbench" table; each pair crosses frameworks with one side ours.
+EXACT_WITH_OURS = [
+    ("torch-adagrad-defaults-in-jax", lambda ps: torch.optim.Adagrad(ps, lr=1e-2), lambda: impl_jax.adagrad(lr=1e-2)),
+    (
+        "torch-rmsprop-momentum-schedule-in-jax",
+        _scheduled(lambda ps, lr: torch.optim.RMSprop(ps, lr=lr, momentum=0.9), _inverse_time),
+        lambda: impl_jax.rmsprop(lr=_inverse_time, momentum=0.9),
+    ),
+    (
+        "optax-adagrad-defaults-in-torch",
+        lambda ps: impl_torch.Adagrad(ps, lr=1e-2, eps=1e-7, eps_in_sqrt=True, initial_accumulator_value=0.1,
+                                      mask_zero_accumulator=True),
+        lambda: optax.adagrad(1e-2),
+    ),
+    (
+        "optax-rmsprop-defaults-in-torch",
+        lambda ps: impl_torch.RMSprop(ps, lr=1e-2, alpha=0.9, eps=1e-8, eps_in_sqrt=True),
+        lambda: optax.rmsprop(1e-2),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("torch_factory,transform", [m[1:] for m in EXACT_WITH_OURS],
+                         ids=[m[0] for m in EXACT_WITH_OURS])
+def test_exact_port_with_our_implementations(torch_factory, transform, dtype):
+    params, grads = problem(steps=30, grad_scale=1e-4)
+    _assert_same(
+        torch_optim_trajectory(torch_factory, params, grads, dtype),
+        optax_trajectory(transform(), params, grads, dtype),
+        dtype,
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import datasets
+from bench.machine import REPO_ROOT
 
 from . import train_rules
 from .models import LINEAR_INIT_STD, MODELS
@@ -35,7 +36,7 @@ from .train_runs import FRAMEWORKS, History, RunConfig, max_rel_diff, run
 # each framework) takes about a minute and a half on a 2-core machine, steps per epoch at
 # batch 24: iris 5, wine 6, breast_cancer 19, digits 60, sparse 67.
 SWEEP_EPOCHS: dict[str, int] = {"iris": 100, "wine": 100, "breast_cancer": 40, "digits": 20, "sparse": 30}
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "training"
+DEFAULT_OUT = REPO_ROOT / "results" / "training"
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

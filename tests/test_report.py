@@ -228,7 +228,7 @@ def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         report.atomic_write_text(target, "new")
     assert target.read_text() == "old"

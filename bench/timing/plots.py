@@ -51,7 +51,7 @@ def _save(plt, fig, path, writer) -> None:
 
 
 def _impls(rows):
-    from .report import IMPL_ORDER, _order
+    from .reporting.data import IMPL_ORDER, order_key as _order
 
     return sorted({r["impl"] for r in rows}, key=lambda v: _order(v, IMPL_ORDER))
 

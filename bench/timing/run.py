@@ -23,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import machine
+
 from . import cases
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = machine.REPO_ROOT
 SWEEP = {
     "default": {"min_rounds": 5, "max_time": 1.0, "min_time": 0.0005},
     "full": {"min_rounds": 10, "max_time": 2.0, "min_time": 0.0005},

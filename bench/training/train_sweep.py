@@ -40,9 +40,9 @@ DEFAULT_OUT = REPO_ROOT / "results" / "training"
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically (``bench.report.atomic_write_bytes``), creating
+    """Write ``data`` to ``path`` atomically (``bench.timing.reporting.files.atomic_write_bytes``), creating
     the folder first."""
-    from bench.timing.report import atomic_write_bytes
+    from bench.timing.reporting.files import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

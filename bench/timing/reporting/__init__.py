@@ -1,0 +1,1 @@
+"""The report generator's parts (``bench/timing/report.py`` runs them)."""

@@ -7,7 +7,9 @@ before the steps of its size (bench/conftest.py orders the items).
 The callable handed to ``benchmark`` is compiled and warmed up already, threads donated
 buffers through iterations and waits for its outputs (bench/torch_cases.py,
 bench/jax_cases.py). Each benchmark's ``extra_info`` holds what the report needs: bytes per
-step, working set, cache residency, achieved GB/s and its fraction of the probe.
+step, working set, cache residency, achieved GB/s and its fraction of the probe, the CPU
+utilisation while timing, and the temporary memory of one step (bench/timing/memory.py,
+measured after timing, outside the timed loop); bench/conftest.py adds the thread setting.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def test_step(benchmark, spec: cases.StepSpec):
     with probe.CpuMeter() as meter:
         benchmark(case.fn)
     median = _median(benchmark)
+    if median is not None and case.temp_bytes is not None:
+        info["temp_bytes"], info["temp_source"] = case.temp_bytes()
     del case
     if median is None:
         return

@@ -24,7 +24,7 @@ import functools
 import numpy as np
 import pytest
 
-from . import cases
+from . import cases, memory
 from .torch_cases import WARMUP_STEPS, Case
 
 
@@ -164,4 +164,5 @@ def _build(spec: cases.StepSpec, dev) -> Case:
     got = carry[0][0].dtype
     if got != np.dtype(np_dtype(spec.dtype)):
         raise AssertionError(f"{spec.id}: params came back as {got}, expected {spec.dtype}")
-    return Case(fn, settings, {"donated": donated, "jax_device": str(dev)})
+    return Case(fn, settings, {"donated": donated, "jax_device": str(dev)},
+                temp_bytes=lambda: memory.jax_temp_bytes(step, carry[0], carry[1], grads))

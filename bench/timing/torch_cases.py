@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from . import cases
+from . import cases, memory
 
 WARMUP_STEPS = 3
 _TORCH_KEYS = {
@@ -33,6 +33,8 @@ class Case:
     fn: Callable[[], object]
     settings: dict
     notes: dict = dataclasses.field(default_factory=dict)
+    # One more step, measured for its temporary memory: () -> (bytes or None, source).
+    temp_bytes: Callable[[], tuple] | None = None
 
 
 def torch_dtype(dtype: str):
@@ -119,7 +121,8 @@ def build(spec: cases.StepSpec) -> Case:
             for _ in range(WARMUP_STEPS):
                 fn()
             _unsupported[key] = None
-            return Case(fn, settings, {"optimizer": type(opt).__module__ + "." + type(opt).__qualname__})
+            return Case(fn, settings, {"optimizer": type(opt).__module__ + "." + type(opt).__qualname__},
+                        temp_bytes=lambda: memory.torch_temp_bytes(step, spec.device))
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
             if not may_be_unsupported:
                 raise

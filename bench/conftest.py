@@ -1,12 +1,17 @@
 """pytest hooks for the benchmark suite (bench/bench_*.py).
 
-- Before anything is collected, when benchmarks will run: one intra-op thread for torch and
-  XLA (``bench.machine.configure_threads``; ``ADAPTBENCH_THREADS`` overrides) and, for the
-  full sweep (``ADAPTBENCH_FULL=1``), jax's x64 mode so that fp64 exists in jax.
-- Each size's probe benchmarks run right before that size's step benchmarks.
+- Before anything is collected, when benchmarks will run: the thread setting
+  ``ADAPTBENCH_THREADS`` (``default``, or N threads pinned to N CPUs:
+  ``bench.machine.configure_threads``) and, for the full sweep (``ADAPTBENCH_FULL=1``),
+  jax's x64 mode so that fp64 exists in jax.
+- A selection (``-k``) keeps the probe benchmarks its steps' rooflines need, and each
+  size's probes run right before that size's steps.
 - Every pytest-benchmark JSON gets ``machine_info["adaptbench"]`` (CPU, cores, caches,
-  GPUs, versions, git commit and dirty flag, thread counts, OPENBLAS_*/XLA_FLAGS/...)
-  and a top-level ``"adaptbench"`` block (command, sweep, pytest-benchmark options).
+  GPUs, versions, git commit and dirty flag, thread setting, OPENBLAS_*/XLA_FLAGS/...)
+  and a top-level ``"adaptbench"`` block (command, sweep, thread setting, pytest-benchmark
+  options, and ``selection``: whether this is the whole sweep or a slice of it). Every
+  benchmark gets its thread setting in ``extra_info`` and its tag (``t<CPU budget>``) in its
+  name and group, so runs at different settings merge into one JSON without clashes.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ from __future__ import annotations
 import os
 import shlex
 import warnings
+from pathlib import Path
+
+import pytest
 
 from bench import machine
 from bench.timing import cases
 
 SCHEMA = 1
+BENCH_DIR = Path(__file__).resolve().parent
+_selection = {"deselected": [], "benchmark_files": set()}
 
 
 def _benchmarks_run(config) -> bool:
@@ -40,9 +50,19 @@ def pytest_configure(config):
         jax.config.update("jax_enable_x64", True)
 
 
+def pytest_deselected(items):
+    _selection["deselected"].extend(items)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Run each size's probes right before its steps (not all probes first), so that the
-    roofline and the steps it judges are measured minutes, not the whole sweep, apart."""
+    """After ``-k``/``-m`` deselection: bring back the probes that the selected steps'
+    rooflines need, then run each size's probes right before its steps (not all probes
+    first), so that the roofline and the steps it judges are measured minutes, not the
+    whole sweep, apart."""
+    _selection["benchmark_files"] = {str(Path(item.path).resolve()) for item in items
+                                     if "benchmark" in getattr(item, "fixturenames", ())}
+    _restore_needed_probes(items)
     slots = [i for i, item in enumerate(items) if isinstance(_spec(item), (cases.ProbeSpec, cases.StepSpec))]
     if not slots:
         return
@@ -64,6 +84,32 @@ def pytest_collection_modifyitems(session, config, items):
         items[slot] = item
 
 
+def _restore_needed_probes(items) -> None:
+    needed = {(s.size.id, s.dtype, s.device, s.arrays) for s in map(_spec, items) if isinstance(s, cases.StepSpec)}
+    present = {id(item) for item in items}
+    back = [item for item in _selection["deselected"] if id(item) not in present
+            and isinstance(_spec(item), cases.ProbeSpec)
+            and (_spec(item).size.id, _spec(item).dtype, _spec(item).device, _spec(item).arrays) in needed]
+    if back:
+        gone = {id(item) for item in back}
+        _selection["deselected"] = [item for item in _selection["deselected"] if id(item) not in gone]
+        items.extend(back)
+
+
+def selection(config) -> dict:
+    """Whether this session ran the whole sweep: nothing deselected and every
+    ``bench/**/bench_*.py`` file collected. A report treats anything else as a slice."""
+    every = {str(p.resolve()) for p in BENCH_DIR.rglob("bench_*.py")}
+    missing = sorted(os.path.relpath(p, BENCH_DIR.parent) for p in every - _selection["benchmark_files"])
+    deselected = len(_selection["deselected"])
+    return {
+        "partial": bool(deselected or missing),
+        "deselected": deselected,
+        "files_not_collected": missing,
+        "args": [str(a) for a in config.invocation_params.args],
+    }
+
+
 def _spec(item):
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("spec") if callspec is not None else None
@@ -81,9 +127,20 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         except ValueError:
             continue
         options[name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    record = machine.thread_record()
+    tag = record["thread_tag"]
+    for b in output_json["benchmarks"]:
+        b.setdefault("extra_info", {}).update(record)
+        for key in ("name", "fullname"):
+            if isinstance(b.get(key), str) and tag:
+                b[key] = b[key][:-1] + f"-{tag}]" if b[key].endswith("]") else b[key] + f"[{tag}]"
+        if b.get("group") and tag:
+            b["group"] = f"{b['group']}-{tag}"
     output_json["adaptbench"] = {
         "schema": SCHEMA,
         "full": cases.full_sweep(),
+        "threads": record,
+        "selection": selection(config),
         "command": os.environ.get("ADAPTBENCH_COMMAND")
         or "python -m pytest " + shlex.join(map(str, config.invocation_params.args)),
         "benchmark_options": options,

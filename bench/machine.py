@@ -5,14 +5,24 @@
 ``results/<machine>/`` folder name from it; ``configure_threads()`` gives torch and XLA the
 same intra-op thread count before anything is timed.
 
-Thread policy (DESIGN.md: "same thread count for both frameworks"): one thread each by
-default. torch parallelises elementwise kernels over ``torch.get_num_threads()`` threads,
-while XLA:CPU runs an elementwise fusion such as an optimizer step on one thread whatever
-its flags say (measured with jaxlib 0.10.2: process CPU time / wall time = 1.0 for a
-jitted ``a + b`` at 1e7 elements, with and without ``--xla_cpu_multi_thread_eigen``). One
-thread is therefore the only count both frameworks honour. ``ADAPTBENCH_THREADS=N``
-overrides it (torch uses N, Eigen's pool is enabled with N threads); every benchmark then
-records the CPU utilisation it actually achieved, so an unequal split is visible.
+Thread settings (DESIGN.md: "same thread count for both frameworks"; the headline at the
+machine's default, one thread as a second setting). ``ADAPTBENCH_THREADS`` picks one per
+process (``python -m bench run`` runs one pytest process per setting):
+
+- ``default`` (or unset): what a user gets. No thread flag is set; torch keeps its default
+  intra-op count, XLA its default. The CPU budget of both frameworks is every CPU the
+  process may run on (``os.sched_getaffinity``).
+- ``N`` (e.g. ``1``): the process is pinned to N CPUs (``os.sched_setaffinity``) before
+  torch or jax start a thread, so every thread either framework starts inherits the set;
+  torch gets ``set_num_threads(N)`` and XLA ``intra_op_parallelism_threads=N`` (Eigen's pool
+  off for N = 1). Thread flags alone do not hold XLA to one core: runs with flags only
+  measured 1.4-1.96 CPUs of process time per second of wall time for jitted steps at every
+  size (its runtime threads spin beside the one that computes), against 0.99 for torch.
+  Pinning is what makes the budget hold; what it costs is that XLA's helper threads now
+  share the one core with the computation (docs/performance.md).
+
+Every benchmark records its setting (``thread_setting``, ``threads``, ``cpu_budget``) and
+the CPU utilisation it achieved (``cpu_util``); the report flags a row above its budget.
 
 Inductor (``impl="fused"``) compiles in a pool of worker processes by default
 (``compile_threads`` = the CPU count), started by the first compile and kept alive for a
@@ -34,7 +44,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_THREADS = 1
+DEFAULT_SETTING = "default"
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE", "ADAPTBENCH_")
 _PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib")
 
@@ -42,18 +52,32 @@ _PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-bench
 _thread_setup: dict = {}
 
 
-def requested_threads() -> int:
-    """The intra-op thread count to use: ``ADAPTBENCH_THREADS`` or 1."""
-    raw = os.environ.get("ADAPTBENCH_THREADS", "").strip()
-    if not raw:
-        return DEFAULT_THREADS
+def requested_setting() -> str:
+    """``ADAPTBENCH_THREADS``: ``"default"`` (also when unset) or a positive integer as text."""
+    raw = os.environ.get("ADAPTBENCH_THREADS", "").strip().lower()
+    if raw in ("", DEFAULT_SETTING):
+        return DEFAULT_SETTING
     try:
         n = int(raw)
     except ValueError:
-        raise ValueError(f"ADAPTBENCH_THREADS must be a positive integer, got {raw!r}") from None
+        n = 0
     if n < 1:
-        raise ValueError(f"ADAPTBENCH_THREADS must be a positive integer, got {raw!r}")
-    return n
+        raise ValueError(f"ADAPTBENCH_THREADS must be 'default' or a positive integer, got {raw!r}")
+    return str(n)
+
+
+def usable_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def thread_tag(setting: str | None = None) -> str:
+    """The suffix that keeps a setting's benchmark names apart in a merged JSON: ``t<CPU budget>``."""
+    setting = requested_setting() if setting is None else setting
+    budget = len(usable_cpus()) if setting == DEFAULT_SETTING else int(setting)
+    return f"t{budget}"
 
 
 def _jax_backend_initialised() -> bool | None:
@@ -67,32 +91,51 @@ def _jax_backend_initialised() -> bool | None:
         return None
 
 
-def configure_threads(n: int | None = None) -> dict:
-    """Give torch and XLA ``n`` intra-op threads (default ``requested_threads()``).
+def configure_threads(setting: str | None = None) -> dict:
+    """Apply a thread setting (default ``requested_setting()``) to this process; return it.
 
-    Appends ``--xla_cpu_multi_thread_eigen`` and ``intra_op_parallelism_threads`` to
-    ``XLA_FLAGS`` unless the user already set them, and calls ``torch.set_num_threads``.
-    XLA reads its flags when its CPU backend starts, so call this before any jax array
-    exists; whether that held is recorded (``xla_flags_applied``).
+    For ``N``: pins the process to the first N usable CPUs, appends
+    ``--xla_cpu_multi_thread_eigen`` and ``intra_op_parallelism_threads`` to ``XLA_FLAGS``
+    unless the user set them, and calls ``torch.set_num_threads(N)``. For ``default``: changes
+    nothing but Inductor's compile pool. XLA reads its flags, and threads inherit the
+    affinity, when they start, so call this before any jax array or torch thread exists;
+    whether the XLA flags could still apply is recorded (``xla_flags_applied``).
     """
-    n = requested_threads() if n is None else int(n)
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    if not any("xla_cpu_multi_thread_eigen" in f for f in flags):
-        flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
-    if not any("intra_op_parallelism_threads" in f for f in flags):
-        flags.append(f"intra_op_parallelism_threads={n}")
+    setting = requested_setting() if setting is None else str(setting)
     applied = not _jax_backend_initialised()
-    os.environ["XLA_FLAGS"] = " ".join(flags)
     import torch
 
-    torch.set_num_threads(n)
+    if setting == DEFAULT_SETTING:
+        cpus = usable_cpus()
+    else:
+        n = int(setting)
+        cpus = usable_cpus()[:n]
+        if len(cpus) < n:
+            raise ValueError(f"ADAPTBENCH_THREADS={n}: only {len(cpus)} CPUs are usable")
+        os.sched_setaffinity(0, cpus)
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        if not any("xla_cpu_multi_thread_eigen" in f for f in flags):
+            flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
+        if not any("intra_op_parallelism_threads" in f for f in flags):
+            flags.append(f"intra_op_parallelism_threads={n}")
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+        torch.set_num_threads(n)
     import torch._inductor.config as inductor_config
 
     inductor_config.compile_threads = 1
     _thread_setup.clear()
-    _thread_setup.update(requested=n, xla_flags=os.environ["XLA_FLAGS"], xla_flags_applied=applied,
-                         inductor_compile_threads=inductor_config.compile_threads)
+    _thread_setup.update(setting=setting, requested=None if setting == DEFAULT_SETTING else int(setting),
+                         cpu_budget=len(cpus), affinity=cpus, tag=thread_tag(setting),
+                         torch_threads=torch.get_num_threads(), xla_flags=os.environ.get("XLA_FLAGS", ""),
+                         xla_flags_applied=applied, inductor_compile_threads=inductor_config.compile_threads)
     return dict(_thread_setup)
+
+
+def thread_record() -> dict:
+    """What every benchmark of this process records about its thread setting."""
+    setup = _thread_setup or {}
+    return {"thread_setting": setup.get("setting"), "threads": setup.get("torch_threads"),
+            "cpu_budget": setup.get("cpu_budget"), "thread_tag": setup.get("tag")}
 
 
 def _read(path: str) -> str | None:

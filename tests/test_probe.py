@@ -128,11 +128,69 @@ def test_roofline_uses_recorded_results_and_measures_missing_ones():
         probe.clear()
 
 
-def test_thread_count_parsing(monkeypatch):
+def test_thread_setting_parsing(monkeypatch):
     monkeypatch.delenv("ADAPTBENCH_THREADS", raising=False)
-    assert machine.requested_threads() == 1
+    assert machine.requested_setting() == "default"
+    assert machine.thread_tag() == f"t{len(machine.usable_cpus())}"
+    monkeypatch.setenv("ADAPTBENCH_THREADS", " Default ")
+    assert machine.requested_setting() == "default"
     monkeypatch.setenv("ADAPTBENCH_THREADS", "4")
-    assert machine.requested_threads() == 4
-    monkeypatch.setenv("ADAPTBENCH_THREADS", "zero")
+    assert machine.requested_setting() == "4" and machine.thread_tag() == "t4"
+    for bad in ("zero", "0", "-1", "1.5"):
+        monkeypatch.setenv("ADAPTBENCH_THREADS", bad)
+        with pytest.raises(ValueError, match="ADAPTBENCH_THREADS"):
+            machine.requested_setting()
+
+
+def test_run_sweeps_default_and_one_thread_once_each(monkeypatch):
+    from bench.timing import run
+
+    monkeypatch.setenv("ADAPTBENCH_THREADS", "7")  # restored after the settings are read
+    cpus = len(machine.usable_cpus())
+    assert run.thread_settings(None) == (["default", "1"] if cpus > 1 else ["default"])
+    assert run.thread_settings("1,1") == ["1"]
+    assert machine.requested_setting() == "7"
     with pytest.raises(ValueError, match="ADAPTBENCH_THREADS"):
-        machine.requested_threads()
+        run.thread_settings("default,many")
+
+
+def test_run_and_plain_pytest_time_alike():
+    """The round settings live in pyproject's addopts, which both entry points read; the
+    default sweep adds none of its own (the full sweep only adds rounds)."""
+    import tomllib
+
+    from bench.timing import run
+
+    addopts = tomllib.loads((machine.REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    for option in ("--benchmark-min-rounds=5", "--benchmark-max-time=1.0", "--benchmark-min-time=0.0005",
+                   "--benchmark-disable-gc"):
+        assert option in addopts
+    default = run.pytest_command(machine.REPO_ROOT / "x.json", False, ["-k", "1e3"])
+    assert not [a for a in default if a.startswith(("--benchmark-min", "--benchmark-max", "--benchmark-disable"))]
+    assert default[-2:] == ["-k", "1e3"]
+    assert set(run.FULL_ROUNDS) <= set(run.pytest_command(machine.REPO_ROOT / "x.json", True, []))
+
+
+def test_torch_temp_memory_counts_the_temporaries_of_one_step():
+    import torch
+
+    from bench.timing import memory
+
+    a = torch.ones(1000)
+    b = torch.ones(1000)
+    in_place, _ = memory.torch_temp_bytes(lambda: a.add_(b), "cpu")
+    fresh, source = memory.torch_temp_bytes(lambda: a.add_(b * 2), "cpu")  # one fp32 temporary of 1000
+    assert in_place < 4000 <= fresh < 2 * 4000
+    assert "profiler" in source
+
+
+def test_jax_temp_memory_from_the_compiled_executable():
+    import jax
+    import jax.numpy as jnp
+
+    from bench.timing import memory
+
+    x = jnp.ones(1000)
+    nbytes, source = memory.jax_temp_bytes(jax.jit(lambda a: a + 1), x)
+    assert isinstance(nbytes, int) and nbytes >= 0 and "temp_size_in_bytes" in source
+    assert memory.jax_temp_bytes(lambda a: a + 1, x) == (None, "not one jitted call: no compiled executable to ask")

@@ -1,5 +1,6 @@
 """The report generator on a real (tiny) pytest-benchmark session: outputs, consistency,
-roofline flagging, comparison with the previous run, error paths, atomic writes.
+roofline flagging, thread budgets, the recommendation, comparison with the previous run,
+slices that never replace a whole run, error paths, atomic writes.
 
 No timing is asserted: the numbers come from a few rounds on a shared machine."""
 
@@ -17,7 +18,8 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import machine
-from bench.timing import report
+from bench.timing import report, run
+from bench.timing.reporting import freshness, recommend, store
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -25,15 +27,17 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def session_json(tmp_path_factory) -> pathlib.Path:
-    """A real benchmark session: Adagrad at 1e3 elements, fp32, CPU, every implementation, plus its probes."""
+    """A real benchmark session at one pinned thread: Adagrad at 1e3 elements, fp32, CPU,
+    every implementation; its probes come with it although ``-k`` does not name them."""
     path = tmp_path_factory.mktemp("session") / "bench.json"
     cmd = [
         sys.executable, "-m", "pytest", "bench/timing/bench_step.py", "--benchmark-only",
-        "-k", "1e3-fp32-cpu and (adagrad or probe)",
+        "-k", "adagrad-1e3-fp32-cpu",
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.01", "--benchmark-min-time=0.00005",
         f"--benchmark-json={path}", "-q", "-p", "no:cacheprovider",
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND")}
+    env["ADAPTBENCH_THREADS"] = "1"
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert path.exists()
@@ -70,35 +74,54 @@ def test_session_json_is_complete(data):
     assert kinds == {"step", "probe"}
     impls = {b["extra_info"]["impl"] for b in ours if b["extra_info"]["kind"] == "step"}
     assert {"torch.optim-loop", "torch.optim-foreach", "optax"} <= impls
+    # Adagrad touches 3 arrays: only the probes sized to that working set came back.
+    assert {b["extra_info"]["working_set_arrays"] for b in ours if b["extra_info"]["kind"] == "probe"} == {3}
     for b in ours:
         ei = b["extra_info"]
-        assert b["group"] == (f"probe-1e3-fp32-cpu" if ei["kind"] == "probe" else "adagrad-1e3-fp32-cpu")
+        assert b["group"] == ("probe-1e3-fp32-cpu-t1" if ei["kind"] == "probe" else "adagrad-1e3-fp32-cpu-t1")
+        assert b["name"].endswith("-t1]")
+        assert (ei["thread_setting"], ei["threads"], ei["cpu_budget"]) == ("1", 1, 1)
         assert ei["cache_resident"] in (True, None)
         if ei["kind"] == "step":
             # fp32 Adagrad: 5 accesses x 4 B; a floor (the empty jitted call) moves nothing
             assert ei["bytes_per_step"] == (0 if ei["family"] == "floor" else 20 * 1000)
             assert ei["gbps"] == pytest.approx(ei["bytes_per_step"] / b["stats"]["median"] / 1e9)
+            assert isinstance(ei["temp_bytes"], int) and ei["temp_source"]
+    steps = {b["extra_info"]["impl"]: b["extra_info"] for b in ours if b["extra_info"]["kind"] == "step"}
+    # torch.optim's per-tensor Adagrad makes one fp32 temporary of the tensor's size (std); XLA none
+    assert steps["torch.optim-loop"]["temp_bytes"] >= 4000 and steps["optax"]["temp_bytes"] == 0
     mi = data["machine_info"]["adaptbench"]
     for key in ("cpu_model", "cores", "versions", "git", "torch", "jax", "threads", "env"):
         assert key in mi
-    assert mi["torch"]["num_threads"] == mi["threads"]["requested"]
+    assert mi["torch"]["num_threads"] == mi["threads"]["requested"] == 1
+    assert mi["threads"]["affinity"] == machine.usable_cpus()[:1]
     assert "intra_op_parallelism_threads" in mi["env"]["XLA_FLAGS"]
     assert data["adaptbench"]["schema"] == report.SCHEMA
+    selection = data["adaptbench"]["selection"]
+    assert selection["partial"] and selection["deselected"] > 0
+    assert "bench/timing/bench_training.py" in selection["files_not_collected"]
 
 
 def test_report_writes_tables_and_plots(session_json, tmp_path):
     out = tmp_path / "out"
     _run(["--json", str(session_json), "--out", str(out)])
     names = {p.name for p in out.iterdir()}
-    assert {"README.md", "results.csv", "probe.csv", "benchmark.json",
-            "time-cpu-fp32.png", "roofline-cpu-fp32.png"} <= names
+    assert {"README.md", "results.csv", "probe.csv", "benchmark.json", "recommendation.md", "headline.md",
+            "time-cpu-fp32-t1.png", "roofline-cpu-fp32-t1.png"} <= names
     assert "previous.json" not in names
-    for png in ("time-cpu-fp32.png", "roofline-cpu-fp32.png"):
+    for png in ("time-cpu-fp32-t1.png", "roofline-cpu-fp32-t1.png"):
         assert (out / png).read_bytes().startswith(PNG)
     md = (out / "README.md").read_text()
-    for needle in ("How this was made", "command:", "commit:", "machine:", "threads:", "cache residency",
-                   "### adagrad (cpu, fp32)", "torch.optim-loop", "optax", "time-cpu-fp32.png"):
+    for needle in ("How this was made", "command:", "commit:", "machine:", "threads `1` (t1): CPU budget 1",
+                   "cache residency", "### adagrad: cpu, fp32, threads 1 (pinned)", "torch.optim-loop", "optax",
+                   "time-cpu-fp32-t1.png", "a slice, not the whole sweep", "Which implementation at which size",
+                   "Temporary memory of one step", "Are these numbers current?"):
         assert needle in md
+    # every label is defined from the JSON's own description
+    labels = md.split("## Labels")[1].split("\n## ")[0]
+    for b in json.loads(session_json.read_text())["benchmarks"]:
+        if b["extra_info"].get("kind") == "step":
+            assert f"`{b['extra_info']['impl']}`" in labels and b["extra_info"]["impl_description"] in labels
     stored = json.loads((out / "benchmark.json").read_text())
     assert all("data" not in b["stats"] for b in stored["benchmarks"])
     _no_temp_files(out)
@@ -109,8 +132,8 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
     _run(["--json", str(session_json), "--out", str(out)])
     steps = {b["extra_info"]["impl"]: b for b in data["benchmarks"] if b["extra_info"].get("kind") == "step"}
     probes = [b for b in data["benchmarks"] if b["extra_info"].get("kind") == "probe"]
-    assert {b["extra_info"]["working_set_arrays"] for b in probes} == {3, 4}
     # Adagrad touches 3 arrays (p, g, sum): its roofline is the best probe sized to that working set.
+    assert {b["extra_info"]["working_set_arrays"] for b in probes} == {3}
     roof = max(b["extra_info"]["bytes_per_call"] / b["stats"]["median"] / 1e9
                for b in probes if b["extra_info"]["working_set_arrays"] == 3)
     best_torch = min(b["stats"]["median"] for k, b in steps.items() if k.startswith("torch.optim"))
@@ -121,11 +144,15 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
     for r in rows:
         median = steps[r["impl"]]["stats"]["median"]
         assert float(r["median_us"]) == pytest.approx(median * 1e6)
-        assert float(r["speedup_vs_torch_optim"]) == pytest.approx(best_torch / median)
-        assert float(r["speedup_vs_optax"]) == pytest.approx(optax / median)
-        if r["family"] == "floor":
+        assert (r["thread_setting"], r["threads"], r["cpu_budget"]) == ("1", "1", "1")
+        assert float(r["cpu_util"]) == pytest.approx(steps[r["impl"]]["extra_info"]["cpu_util"])
+        assert int(r["temp_bytes"]) == steps[r["impl"]]["extra_info"]["temp_bytes"]
+        if r["family"] == "floor":  # a lower bound, not a competitor: no speedup, no roofline
+            assert r["speedup_vs_torch_optim"] == r["speedup_vs_optax"] == ""
             assert r["roofline_fraction"] == "" and r["probe_error"] == ""
             continue
+        assert float(r["speedup_vs_torch_optim"]) == pytest.approx(best_torch / median)
+        assert float(r["speedup_vs_optax"]) == pytest.approx(optax / median)
         gbps = 20_000 / median / 1e9
         assert float(r["gbps"]) == pytest.approx(gbps)
         assert float(r["roofline_gbps"]) == pytest.approx(roof)
@@ -138,11 +165,16 @@ def test_tables_follow_the_json_medians(data, session_json, tmp_path):
     ours_jax = min(b["stats"]["median"] for k, b in steps.items() if k.startswith("ours-jax"))
     line = (out / "headline.md").read_text().splitlines()[2]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[:4] == ["cpu", "fp32", "adagrad", "1e3"]
-    assert float(cells[6].rstrip("x")) == pytest.approx(best_torch / ours_torch, abs=0.006)
-    assert float(cells[9].rstrip("x")) == pytest.approx(optax / ours_jax, abs=0.006)
+    assert cells[:5] == ["cpu", "fp32", "1 (pinned)", "adagrad", "1e3"]
+
+    def speedup(cell, expected):
+        assert float(cell.split("x")[0]) == pytest.approx(expected, abs=0.006)
+        assert cell.endswith("(slower)") == (expected < 1)
+
+    speedup(cells[7], best_torch / ours_torch)
+    speedup(cells[10], optax / ours_jax)
     empty = steps["jax-empty-jit"]["stats"]["median"]
-    assert float(cells[10].rstrip("x")) == pytest.approx(ours_jax / empty, abs=0.006)
+    assert float(cells[11].replace(",", "")) == pytest.approx(empty * 1e6, rel=0.01)
 
 
 def test_fraction_above_one_is_a_probe_error(data, tmp_path):
@@ -255,3 +287,144 @@ def test_machine_slug():
     assert machine.slug({"cpu_model": "AMD EPYC 7B13 64-Core Processor", "cores": {"usable": 2}}) == \
         "cpu-amd-epyc-7b13-64-core-2c"
     assert machine.slug({"cpu_model": "Intel(R) Xeon(R) CPU @ 2.20GHz", "cores": {"usable": 4}}) == "cpu-intel-xeon-4c"
+
+
+def _whole(data: dict) -> dict:
+    """``data`` as if it were a whole sweep (the selection the harness records for one)."""
+    whole = copy.deepcopy(data)
+    whole["adaptbench"]["selection"] = {"partial": False, "deselected": 0, "files_not_collected": [], "args": []}
+    return whole
+
+
+def _snapshot(folder: pathlib.Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_slice_never_replaces_a_whole_run(data, session_json, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(store, "RESULTS_ROOT", tmp_path / "results")
+    whole = _whole(data)
+    _run(["--json", str(_write(tmp_path, whole, "whole.json"))])
+    home = tmp_path / "results" / machine.slug(data["machine_info"]["adaptbench"])
+    assert (home / "benchmark.json").exists()
+    before = _snapshot(home)
+    # --out on the whole run's folder: refused, nothing touched
+    _expect_error(capsys, ["--json", str(session_json), "--out", str(home)], "never replaces")
+    assert _snapshot(home) == before
+    # no --out: the slice gets a folder of its own under slices/
+    _run(["--json", str(session_json)])
+    slices = list((home / "slices").iterdir())
+    assert len(slices) == 1 and (slices[0] / "README.md").exists() and not (slices[0] / "previous.json").exists()
+    assert {k: v for k, v in _snapshot(home).items() if k.parts[0] != "slices"} == before
+
+
+def test_bench_run_slice_leaves_a_whole_run_untouched(data, tmp_path):
+    """``python -m bench run -- -k ...`` ends in the same report step: aimed at a folder
+    holding a whole run, it refuses and leaves the folder as it was."""
+    home = tmp_path / "home"
+    _run(["--json", str(_write(tmp_path, _whole(data), "whole.json")), "--out", str(home)])
+    before = _snapshot(home)
+    env = {k: v for k, v in os.environ.items() if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--threads", "1", "--out", str(home), "--",
+         "bench/timing/bench_step.py", "-k", "adagrad-iris15-fp32-cpu-torch.optim-loop",
+         "--benchmark-min-rounds=1", "--benchmark-max-time=0.001", "-p", "no:cacheprovider"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "never replaces" in proc.stderr
+    assert _snapshot(home) == before
+
+
+def test_merged_runs_of_two_settings_are_one_slice_or_one_sweep(data):
+    t2 = copy.deepcopy(data)
+    for b in t2["benchmarks"]:
+        b["name"] = b["name"].replace("-t1]", "-t2]")
+        b["extra_info"].update(thread_setting="default", thread_tag="t2", cpu_budget=2, threads=2)
+    merged = run.merge([_whole(t2), _whole(data)])
+    assert len(merged["benchmarks"]) == 2 * len(data["benchmarks"])
+    assert len({b["name"] for b in merged["benchmarks"]}) == len(merged["benchmarks"])
+    assert store.selection(merged)[0] is False
+    assert store.sweep(merged) == (False, ("t1", "t2"))
+    assert store.output_folder(merged).name == machine.slug(data["machine_info"]["adaptbench"])
+    sliced = run.merge([_whole(t2), data])
+    assert store.selection(sliced)[0] is True
+    assert store.output_folder(sliced).parent.name == store.SLICES
+
+
+def test_previous_keeps_only_runs_of_the_same_sweep(data, tmp_path):
+    out = tmp_path / "out"
+    _run(["--json", str(_write(tmp_path, data, "a.json")), "--out", str(out)])
+    other = copy.deepcopy(data)
+    other["datetime"] = "2030-01-01T00:00:00"
+    for b in other["benchmarks"]:
+        b["extra_info"].update(thread_setting="default", thread_tag="t2", cpu_budget=2, threads=2)
+    _run(["--json", str(_write(tmp_path, other, "b.json")), "--out", str(out)])
+    assert not (out / "previous.json").exists()
+    archived = list((out / "archive").iterdir())
+    assert len(archived) == 1 and json.loads(archived[0].read_text())["datetime"] == data["datetime"]
+    assert "Change since the previous run" not in (out / "README.md").read_text()
+    assert not list(out.glob("*-t1.png")) and list(out.glob("time-cpu-fp32-t2.png"))
+
+
+def test_a_row_over_its_cpu_budget_is_flagged(data, tmp_path):
+    greedy = copy.deepcopy(data)
+    for b in greedy["benchmarks"]:
+        if b["extra_info"].get("impl") == "optax":
+            b["extra_info"]["cpu_util"] = 1.93  # two cores' worth in a one-CPU setting
+    out = tmp_path / "out"
+    _run(["--json", str(_write(tmp_path, greedy)), "--out", str(out)])
+    flags = {r["impl"]: r["over_budget"] for r in _csv(out / "results.csv")}
+    assert flags.pop("optax") == "True" and set(flags.values()) == {"False"}
+    md = (out / "README.md").read_text()
+    assert "**1.93 > 1** †" in md and "over its CPU budget" in md
+    assert "optax" in (out / "headline.md").read_text().split("†")[0].splitlines()[-1]
+
+
+def test_the_floor_is_never_a_candidate(data, tmp_path):
+    out = tmp_path / "out"
+    _run(["--json", str(_write(tmp_path, data)), "--out", str(out)])
+    md = (out / "README.md").read_text()
+    medians = md.split("Median us per step (fastest in bold")[1].split("Speedup over")[0]
+    floor_line = next(line for line in medians.splitlines() if "jax-empty-jit" in line)
+    assert "(floor)" in floor_line and "**" not in floor_line and "*" in floor_line
+    speedups = md.split("Speedup over the best torch.optim")[1].split("Fraction of the bandwidth")[0]
+    assert "jax-empty-jit" not in speedups
+    assert "jax-empty-jit" not in (out / "recommendation.md").read_text()
+
+
+def _row(impl, framework, median, iqr=0.0, family="ours"):
+    return {"impl": impl, "framework": framework, "family": family, "median_s": median, "iqr_s": iqr}
+
+
+def test_recommendation_calls_a_tie_within_the_noise():
+    clear = recommend.pick([_row("a", "torch", 1.0, 0.01), _row("b", "torch", 1.5, 0.01),
+                            _row("floor", "torch", 0.1, family="floor")], "torch")
+    assert clear["best"]["impl"] == "a" and not clear["tied"] and clear["margin"] == pytest.approx(1.5)
+    within_iqr = recommend.pick([_row("a", "jax", 1.0, 0.4), _row("b", "jax", 1.3, 0.3)], "jax")
+    assert [m["impl"] for m in within_iqr["tied"]] == ["b"]
+    within_tie = recommend.pick([_row("a", "jax", 1.0), _row("b", "jax", 1.04)], "jax")
+    assert [m["impl"] for m in within_tie["tied"]] == ["b"]
+    assert recommend.pick([_row("a", "jax", 1.0)], "torch") is None
+    cells = recommend._cells(within_iqr)
+    assert cells[0].startswith("tie: a") and "within noise" in cells[1]
+    assert recommend._cells(clear) == ["**a** 1,000,000", "1.50x over b"]
+
+
+def test_speedups_below_one_say_slower():
+    from bench.timing.reporting.fmt import fmt_x
+
+    assert fmt_x(0.73) == "0.73x (slower)" and fmt_x(1.0) == "1.00x" and fmt_x(2.5) == "2.50x" and fmt_x(None) == ""
+
+
+def test_freshness_lists_the_implementation_files_changed_since_the_measured_commit():
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert freshness.changed_since(head.stdout.strip()) == []
+    assert freshness.changed_since("0" * 40) is None
+    first = subprocess.run(["git", "-C", str(ROOT), "rev-list", "--max-parents=0", "HEAD"],
+                           capture_output=True, text=True).stdout.split()[0]
+    changed = freshness.changed_since(first)
+    assert changed and all(name.startswith(("impl_torch/", "impl_jax/")) for name in changed)
+    md = "\n".join(freshness.freshness({"machine_info": {"adaptbench": {"git": {"commit": first, "dirty": False}}}}))
+    assert "changed since" in md and all(f"`{name}`" in md for name in changed)
+    assert "records no commit" in "\n".join(freshness.freshness({}))

@@ -1,10 +1,10 @@
 """PNG plots for the report (matplotlib, Agg backend; no display needed).
 
-Per device and dtype:
-- ``time-<device>-<dtype>.png``: median time per step against parameter count, log-log, one
+Per device, dtype and thread setting (``t<CPU budget>``):
+- ``time-<device>-<dtype>-<tag>.png``: median time per step against parameter count, log-log, one
   panel per rule, one line per implementation over the single-tensor sizes (and Iris); the
   many-tensor case (``tfm100``) is drawn as a hollow marker of the same colour.
-- ``roofline-<device>-<dtype>.png``: fraction of the bandwidth probe against parameter count;
+- ``roofline-<device>-<dtype>-<tag>.png``: fraction of the bandwidth probe against parameter count;
   the dotted line marks where the working set outgrows the last-level cache. Steps with a
   probe error are left out (the Markdown lists them).
 """
@@ -18,6 +18,7 @@ STYLE = {
     "ours-torch-loop": ("tab:blue", "-", "o"),
     "ours-torch-foreach": ("tab:cyan", "-", "s"),
     "ours-torch-fused": ("navy", "-", "D"),
+    "ours-torch-auto": ("tab:brown", "-", "P"),
     "ours-jax-step": ("tab:green", "-", "^"),
     "ours-jax-optax": ("olive", "-", "v"),
     "torch.optim-loop": ("tab:orange", "--", "o"),
@@ -56,8 +57,8 @@ def _impls(rows):
     return sorted({r["impl"] for r in rows}, key=lambda v: _order(v, IMPL_ORDER))
 
 
-def _plot(rows, device, dtype, out, writer, what: str) -> str | None:
-    sub = [r for r in rows if r["device"] == device and r["dtype"] == dtype]
+def _plot(rows, device, dtype, tag, out, writer, what: str) -> str | None:
+    sub = [r for r in rows if r["device"] == device and r["dtype"] == dtype and r["tag"] == tag]
     rules = [r for r in RULE_ORDER if any(x["rule"] == r for x in sub)] + sorted(
         {x["rule"] for x in sub} - set(RULE_ORDER))
     if not rules:
@@ -84,7 +85,7 @@ def _plot(rows, device, dtype, out, writer, what: str) -> str | None:
                 handles.setdefault(impl, h)
         ax.set_xscale("log")
         ax.set_xlabel("parameters (elements)")
-        ax.set_title(f"{rule} ({device}, {dtype})")
+        ax.set_title(f"{rule} ({device}, {dtype}, {tag[1:]} CPU{'s' if tag != 't1' else ''})")
         ax.grid(True, which="both", alpha=0.3)
         if what == "time":
             ax.set_yscale("log")
@@ -103,7 +104,7 @@ def _plot(rows, device, dtype, out, writer, what: str) -> str | None:
         fig.text(0.5, 0.5, "nothing to plot (see the report's probe errors)", ha="center", va="center")
     fig.suptitle(("Median time per step" if what == "time" else "Fraction of the in-place a += b bandwidth")
                  + f" (hollow markers: {MANY}, 100 tensors)")
-    name = f"{what}-{device}-{dtype}.png"
+    name = f"{what}-{device}-{dtype}-{tag}.png"
     _save(plt, fig, out / name, writer)
     return name
 
@@ -120,11 +121,11 @@ def _cache_edge(rows) -> float | None:
 
 
 def write_all(rows, out, writer) -> list[str]:
-    combos = sorted({(r["device"], r["dtype"]) for r in rows})
+    combos = sorted({(r["device"], r["dtype"], r["tag"]) for r in rows})
     written = []
-    for device, dtype in combos:
+    for device, dtype, tag in combos:
         for what in ("time", "roofline"):
-            name = _plot(rows, device, dtype, out, writer, what)
+            name = _plot(rows, device, dtype, tag, out, writer, what)
             if name:
                 written.append(name)
     return written

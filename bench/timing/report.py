@@ -1,22 +1,33 @@
 """``python -m bench report [--json PATH] [--out DIR]``: tables and plots from a results JSON.
 
 Reads a pytest-benchmark JSON written by ``pytest bench --benchmark-only --benchmark-json``
-(``python -m bench run`` does that) and writes into ``results/<machine>/`` (the name comes
-from the JSON's machine info: ``gpu-<gpu-name>`` or ``cpu-<model>-<cores>c``; ``--out``
-overrides it):
+(``python -m bench run`` does that, one run per thread setting merged into one JSON) and
+writes the report into a folder:
+
+- a whole sweep goes to ``results/<machine>/`` (the name comes from the JSON's machine
+  info: ``gpu-<gpu-name>`` or ``cpu-<model>-<cores>c``);
+- a slice (a ``-k`` selection, a subset of the benchmark files: the JSON's
+  ``adaptbench.selection``) goes to ``results/<machine>/slices/<run time>/``, never over a
+  whole sweep: ``--out`` naming a folder that holds one is refused.
+
+In the folder:
 
 - ``benchmark.json``: the run the tables show (a copy of ``--json`` without the per-round
   samples, which pytest-benchmark writes by the thousand; summary statistics are kept);
-- ``previous.json``: the run before it. Ingesting a new JSON moves the old
-  ``benchmark.json`` here (ingesting the same JSON again changes nothing), and the report
-  shows each benchmark's median before -> after and their ratio, so a slowdown is visible;
-- ``README.md``: how the run was made (command, date, commit, machine, threads,
-  versions), cache residency of each size, per-rule tables (median us per step, speedup over
-  the best torch.optim variant and over optax, GB/s and % of the bandwidth probe), changes
-  since the previous run, probe errors;
+- ``previous.json``: the run before it, when it is of the same sweep (default or full,
+  same thread settings); the report shows each benchmark's median before -> after. A run
+  of another sweep moves to ``archive/`` instead; nothing is overwritten. Ingesting the
+  same JSON again changes nothing;
+- ``README.md``: how the run was made, whether the implementations changed since its
+  commit, the recommendation, the headline, labels, cache residency, per-rule tables
+  (median us, speedups, % of the bandwidth probe, CPU use against the thread budget,
+  temporary memory per step), the probe, training throughput, changes since the previous
+  run, probe errors;
+- ``recommendation.md`` (the fastest implementation per framework, size, device, dtype
+  and thread setting) and ``headline.md`` (ours against the fastest peer);
 - ``results.csv`` (one row per step benchmark), ``probe.csv`` and, when the run includes
-  bench/bench_training.py, ``training.csv`` (whole training steps per second on Iris);
-- ``time-<device>-<dtype>.png`` and ``roofline-<device>-<dtype>.png``.
+  bench/timing/bench_training.py, ``training.csv`` (whole training steps per second on Iris);
+- ``time-<device>-<dtype>-<threads>.png`` and ``roofline-<device>-<dtype>-<threads>.png``.
 
 Without ``--json`` the report is regenerated from ``results/<this machine>/benchmark.json``.
 Every file is written to a temporary file in the same folder and moved into place
@@ -33,7 +44,8 @@ from .reporting.data import SCHEMA, ReportError, load, rows, training_rows, comp
 from .reporting.files import atomic_write_bytes, atomic_write_text
 from .reporting.fmt import csv_table, us
 from .reporting.markdown import markdown
-from .reporting.store import CURRENT, RESULTS_ROOT, default_json, ingest
+from .reporting.recommend import recommendation
+from .reporting.store import CURRENT, default_json, ingest, output_folder
 from .reporting.tables import TRAINING_COLUMNS, csv_text, headline, probe_csv_text
 
 __all__ = ["SCHEMA", "ReportError", "atomic_write_bytes", "atomic_write_text", "generate", "load", "main"]
@@ -41,13 +53,11 @@ __all__ = ["SCHEMA", "ReportError", "atomic_write_bytes", "atomic_write_text", "
 
 def generate(json_path, out=None) -> Path:
     """Ingest ``json_path`` and write the report; return the output folder."""
-    from bench import machine
     from . import plots
 
     src = Path(json_path)
     data = load(src)
-    name = machine.slug((data.get("machine_info") or {}).get("adaptbench") or {})
-    out = Path(out) if out else RESULTS_ROOT / name
+    out = output_folder(data, out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,9 +67,13 @@ def generate(json_path, out=None) -> Path:
     training = training_rows(data)
     compare(steps, probes, previous, training)
     written = plots.write_all(steps, out, atomic_write_bytes)
+    for stale in [*out.glob("time-*.png"), *out.glob("roofline-*.png")]:  # plots of an earlier sweep's settings
+        if stale.name not in written:
+            stale.unlink()
     atomic_write_text(out / "results.csv", csv_text(steps))
     atomic_write_text(out / "probe.csv", probe_csv_text(probes))
     atomic_write_text(out / "headline.md", headline(steps))
+    atomic_write_text(out / "recommendation.md", recommendation(steps))
     if training:
         recs = [{**r, "median_us": us(r["median_s"]), "iqr_us": us(r.get("iqr_s")),
                  "previous_median_us": us(r.get("prev_median_s"))} for r in training]
@@ -72,7 +86,8 @@ def generate(json_path, out=None) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="pytest-benchmark JSON (default: results/<this machine>/benchmark.json)")
-    parser.add_argument("--out", help="output folder (default: results/<machine from the JSON>)")
+    parser.add_argument("--out", help="output folder (default: results/<machine from the JSON>, or its "
+                                      "slices/<time>/ for a slice; a slice never replaces a whole sweep)")
     args = parser.parse_args(argv)
     try:
         out = generate(args.json or default_json(args.out), args.out)

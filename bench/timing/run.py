@@ -1,19 +1,24 @@
-"""``python -m bench run [--full] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
+"""``python -m bench run [--full] [--threads LIST] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
 
-Runs ``pytest bench --benchmark-only`` in a subprocess with the sweep's round settings and
-``--benchmark-json`` to a temporary file, then ``bench.report.generate`` on it (which copies
-it to ``results/<machine>/benchmark.json``, keeping the run before as ``previous.json``).
+Runs ``pytest bench --benchmark-only`` once per thread setting, each in its own process
+(``ADAPTBENCH_THREADS``; see ``bench/machine.py``): ``default`` (the machine's default, the
+headline) and ``1`` (one thread, the process pinned to one CPU). Each writes a
+pytest-benchmark JSON to a temporary folder; the runs are merged into one JSON (every
+benchmark carries its setting) and handed to ``bench.timing.report.generate``, which writes
+``results/<machine>/`` for the whole sweep and ``results/<machine>/slices/<time>/`` for a
+slice (arguments after ``--`` that select, e.g. ``-k``).
 
-Default sweep (``make bench``): fp32, CPU (+ CUDA when present), every rule, size and
-implementation; at least 5 rounds, at most ~1 s of rounds per benchmark, rounds of at
-least 0.5 ms (pytest-benchmark batches fast steps), GC off while timing. ``--full``
-(``make bench-full``) sets ``ADAPTBENCH_FULL=1`` (adds bf16 and fp64) and takes more rounds.
+Round settings live in pyproject.toml's pytest ``addopts`` (at least 5 rounds, at most
+~1 s of rounds per benchmark, rounds of at least 0.5 ms, GC off), so plain
+``pytest --benchmark-only`` times the same way. ``--full`` (``make bench-full``) sets
+``ADAPTBENCH_FULL=1`` (adds bf16 and fp64) and takes more rounds.
 Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -28,56 +33,112 @@ from bench import machine
 from . import cases
 
 REPO_ROOT = machine.REPO_ROOT
-SWEEP = {
-    "default": {"min_rounds": 5, "max_time": 1.0, "min_time": 0.0005},
-    "full": {"min_rounds": 10, "max_time": 2.0, "min_time": 0.0005},
-}
+# The full sweep's rounds on top of the addopts ones (pyproject.toml) that every run uses.
+FULL_ROUNDS = ("--benchmark-min-rounds=10", "--benchmark-max-time=2.0")
+THREAD_SETTINGS = ("default", "1")
 
 
 def pytest_command(json_path: Path, full: bool, extra: list[str]) -> list[str]:
-    s = SWEEP["full" if full else "default"]
     return [
         sys.executable, "-m", "pytest", "bench", "--benchmark-only",
         f"--benchmark-json={json_path}",
-        f"--benchmark-min-rounds={s['min_rounds']}",
-        f"--benchmark-max-time={s['max_time']}",
-        f"--benchmark-min-time={s['min_time']}",
-        "--benchmark-disable-gc",
-        "--benchmark-columns=median,iqr,rounds,iterations",
+        *(FULL_ROUNDS if full else ()),
         "-q",
         *extra,
     ]
 
 
+def thread_settings(requested: str | None) -> list[str]:
+    """The settings to run, in order, without duplicates: ``default`` and ``1`` are one
+    setting on a machine with one usable CPU."""
+    names = [s.strip() for s in (requested or ",".join(THREAD_SETTINGS)).split(",") if s.strip()]
+    out, tags = [], set()
+    for name in names:
+        env = {"ADAPTBENCH_THREADS": name}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            setting, tag = machine.requested_setting(), machine.thread_tag()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if tag not in tags:
+            tags.add(tag)
+            out.append(setting)
+    return out
+
+
+def merge(parts: list[dict]) -> dict:
+    """One JSON from the per-setting runs: the first run's machine info and metadata, every
+    run's benchmarks (named apart by their thread tag), each run's setting and selection."""
+    merged = dict(parts[0])
+    merged["benchmarks"] = [b for part in parts for b in part.get("benchmarks", [])]
+    blocks = [part.get("adaptbench") or {} for part in parts]
+    meta = dict(blocks[0])
+    meta["threads"] = [b.get("threads") for b in blocks]
+    sel = [b.get("selection") or {} for b in blocks]
+    meta["selection"] = {
+        "partial": any(s.get("partial", True) for s in sel),
+        "deselected": sum(s.get("deselected", 0) for s in sel),
+        "files_not_collected": sorted({f for s in sel for f in s.get("files_not_collected", [])}),
+        "args": sel[0].get("args", []),
+    }
+    merged["adaptbench"] = meta
+    merged["machine_info"] = dict(parts[0].get("machine_info") or {})
+    ab = dict(merged["machine_info"].get("adaptbench") or {})
+    ab["thread_settings"] = [((p.get("machine_info") or {}).get("adaptbench") or {}).get("threads") for p in parts]
+    merged["machine_info"]["adaptbench"] = ab
+    return merged
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (ADAPTBENCH_FULL=1)")
-    parser.add_argument("--out", help="report folder (default: results/<machine>)")
+    parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
+    parser.add_argument("--out", help="report folder (default: results/<machine>, or its slices/<time>/ for a slice)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     args = parser.parse_args(argv)
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     full = args.full or cases.full_sweep()
+    try:
+        settings = thread_settings(args.threads)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from . import report
 
     tmpdir = Path(tempfile.mkdtemp(prefix="adaptbench-run-"))
-    json_path = tmpdir / "benchmark.json"
-    env = dict(os.environ)
-    env["ADAPTBENCH_FULL"] = "1" if full else "0"
-    env["ADAPTBENCH_COMMAND"] = "python -m bench run" + "".join(
-        " " + a for a in (["--full"] if full else []) + (["--", shlex.join(extra)] if extra else []))
-    cmd = pytest_command(json_path, full, extra)
-    print("bench run:", shlex.join(cmd), flush=True)
+    command = "python -m bench run" + "".join(
+        " " + a for a in (["--full"] if full else []) + ([f"--threads {args.threads}"] if args.threads else [])
+        + (["--", shlex.join(extra)] if extra else []))
     start = time.monotonic()
+    rc = 0
     try:
-        rc = subprocess.call(cmd, cwd=REPO_ROOT, env=env)
-        elapsed = time.monotonic() - start
-        print(f"bench run: pytest exited {rc} after {elapsed / 60:.1f} min", flush=True)
-        if not json_path.exists():
+        parts = []
+        for setting in settings:
+            json_path = tmpdir / f"benchmark-{setting}.json"
+            env = dict(os.environ, ADAPTBENCH_FULL="1" if full else "0", ADAPTBENCH_THREADS=setting,
+                       ADAPTBENCH_COMMAND=command)
+            cmd = pytest_command(json_path, full, extra)
+            print(f"bench run [threads {setting}]:", shlex.join(cmd), flush=True)
+            rc = subprocess.call(cmd, cwd=REPO_ROOT, env=env) or rc
+            print(f"bench run: threads {setting}: pytest exited with {rc} at {(time.monotonic() - start) / 60:.1f} min",
+                  flush=True)
+            if json_path.exists():
+                parts.append(json.loads(json_path.read_text()))
+        if not parts:
             print("bench run: error: pytest wrote no benchmark JSON", file=sys.stderr)
             return rc or 2
+        merged = merge(parts)
+        if len(parts) < len(settings):  # a setting's pytest wrote nothing: not the whole sweep
+            merged["adaptbench"]["selection"]["partial"] = True
+        merged_path = tmpdir / "benchmark.json"
+        merged_path.write_text(json.dumps(merged))
         try:
-            out = report.generate(json_path, args.out)
+            out = report.generate(merged_path, args.out)
         except report.ReportError as exc:
             print(f"bench run: error: {exc}", file=sys.stderr)
             return 2

@@ -20,6 +20,7 @@ IMPL_ORDER = (
     "ours-torch-loop",
     "ours-torch-foreach",
     "ours-torch-fused",
+    "ours-torch-auto",
     "ours-jax-step",
     "ours-jax-optax",
     "torch.optim-loop",
@@ -32,6 +33,9 @@ STEP_KEYS = ("rule", "size", "n", "n_tensors", "dtype", "device", "impl", "frame
 PROBE_KEYS = ("size", "n", "dtype", "device", "framework", "bytes_per_call")
 TRAINING_KEYS = ("rule", "impl", "steps_per_call")  # bench/bench_training.py
 SLOWER, FASTER = 1.10, 1 / 1.10
+# A row is over its CPU budget when its process CPU time per wall second exceeds the
+# budget by more than this (the meter itself reads ~1.0 for a single busy thread).
+BUDGET_SLACK = 0.1
 
 
 class ReportError(Exception):
@@ -93,13 +97,20 @@ def order_key(value, order) -> tuple:
 
 
 def step_key(r) -> tuple:
-    return (r["device"], r["dtype"], r["rule"], r["size"], r["impl"])
+    return (r["device"], r["dtype"], r["tag"], r["rule"], r["size"], r["impl"])
+
+
+def tag_order(tag: str) -> tuple:
+    """Thread tags from the most CPUs (the machine default, the headline) to one."""
+    digits = str(tag).lstrip("t")
+    return (-int(digits), "") if digits.isdigit() else (1, str(tag))
 
 
 def sort_key(r) -> tuple:
     return (
         order_key(r["device"], DEVICE_ORDER),
         order_key(r["dtype"], DTYPE_ORDER),
+        tag_order(r["tag"]),
         order_key(r.get("rule"), RULE_ORDER),
         order_key(r["size"], SIZE_ORDER),
         r["n"],
@@ -133,6 +144,9 @@ def rows(data: dict) -> tuple[list[dict], list[dict], int]:
             "rounds": st.get("rounds"),
             "iterations": st.get("iterations"),
             "cpu_util": ei.get("cpu_util"),
+            "temp_bytes": ei.get("temp_bytes"),
+            "temp_source": ei.get("temp_source"),
+            **thread_fields(ei),
         }
         if kind == "probe":
             row.update(framework=ei["framework"], rule=None, bytes=int(ei["bytes_per_call"]),
@@ -143,13 +157,31 @@ def rows(data: dict) -> tuple[list[dict], list[dict], int]:
         else:
             row.update({k: ei[k] for k in ("rule", "impl", "framework", "family")},
                        n_tensors=int(ei["n_tensors"]), bytes=int(ei["bytes_per_step"]),
-                       recorded_probe_gbps=ei.get("probe_gbps"))
+                       recorded_probe_gbps=ei.get("probe_gbps"), impl_description=ei.get("impl_description"))
             row["gbps"] = row["bytes"] / row["median_s"] / 1e9
             steps.append(row)
     derive(steps, probes)
     steps.sort(key=sort_key)
     probes.sort(key=sort_key)
     return steps, probes, ignored
+
+
+def thread_fields(ei: dict) -> dict:
+    """The thread setting a benchmark ran under and whether it kept to its CPU budget.
+
+    Runs from before thread settings were recorded name only torch's thread count; their
+    budget is that count (what their tables claimed), not a pinned set of CPUs."""
+    threads = ei.get("threads", ei.get("torch_threads"))
+    budget = ei.get("cpu_budget") or threads
+    util = ei.get("cpu_util")
+    return {
+        "threads": threads,
+        "thread_setting": ei.get("thread_setting") or (None if threads is None else str(threads)),
+        "cpu_budget": budget,
+        "pinned": ei.get("cpu_budget") is not None and ei.get("thread_setting") not in (None, "default"),
+        "tag": ei.get("thread_tag") or f"t{budget if budget is not None else '?'}",
+        "over_budget": bool(util is not None and budget and util > budget + BUDGET_SLACK),
+    }
 
 
 def training_rows(data: dict) -> list[dict]:
@@ -165,31 +197,33 @@ def training_rows(data: dict) -> list[dict]:
             "dataset": ei.get("dataset"), "model": ei.get("model"), "batch_size": ei.get("batch_size"),
             "steps_per_call": int(ei["steps_per_call"]), "median_s": median, "iqr_s": b["stats"].get("iqr"),
             "rounds": b["stats"].get("rounds"), "steps_per_s": int(ei["steps_per_call"]) / median,
+            "cpu_util": ei.get("cpu_util"), **thread_fields(ei),
         })
-    out.sort(key=lambda r: (str(r["group"]), order_key(r["rule"], RULE_ORDER), r["impl"]))
+    out.sort(key=lambda r: (tag_order(r["tag"]), str(r["group"]), order_key(r["rule"], RULE_ORDER), r["impl"]))
     return out
 
 
 def training_key(r) -> tuple:
-    return ("training", r["group"], r["rule"], r["impl"])
+    return ("training", r["tag"], r["group"], r["rule"], r["impl"])
 
 
 def derive(steps: list[dict], probes: list[dict]) -> None:
     """Speedups within each group and the roofline fraction, from the medians."""
     best_probe: dict[tuple, dict] = {}
     for p in probes:
-        key = (p["device"], p["dtype"], p["size"], p.get("working_set_arrays"))
+        key = (p["device"], p["dtype"], p["tag"], p["size"], p.get("working_set_arrays"))
         if key not in best_probe or p["gbps"] > best_probe[key]["gbps"]:
             best_probe[key] = p
-    for (device, dtype, _rule, size), members in groups(steps).items():
+    for (device, dtype, tag, _rule, size), members in groups(steps).items():
         torch_optim = [m for m in members if m["impl"].startswith("torch.optim")]
         best_torch = min(torch_optim, key=lambda m: m["median_s"], default=None)
         optax = next((m for m in members if m["impl"] == "optax"), None)
         for m in members:
-            probe = best_probe.get((device, dtype, size, m.get("working_set_arrays")))
+            probe = best_probe.get((device, dtype, tag, size, m.get("working_set_arrays")))
+            floor = m.get("family") == "floor"  # a lower bound, not a competitor: no speedup
             m["best_torch_optim"] = best_torch["impl"] if best_torch else None
-            m["speedup_vs_torch_optim"] = best_torch["median_s"] / m["median_s"] if best_torch else None
-            m["speedup_vs_optax"] = optax["median_s"] / m["median_s"] if optax else None
+            m["speedup_vs_torch_optim"] = best_torch["median_s"] / m["median_s"] if best_torch and not floor else None
+            m["speedup_vs_optax"] = optax["median_s"] / m["median_s"] if optax and not floor else None
             if probe is not None:
                 m["roofline_gbps"], m["roofline_source"] = probe["gbps"], probe["impl"]
             else:  # the probe benchmark did not run; use what the step measured on the spot
@@ -216,7 +250,7 @@ def compare(steps: list[dict], probes: list[dict], previous: dict | None, traini
 def groups(steps: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in steps:
-        groups.setdefault((r["device"], r["dtype"], r["rule"], r["size"]), []).append(r)
+        groups.setdefault((r["device"], r["dtype"], r["tag"], r["rule"], r["size"]), []).append(r)
     return groups
 
 

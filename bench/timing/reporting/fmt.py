@@ -16,7 +16,36 @@ def fmt_us(seconds) -> str:
 
 
 def fmt_x(value) -> str:
-    return "" if value is None else f"{value:.2f}x"
+    """A speedup (peer time / ours): below 1 it is a slowdown, and says so."""
+    if value is None:
+        return ""
+    return f"{value:.2f}x" + (" (slower)" if value < 1 else "")
+
+
+FLAG = " †"
+FLAG_NOTE = ("† over its CPU budget: the process used more CPU time per second than its thread setting allows "
+             "(see the CPU column of the full tables); not a like-for-like comparison.")
+
+
+def flag(row) -> str:
+    return FLAG if row.get("over_budget") else ""
+
+
+def fmt_util(row) -> str:
+    util = row.get("cpu_util")
+    if util is None:
+        return ""
+    text = f"{util:.2f}"
+    return f"**{text} > {row['cpu_budget']}** †" if row.get("over_budget") else text
+
+
+def threads_label(row) -> str:
+    """e.g. ``2 (default)``, ``1 (pinned)``, or ``1`` for runs that recorded only torch's count."""
+    setting = row.get("thread_setting")
+    budget = row.get("cpu_budget") if row.get("cpu_budget") is not None else row.get("threads")
+    if setting == "default":
+        return f"{budget} (default)"
+    return f"{budget} (pinned)" if row.get("pinned") else f"{budget}"
 
 
 def fmt_pct(row) -> str:

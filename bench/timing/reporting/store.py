@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from bench.machine import REPO_ROOT
 
-from .data import ReportError, digest, load, slim
+from .data import ReportError, digest, load, slim, thread_fields
 from .files import atomic_write_text
 
 RESULTS_ROOT = REPO_ROOT / "results"
@@ -17,27 +18,112 @@ CURRENT = "benchmark.json"
 PREVIOUS = "previous.json"
 
 
+ARCHIVE = "archive"
+SLICES = "slices"
+
+
+def selection(data: dict) -> tuple[bool, str]:
+    """(is this JSON a slice of the sweep, why). Runs written before the harness recorded
+    its selection count as whole sweeps."""
+    sel = (data.get("adaptbench") or {}).get("selection")
+    if not isinstance(sel, dict):
+        return False, "the run records no selection"
+    if not sel.get("partial"):
+        return False, "every benchmark file collected, nothing deselected"
+    why = []
+    if sel.get("deselected"):
+        why.append(f"{sel['deselected']} benchmarks deselected")
+    if sel.get("files_not_collected"):
+        why.append("not collected: " + ", ".join(sel["files_not_collected"]))
+    return True, "; ".join(why) or "not every thread setting wrote results"
+
+
+def sweep(data: dict) -> tuple:
+    """What makes two runs comparable: the sweep (default or full) and the thread settings."""
+    tags = sorted({thread_fields(b.get("extra_info") or {})["tag"] for b in data.get("benchmarks", [])
+                   if "adaptbench" in (b.get("extra_info") or {})})
+    return (bool((data.get("adaptbench") or {}).get("full")), tuple(tags))
+
+
+def _stamp(data: dict) -> str:
+    text = str(data.get("datetime") or "undated")
+    return re.sub(r"[^0-9A-Za-z]+", "", text.split(".")[0]) or "undated"
+
+
+def output_folder(data: dict, out=None) -> Path:
+    """Where the report of ``data`` goes: ``--out`` when given, else ``results/<machine>/``
+    for a whole sweep and ``results/<machine>/slices/<run time>/`` for a slice. A slice
+    never lands on a whole sweep's folder: that raises ``ReportError``."""
+    from bench import machine
+
+    partial, why = selection(data)
+    if out is None:
+        base = RESULTS_ROOT / machine.slug((data.get("machine_info") or {}).get("adaptbench") or {})
+        return base / SLICES / _stamp(data) if partial else base
+    out = Path(out)
+    if partial and (out / CURRENT).exists():
+        try:
+            held = load(out / CURRENT)
+        except ReportError:
+            held = None
+        if held is None or not selection(held)[0]:
+            raise ReportError(
+                f"{out} holds a whole sweep's results and this JSON is a slice ({why}): a slice never replaces "
+                f"them. Leave out --out (the slice goes to results/<machine>/{SLICES}/<time>/) or pick another folder")
+    return out
+
+
+def _archive(path: Path, out: Path, data: dict | None) -> None:
+    folder = out / ARCHIVE
+    folder.mkdir(exist_ok=True)
+    stem = f"{path.stem}-{_stamp(data) if data else 'unreadable'}"
+    target, i = folder / f"{stem}.json", 1
+    while target.exists():
+        target, i = folder / f"{stem}-{i}.json", i + 1
+    os.replace(path, target)
+    print(f"bench report: kept {path.name} of another sweep as {target}", file=sys.stderr)
+
+
+def _readable(path: Path) -> dict | None:
+    try:
+        return load(path)
+    except ReportError:
+        return None
+
+
 def ingest(src: Path, data: dict, out: Path) -> dict | None:
-    """Make ``src`` the current run in ``out`` (moving the one there to ``previous.json``
-    unless it is the same run); return the previous run, or None."""
+    """Make ``src`` the current run in ``out``; return the previous run of the same sweep, or None.
+
+    The run there before becomes ``previous.json`` when it is of the same sweep (same
+    default/full sweep and thread settings) and is not this very run; a run of another
+    sweep, or one that cannot be read, goes to ``archive/`` together with its
+    ``previous.json``, so no run is ever overwritten."""
     current, previous = out / CURRENT, out / PREVIOUS
     same_file = current.exists() and src.resolve() == current.resolve()
     if not same_file:
         new = slim(data)
-        old = None
         if current.exists():
             try:
                 old = slim(load(current))
             except ReportError as exc:
-                print(f"bench report: warning: ignoring the earlier {current}: {exc}", file=sys.stderr)
-        if old is not None and digest(old) != digest(new):
-            os.replace(current, previous)
+                print(f"bench report: warning: the earlier {current} is unreadable ({exc})", file=sys.stderr)
+                old = None
+            if old is not None and sweep(old) == sweep(new):
+                if digest(old) != digest(new):
+                    os.replace(current, previous)
+            else:
+                _archive(current, out, old)
+                if previous.exists():
+                    _archive(previous, out, _readable(previous))
         atomic_write_text(current, json.dumps(new, indent=1) + "\n")
     if previous.exists():
         try:
-            return load(previous)
+            before = load(previous)
         except ReportError as exc:
             print(f"bench report: warning: ignoring {previous}: {exc}", file=sys.stderr)
+            return None
+        if sweep(before) == sweep(data):
+            return before
     return None
 
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from .data import DEVICE_ORDER, DTYPE_ORDER, RULE_ORDER, SIZE_ORDER, groups, order_key
-from .fmt import csv_table, fmt_pct, fmt_us, fmt_x, table, us
+from .data import DEVICE_ORDER, DTYPE_ORDER, RULE_ORDER, SIZE_ORDER, groups, order_key, tag_order
+from .fmt import FLAG_NOTE, csv_table, flag, fmt_pct, fmt_us, fmt_x, table, threads_label, us
 
 CSV_COLUMNS = (
     "device", "dtype", "rule", "size", "n", "n_tensors", "impl", "family", "framework",
     "median_us", "iqr_us", "rounds", "iterations", "best_torch_optim", "speedup_vs_torch_optim",
     "speedup_vs_optax", "bytes_per_step", "gbps", "roofline_gbps", "roofline_source",
-    "roofline_fraction", "probe_error", "working_set_bytes", "cache_resident", "cpu_util",
+    "roofline_fraction", "probe_error", "working_set_bytes", "cache_resident",
+    "thread_setting", "threads", "cpu_budget", "cpu_util", "over_budget", "temp_bytes", "temp_source",
     "previous_median_us", "change",
 )
 PROBE_COLUMNS = ("device", "dtype", "size", "n", "working_set_arrays", "probe_elements", "framework",
                  "median_us", "iqr_us", "rounds",
-                 "bytes_per_call", "gbps", "working_set_bytes", "cache_resident", "cpu_util",
+                 "bytes_per_call", "gbps", "working_set_bytes", "cache_resident",
+                 "thread_setting", "threads", "cpu_budget", "cpu_util", "over_budget",
                  "previous_median_us", "change")
 
 
 TRAINING_COLUMNS = ("group", "rule", "impl", "framework", "dataset", "model", "batch_size", "steps_per_call",
-                    "median_us", "iqr_us", "rounds", "steps_per_s", "previous_median_us", "change")
+                    "median_us", "iqr_us", "rounds", "steps_per_s", "thread_setting", "threads", "cpu_budget",
+                    "cpu_util", "over_budget", "previous_median_us", "change")
 
 
 
@@ -45,31 +48,34 @@ def _fastest(members: list[dict], prefix: str) -> dict | None:
     return min((m for m in members if m["impl"].startswith(prefix)), key=lambda m: m["median_s"], default=None)
 
 
+def group_order(kv) -> tuple:
+    device, dtype, tag, rule, size = kv[0]
+    return (order_key(device, DEVICE_ORDER), order_key(dtype, DTYPE_ORDER), tag_order(tag),
+            order_key(rule, RULE_ORDER), order_key(size, SIZE_ORDER))
+
+
 def headline(steps: list[dict]) -> str:
-    """Per device, dtype, rule and size: our fastest implementation in each framework
-    against that framework's fastest peer (median us, % of roofline, speedup)."""
+    """Per device, dtype, thread setting, rule and size: our fastest implementation in each
+    framework against that framework's fastest peer (median us, % of roofline, speedup),
+    and the floor: what an empty jitted call on the same arguments costs (not a competitor)."""
 
     def cell(r):
         pct = fmt_pct(r)
-        return f"{r['impl']} {fmt_us(r['median_s'])}" + (f" ({pct})" if pct not in ("", "-") else "")
+        return f"{r['impl']} {fmt_us(r['median_s'])}" + (f" ({pct})" if pct not in ("", "-") else "") + flag(r)
 
     body = []
-    for (device, dtype, rule, size), members in sorted(
-        groups(steps).items(),
-        key=lambda kv: (order_key(kv[0][0], DEVICE_ORDER), order_key(kv[0][1], DTYPE_ORDER),
-                        order_key(kv[0][2], RULE_ORDER), order_key(kv[0][3], SIZE_ORDER)),
-    ):
-        line = [device, dtype, rule, size]
+    for (device, dtype, tag, rule, size), members in sorted(groups(steps).items(), key=group_order):
+        line = [device, dtype, threads_label(members[0]), rule, size]
         for ours, peer in (("ours-torch", "torch.optim"), ("ours-jax", "optax")):
             a, b = _fastest(members, ours), _fastest(members, peer)
             if a is None or b is None:
                 line += ["-", "-", "-"]
             else:
                 line += [cell(a), cell(b), fmt_x(b["median_s"] / a["median_s"])]
-        a, floor = _fastest(members, "ours-jax"), _fastest(members, "jax-empty-jit")
-        line.append("-" if a is None or floor is None else fmt_x(a["median_s"] / floor["median_s"]))
+        floor = _fastest(members, "jax-empty-jit")
+        line.append("-" if floor is None else fmt_us(floor["median_s"]) + flag(floor))
         body.append(line)
-    header = ["device", "dtype", "rule", "size", "ours, torch (us)", "best torch.optim (us)", "speedup",
-              "ours, jax (us)", "optax (us)", "speedup", "ours, jax / empty jit"]
-    return table(header, body) + "\n"
-
+    header = ["device", "dtype", "threads", "rule", "size", "ours, torch (us)", "best torch.optim (us)", "speedup",
+              "ours, jax (us)", "optax (us)", "speedup", "floor: empty jit (us)"]
+    notes = [FLAG_NOTE] if any(r.get("over_budget") for r in steps) else []
+    return "\n".join([table(header, body), *notes]) + "\n"

@@ -7,8 +7,11 @@ import sys
 USAGE = """usage: python -m bench COMMAND [ARGS...]
 
 commands:
-  run [--full] [-- PYTEST-ARGS]     time the benchmark sweep (pytest --benchmark-only bench/), then report
+  run [--full] [--threads LIST] [-- PYTEST-ARGS]
+                                    time the benchmark sweep (pytest --benchmark-only bench/) at the
+                                    machine's default thread count and at one pinned thread, then report
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
+                                    (a slice goes to results/<machine>/slices/<time>/)
   train ...                         the training experiment (bench/training/train.py)
 """
 

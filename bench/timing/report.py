@@ -40,15 +40,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .reporting.data import SCHEMA, ReportError, load, rows, training_rows, compare
+from .reporting.data import SCHEMA, ReportError, compare, load, rows, training_rows
 from .reporting.files import atomic_write_bytes, atomic_write_text
-from .reporting.fmt import csv_table, us
+from .reporting.fmt import csv_table, fmt_bytes, fmt_pct, fmt_us, fmt_x, table, us
 from .reporting.markdown import markdown
 from .reporting.recommend import recommendation
-from .reporting.store import CURRENT, default_json, ingest, output_folder
+from .reporting.store import CURRENT, PREVIOUS, RESULTS_ROOT, default_json, ingest, output_folder
 from .reporting.tables import TRAINING_COLUMNS, csv_text, headline, probe_csv_text
 
-__all__ = ["SCHEMA", "ReportError", "atomic_write_bytes", "atomic_write_text", "generate", "load", "main"]
+# What other report writers (bench/timing/report_sharded.py, bench/training/) use from here.
+__all__ = ["CURRENT", "PREVIOUS", "RESULTS_ROOT", "SCHEMA", "ReportError", "atomic_write_bytes",
+           "atomic_write_text", "fmt_bytes", "fmt_pct", "fmt_us", "fmt_x", "generate", "load", "main", "table"]
 
 
 def generate(json_path, out=None) -> Path:

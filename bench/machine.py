@@ -103,8 +103,6 @@ def configure_threads(setting: str | None = None) -> dict:
     """
     setting = requested_setting() if setting is None else str(setting)
     applied = not _jax_backend_initialised()
-    import torch
-
     if setting == DEFAULT_SETTING:
         cpus = usable_cpus()
     else:
@@ -112,7 +110,10 @@ def configure_threads(setting: str | None = None) -> dict:
         cpus = usable_cpus()[:n]
         if len(cpus) < n:
             raise ValueError(f"ADAPTBENCH_THREADS={n}: only {len(cpus)} CPUs are usable")
-        os.sched_setaffinity(0, cpus)
+        pin(cpus)
+    import torch
+
+    if setting != DEFAULT_SETTING:
         flags = os.environ.get("XLA_FLAGS", "").split()
         if not any("xla_cpu_multi_thread_eigen" in f for f in flags):
             flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
@@ -131,11 +132,44 @@ def configure_threads(setting: str | None = None) -> dict:
     return dict(_thread_setup)
 
 
+def _tasks() -> list[int]:
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def pin(cpus) -> None:
+    """Pin every thread of this process to ``cpus``: affinity is per thread on Linux, and a
+    new thread inherits its creator's, so threads started earlier (an import's pool) are
+    pinned here one by one, and every later one inherits the set."""
+    for tid in _tasks():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except (ProcessLookupError, PermissionError):  # ended meanwhile
+            pass
+
+
+def threads_outside(cpus) -> int:
+    """How many threads of this process may run outside ``cpus`` (0 when the pin holds)."""
+    allowed = set(cpus)
+    count = 0
+    for tid in _tasks():
+        try:
+            count += not os.sched_getaffinity(tid) <= allowed
+        except (ProcessLookupError, PermissionError):
+            pass
+    return count
+
+
 def thread_record() -> dict:
     """What every benchmark of this process records about its thread setting."""
     setup = _thread_setup or {}
-    return {"thread_setting": setup.get("setting"), "threads": setup.get("torch_threads"),
-            "cpu_budget": setup.get("cpu_budget"), "thread_tag": setup.get("tag")}
+    record = {"thread_setting": setup.get("setting"), "threads": setup.get("torch_threads"),
+              "cpu_budget": setup.get("cpu_budget"), "thread_tag": setup.get("tag")}
+    if setup.get("setting") not in (None, DEFAULT_SETTING):
+        record["threads_unpinned"] = threads_outside(setup["affinity"])
+    return record
 
 
 def _read(path: str) -> str | None:

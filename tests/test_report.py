@@ -81,6 +81,7 @@ def test_session_json_is_complete(data):
         assert b["group"] == ("probe-1e3-fp32-cpu-t1" if ei["kind"] == "probe" else "adagrad-1e3-fp32-cpu-t1")
         assert b["name"].endswith("-t1]")
         assert (ei["thread_setting"], ei["threads"], ei["cpu_budget"]) == ("1", 1, 1)
+        assert ei["threads_unpinned"] == 0  # every thread of torch and XLA on the one CPU
         assert ei["cache_resident"] in (True, None)
         if ei["kind"] == "step":
             # fp32 Adagrad: 5 accesses x 4 B; a floor (the empty jitted call) moves nothing

@@ -34,7 +34,7 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         f"{cores.get('logical', '?')} threads ({cores.get('usable', '?')} usable), "
         + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in caches.items())
         + (f"; GPU: {', '.join(map(str, ab.get('gpus')))}" if ab.get("gpus") else "; no GPU"),
-        *_thread_lines(ab, torch_info, jax_info, threads),
+        *_thread_lines(ab, torch_info, jax_info, threads, run.get("threads")),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
         "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
@@ -83,8 +83,9 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     return lines
 
 
-def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict) -> list[str]:
+def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict, records) -> list[str]:
     settings = [s for s in ab.get("thread_settings") or [threads] if s]
+    records = {r.get("thread_setting"): r for r in (records if isinstance(records, list) else [records]) if r}
     if not settings or all("setting" not in s for s in settings):  # runs before thread settings existed
         return [f"- threads: torch {torch_info.get('num_threads', '?')} intra-op; XLA_FLAGS "
                 f"`{jax_info.get('xla_flags', '')}`; no CPU pinning (XLA could use more than that)"
@@ -92,6 +93,11 @@ def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict) -> 
     out = []
     for s in settings:
         pinned = "" if s.get("setting") == "default" else f", pinned to CPUs {s.get('affinity')}"
+        loose = (records.get(s.get("setting")) or {}).get("threads_unpinned")
+        if loose:
+            pinned += f" (**{loose} threads escaped the pin**)"
+        elif loose == 0:
+            pinned += " (every thread held to them at the end of the run)"
         out.append(f"- threads `{s.get('setting')}` ({s.get('tag')}): CPU budget {s.get('cpu_budget')}{pinned}; "
                    f"torch {s.get('torch_threads')} intra-op; XLA_FLAGS `{s.get('xla_flags', '')}`"
                    + ("" if s.get("xla_flags_applied", True) else " (NOT applied: jax started first)"))

@@ -52,9 +52,10 @@ _PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-bench
 _thread_setup: dict = {}
 
 
-def requested_setting() -> str:
-    """``ADAPTBENCH_THREADS``: ``"default"`` (also when unset) or a positive integer as text."""
-    raw = os.environ.get("ADAPTBENCH_THREADS", "").strip().lower()
+def requested_setting(raw: str | None = None) -> str:
+    """A thread setting, ``"default"`` or a positive integer as text, from ``raw`` or else
+    ``ADAPTBENCH_THREADS`` (unset: ``"default"``)."""
+    raw = (os.environ.get("ADAPTBENCH_THREADS", "") if raw is None else raw).strip().lower()
     if raw in ("", DEFAULT_SETTING):
         return DEFAULT_SETTING
     try:

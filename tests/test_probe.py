@@ -145,7 +145,7 @@ def test_thread_setting_parsing(monkeypatch):
 def test_run_sweeps_default_and_one_thread_once_each(monkeypatch):
     from bench.timing import run
 
-    monkeypatch.setenv("ADAPTBENCH_THREADS", "7")  # restored after the settings are read
+    monkeypatch.setenv("ADAPTBENCH_THREADS", "7")  # the environment plays no part here
     cpus = len(machine.usable_cpus())
     assert run.thread_settings(None) == (["default", "1"] if cpus > 1 else ["default"])
     assert run.thread_settings("1,1") == ["1"]

@@ -54,17 +54,8 @@ def thread_settings(requested: str | None) -> list[str]:
     names = [s.strip() for s in (requested or ",".join(THREAD_SETTINGS)).split(",") if s.strip()]
     out, tags = [], set()
     for name in names:
-        env = {"ADAPTBENCH_THREADS": name}
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            setting, tag = machine.requested_setting(), machine.thread_tag()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        setting = machine.requested_setting(name)
+        tag = machine.thread_tag(setting)
         if tag not in tags:
             tags.add(tag)
             out.append(setting)

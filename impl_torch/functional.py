@@ -23,6 +23,7 @@ called as ``fn(rule, params, grads, states)`` with checked lists (no ``None`` gr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -99,13 +100,14 @@ def init_state(rule, param: Tensor) -> dict:
     return state
 
 
-def _same_place(t: Tensor, param: Tensor, where, param_where: str) -> None:
-    """Shape, dtype and device of ``t`` equal ``param``'s. ``where`` may be a callable
-    returning the name: names are only formatted for an error (a step checks every tensor,
-    and formatting them all cost ~1 us per tensor)."""
+def _same_place(t: Tensor, param: Tensor, where, param_where) -> None:
+    """Shape, dtype and device of ``t`` equal ``param``'s. ``where`` and ``param_where`` may
+    be callables returning the name: names are only formatted for an error (a step checks
+    every tensor, and formatting them all cost ~1 us per tensor)."""
     if t.shape == param.shape and t.dtype == param.dtype and t.device == param.device:
         return
     where = where() if callable(where) else where
+    param_where = param_where() if callable(param_where) else param_where
     if t.shape != param.shape:
         raise ValueError(
             f"{where} has shape {tuple(t.shape)}, but {param_where} has shape {tuple(param.shape)}"
@@ -116,8 +118,24 @@ def _same_place(t: Tensor, param: Tensor, where, param_where: str) -> None:
         raise ValueError(f"{where} is on {t.device}, but {param_where} is on {param.device}")
 
 
-def _check(rule, params, grads, states):
-    """Validate everything up front; return the lists without the ``None``-grad entries."""
+def _list_names(kind: str, i: int) -> str:
+    """The functional API's names in errors: ``params[i]``, ``grads[i]``, ``states[i]``."""
+    return f"{kind}[{i}]"
+
+
+def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool = False):
+    """Validate everything up front; return the lists without the ``None``-grad entries.
+
+    ``where(kind, i)`` names entry ``i`` of ``"params"``, ``"grads"`` or ``"states"`` in
+    errors (the optimizer classes name ``param_groups[g]['params'][j]``).
+    ``cast_state=True`` is the optimizer classes' policy for a parameter converted after its
+    state was made (``model.double()``, ``model.to(device)``): a state tensor shaped like its
+    parameter but of another dtype or device is no error; the returned state is then a
+    shallow copy of that dict holding the tensor cast and moved to the parameter's dtype and
+    device (``Tensor.to``: torch.optim's rule when it loads a state dict). The caller's dicts
+    are never modified, so a caller that commits the copies only once every check passed
+    changes nothing when one fails.
+    """
     if isinstance(params, Tensor) or isinstance(grads, Tensor) or isinstance(states, Mapping):
         raise TypeError("params, grads and states must be sequences (lists), one entry per tensor")
     params, grads, states = list(params), list(grads), list(states)
@@ -130,28 +148,30 @@ def _check(rule, params, grads, states):
     keep_p, keep_g, keep_s = [], [], []
     seen: set[int] = set()
     for i, (p, g, s) in enumerate(zip(params, grads, states)):
-        pw = f"params[{i}]"
-        _check_param(p, pw)
+        pw = functools.partial(where, "params", i)
+        if not (isinstance(p, Tensor) and p.layout == torch.strided and p.is_floating_point()):
+            _check_param(p, pw())  # the names are formatted only for an error
         if id(p) in seen:
-            raise ValueError(f"{pw} appears more than once in params")
+            raise ValueError(f"{pw()} appears more than once in params")
         seen.add(id(p))
         if g is None:
             continue
-        gw = f"grads[{i}]"
+        gw = functools.partial(where, "grads", i)
         if not isinstance(g, Tensor):
-            raise TypeError(f"{gw} must be a torch.Tensor or None, got {type(g).__name__}")
+            raise TypeError(f"{gw()} must be a torch.Tensor or None, got {type(g).__name__}")
         if g.is_sparse or g.layout != torch.strided:
             raise TypeError(
-                f"{gw} is a sparse gradient (layout {g.layout}); impl_torch supports dense "
+                f"{gw()} is a sparse gradient (layout {g.layout}); impl_torch supports dense "
                 f"gradients only (torch.optim.Adagrad and torch.optim.SparseAdam accept sparse ones)"
             )
         _same_place(g, p, gw, pw)
         if not isinstance(s, Mapping):
-            raise TypeError(f"states[{i}] must be a dict of state tensors, got {type(s).__name__}")
+            raise TypeError(f"{where('states', i)} must be a dict of state tensors, got {type(s).__name__}")
+        cast = None
         for name in names:
             t = s.get(name)
             if not isinstance(t, Tensor):
-                sw = f"states[{i}][{name!r}]"
+                sw = f"{where('states', i)}[{name!r}]"
                 if name not in s:
                     raise ValueError(
                         f"{sw} is missing: a {rule.name} state needs {list(names)} "
@@ -161,13 +181,18 @@ def _check(rule, params, grads, states):
             if name == "step":
                 if t.numel() != 1:
                     raise ValueError(
-                        f"states[{i}][{name!r}] must be a one-element tensor, got shape {tuple(t.shape)}"
+                        f"{where('states', i)}[{name!r}] must be a one-element tensor, got shape {tuple(t.shape)}"
                     )
+            elif t.shape == p.shape and t.dtype == p.dtype and t.device == p.device:
+                continue
+            elif cast_state and t.shape == p.shape:
+                cast = dict(s) if cast is None else cast
+                cast[name] = t.to(dtype=p.dtype, device=p.device)
             else:
-                _same_place(t, p, lambda i=i, name=name: f"states[{i}][{name!r}]", pw)
+                _same_place(t, p, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", pw)
         keep_p.append(p)
         keep_g.append(g)
-        keep_s.append(s)
+        keep_s.append(s if cast is None else cast)
     return keep_p, keep_g, keep_s
 
 

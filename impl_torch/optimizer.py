@@ -139,6 +139,19 @@ _STATE_KEYS = {
 }
 
 
+def _group_names(gi: int, index: list[int]):
+    """Names for ``functional._check``'s errors: entry ``i`` of a step's lists is
+    ``param_groups[gi]['params'][index[i]]``."""
+
+    def where(kind: str, i: int) -> str:
+        param = f"param_groups[{gi}]['params'][{index[i]}]"
+        if kind == "params":
+            return param
+        return f"{param}.grad" if kind == "grads" else f"state[{param}]"
+
+    return where
+
+
 class _RuleOptimizer(torch.optim.Optimizer):
     """Shared machinery: group validation, lazy state, step through ``impl_torch.step``."""
 
@@ -227,29 +240,38 @@ class _RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
+        # Every group is validated before any state is created, cast or stepped, so that a
+        # step that raises changes nothing (lazy state is committed only afterwards).
         work = []
         for gi, group in enumerate(self.param_groups):
             rule, impl = self._config(group)
             functional.check_impl(impl)
-            params, grads, states = [], [], []
-            for p in group["params"]:
+            params, grads, states, index = [], [], [], []
+            for j, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise TypeError(
-                        f"param_groups[{gi}] has a sparse gradient; impl_torch supports dense "
-                        f"gradients only (torch.optim.Adagrad and torch.optim.SparseAdam "
-                        f"accept sparse ones)"
+                        f"param_groups[{gi}]['params'][{j}] has a sparse gradient; impl_torch "
+                        f"supports dense gradients only (torch.optim.Adagrad and "
+                        f"torch.optim.SparseAdam accept sparse ones)"
                     )
-                state = self.state[p]
-                if len(state) == 0:
-                    state.update(init_state(rule, p))
+                state = self.state.get(p)
                 params.append(p)
                 grads.append(p.grad)
-                states.append(state)
-            # Validate every group before any is modified.
-            work.append((rule, impl, *functional._check(rule, params, grads, states)))
+                states.append(state if state else init_state(rule, p))
+                index.append(j)
+            checked = functional._check(
+                rule, params, grads, states, where=_group_names(gi, index), cast_state=True
+            )
+            work.append((rule, impl, *checked))
 
+        for _, _, params, _, states in work:
+            for k, (p, state) in enumerate(zip(params, states)):
+                live = self.state[p]
+                if state is not live:
+                    live.update(state)
+                    states[k] = live
         for rule, impl, params, grads, states in work:
             if params:
                 functional._IMPL_TABLE[impl](rule, params, grads, states)

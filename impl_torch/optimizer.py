@@ -42,7 +42,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
-from . import functional
+from . import functional, loading
 from .functional import DEFAULT_IMPL, IMPLS, init_state
 
 __all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
@@ -114,7 +114,12 @@ def _resolve_names(rule_class, values: tuple, flags: tuple):
     return rule, DEFAULT_IMPL
 
 
-_resolve_cached = functools.lru_cache(maxsize=512)(_resolve)
+@functools.lru_cache(maxsize=512)
+def _resolve_cached(rule_class, values: tuple, flags: tuple, types: tuple):
+    """``_resolve``, cached. ``types`` (of values and flags) is part of the key because
+    ``True == 1`` with one hash: without it ``centered=1`` would reuse ``centered=True``'s
+    accepted configuration instead of being refused."""
+    return _resolve(rule_class, values, flags)
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,7 +178,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             hash((values, flags))
         except TypeError:
             return _resolve(self.rule_class, values, flags)  # raises a clear error
-        return _resolve_cached(self.rule_class, values, flags)
+        return _resolve_cached(self.rule_class, values, flags, tuple(map(type, values + flags)))
 
     def group_rules(self) -> list:
         """The ``rules`` object of each param group, as the next step would use it."""
@@ -207,28 +212,28 @@ class _RuleOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch.optim's ``load_state_dict`` (torch.optim's own state dicts of the same rule
-        load too), refusing per-parameter state of another rule before anything is loaded:
-        torch.optim accepts it and fails at the next step with a bare ``KeyError``."""
-        name = self.rule_class.name
-        required, allowed = _STATE_KEYS[name]
-        for index, param_state in state_dict.get("state", {}).items():
-            keys = set(param_state)
-            if not required <= keys or not keys <= allowed:
-                raise ValueError(
-                    f"state_dict['state'][{index!r}] has keys {sorted(keys)}, which is not "
-                    f"{self.rule_class.__name__} state (needs {sorted(required)}, allows "
-                    f"{sorted(allowed)}); was it saved by another optimizer?"
-                )
+        load too: its pre-hooks run, then every state tensor but ``step`` is cast and moved
+        to its parameter's dtype and device), then what it brings in is validated and
+        normalised before anything is replaced (``loading.check_loaded``): each group's
+        settings as the constructor checks them (a refused one, e.g. ``capturable=True``,
+        is reported as coming from the state dict); each parameter's state holds its rule's
+        tensors (torch.optim takes another rule's state and fails at the next step with a
+        bare ``KeyError``), shaped like the parameter (``ValueError`` naming the index and
+        the state's name); ``step`` becomes a CPU float32 scalar (float64 under a float64
+        default dtype), so that a counter saved in bfloat16/float16 counts on.
+        A ``ValueError``/``TypeError`` leaves the optimizer unchanged."""
         super().load_state_dict(state_dict)
 
     def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
+        # load_state_dict and unpickling both come here; check before anything is replaced.
+        groups = state.get("param_groups", [])
+        for group in groups:
             for key, value in self._setstate_defaults.items():
                 group.setdefault(key, value)
-        for s in self.state.values():
-            if isinstance(s, dict) and "step" in s and not torch.is_tensor(s["step"]):
-                s["step"] = torch.tensor(float(s["step"]), dtype=functional._scalar_dtype())
+        loading.check_loaded(
+            self._config, self.rule_class, groups, state.get("state", {}), _STATE_KEYS[self.rule_class.name]
+        )
+        super().__setstate__(state)
 
     # --- the step ------------------------------------------------------------------------
     @torch.no_grad()

@@ -36,6 +36,186 @@ def _snapshot(opt) -> dict:
     return {id(p): {k: v.clone() for k, v in s.items()} for p, s in opt.state.items()}
 
 
+# --- 2. loaded state is validated and normalised ------------------------------------------------
+
+# The first state tensor checked (in sorted order) per rule.
+STATE_NAME = {"adagrad": "sum", "adadelta": "acc_delta", "rmsprop": "square_avg"}
+LOW_COUNTERS = [
+    # (dtype a checkpoint tool cast the counter to, a count it still holds exactly, past
+    # which + 1 rounds back: bf16 has 8 significant bits, fp16 11)
+    pytest.param(torch.bfloat16, 300, id="bf16-300"),
+    pytest.param(torch.float16, 2048, id="fp16-2048"),
+]
+
+
+def _trained(cls, steps: int, seed: int = 0, **kw):
+    model = _linear(seed)
+    opt = cls(model.parameters(), **kw)
+    for s in range(steps):
+        _backward(model, seed=s)
+        opt.step()
+        opt.zero_grad()
+    return model, opt
+
+
+def _with_step(state_dict: dict, value) -> dict:
+    state_dict = copy.deepcopy(state_dict)
+    for s in state_dict["state"].values():
+        s["step"] = value() if callable(value) else value
+    return state_dict
+
+
+@pytest.mark.parametrize("dtype,count", LOW_COUNTERS)
+@pytest.mark.parametrize("name", NAMES)
+def test_low_precision_step_counter_is_normalised_at_load(name, dtype, count):
+    # The issue's case: a checkpoint whose "step" was cast to bf16/fp16 with the rest.
+    # Loaded, ours counts on in float32 and follows torch.optim loaded with a float32
+    # counter (torch.optim loaded with the low-precision one freezes it: the finding below).
+    kw = {"lr_decay": 0.01} if name == "adagrad" else {}
+    _, source = _trained(OURS[name], 2, **kw)
+    saved = source.state_dict()
+    ours_model, theirs_model = _linear(1), _linear(1)
+    ours, theirs = OURS[name](ours_model.parameters(), **kw), TORCH[name](theirs_model.parameters(), **kw)
+    ours.load_state_dict(_with_step(saved, lambda: torch.tensor(count, dtype=dtype)))
+    theirs.load_state_dict(_with_step(saved, lambda: torch.tensor(float(count))))
+    for model, opt in ((ours_model, ours), (theirs_model, theirs)):
+        for s in range(20):
+            _backward(model, seed=s)
+            opt.step()
+            opt.zero_grad()
+    for po, pt in zip(ours_model.parameters(), theirs_model.parameters()):
+        step = ours.state[po]["step"]
+        assert step.dtype == torch.float32 and step.device.type == "cpu" and step.item() == count + 20
+        assert torch.equal(po, pt)
+        for key, value in theirs.state[pt].items():
+            assert torch.equal(ours.state[po][key], value), key
+
+
+@pytest.mark.parametrize("dtype,count", LOW_COUNTERS)
+def test_finding_torch_optim_low_precision_step_counter_stops(dtype, count):
+    """torch.optim keeps a loaded ``step`` as it comes (``_process_value_according_to_param_policy``
+    casts every state tensor but ``step``), so a bf16/fp16 counter stops counting, and with
+    ``lr_decay`` the learning rate freezes."""
+    _, source = _trained(torch.optim.Adagrad, 1, lr_decay=0.5)
+    model = _linear()
+    opt = torch.optim.Adagrad(model.parameters(), lr_decay=0.5)
+    opt.load_state_dict(_with_step(source.state_dict(), lambda: torch.tensor(count, dtype=dtype)))
+    for s in range(20):
+        _backward(model, seed=s)
+        opt.step()
+    assert opt.state[model.weight]["step"].item() == count
+
+
+@pytest.mark.parametrize("step", [torch.tensor(3), 3, torch.tensor([3.0], dtype=torch.float64)], ids=["int-tensor", "int", "fp64-1d"])
+def test_step_counter_of_any_kind_becomes_a_cpu_float32_scalar(step):
+    _, source = _trained(impl_torch.Adagrad, 1)
+    model = _linear()
+    opt = impl_torch.Adagrad(model.parameters())
+    opt.load_state_dict(_with_step(source.state_dict(), lambda: step.clone() if torch.is_tensor(step) else step))
+    for p in model.parameters():
+        s = opt.state[p]["step"]
+        assert s.dtype == torch.float32 and s.dim() == 0 and s.device.type == "cpu" and s.item() == 3
+
+
+@pytest.mark.parametrize(
+    "step,exc,match",
+    [
+        pytest.param(torch.tensor(2.5), ValueError, "whole number", id="fraction"),
+        pytest.param(torch.tensor(-1.0), ValueError, "whole number", id="negative"),
+        pytest.param(torch.tensor(float("nan")), ValueError, "whole number", id="nan"),
+        pytest.param(torch.zeros(2), ValueError, "one-element", id="two-elements"),
+        pytest.param(float(2**24 + 1), ValueError, "exactly", id="beyond-float32"),
+        pytest.param("3", TypeError, "tensor or a number", id="str"),
+    ],
+)
+def test_bad_step_counter_is_refused_at_load(step, exc, match):
+    model, opt = _trained(impl_torch.Adagrad, 1)
+    before = _snapshot(opt)
+    with pytest.raises(exc, match=rf"state_dict\['state'\]\[0\]\['step'\].*{match}"):
+        opt.load_state_dict(_with_step(opt.state_dict(), step))
+    assert all(torch.equal(v, before[id(p)][k]) for p, s in opt.state.items() for k, v in s.items())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_of_another_shape_is_refused_at_load(name):
+    # A checkpoint of another model (Linear(3, 2) saved, Linear(2, 2) loading): torch.optim
+    # loads it and fails at the next step inside a kernel; ours names the entry and state.
+    _, source = _trained(OURS[name], 1)
+    model = torch.nn.Linear(2, 2)
+    opt = OURS[name](model.parameters())
+    before = _snapshot(opt)
+    key = STATE_NAME[name]
+    with pytest.raises(
+        ValueError,
+        match=rf"state_dict\['state'\]\[0\]\['{key}'\] has shape \(2, 3\), but its parameter "
+        rf"\(param 0: param_groups\[0\]\['params'\]\[0\]\) has shape \(2, 2\)",
+    ):
+        opt.load_state_dict(source.state_dict())
+    assert _snapshot(opt).keys() == before.keys()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loaded_state_takes_the_parameters_dtype_and_device(name):
+    # A float64 checkpoint into a float32 model: cast as torch.optim's load casts it.
+    _, source = _trained(OURS[name], 2)
+    saved = copy.deepcopy(source.state_dict())
+    for s in saved["state"].values():
+        for k in s:
+            if k != "step":
+                s[k] = s[k].double()
+    ours_model, theirs_model = _linear(1), _linear(1)
+    ours, theirs = OURS[name](ours_model.parameters()), TORCH[name](theirs_model.parameters())
+    ours.load_state_dict(copy.deepcopy(saved))
+    theirs.load_state_dict(copy.deepcopy(saved))
+    for po, pt in zip(ours_model.parameters(), theirs_model.parameters()):
+        for key, value in theirs.state[pt].items():
+            if key != "step":
+                assert ours.state[po][key].dtype == value.dtype == torch.float32, key
+                assert torch.equal(ours.state[po][key], value), key
+
+
+@pytest.mark.parametrize("name", ["adadelta", "rmsprop"])
+def test_refused_flag_in_a_loaded_group_is_refused_at_load(name):
+    # The issue's case: a state dict saved by torch.optim with capturable=True. Before, it
+    # loaded and the next step() told the user to "pass capturable=False", which they never
+    # passed. Now load_state_dict refuses it, says it came from the state dict, and changes
+    # nothing; a pre-hook that clears the flag makes it load.
+    model = _linear()
+    saved = TORCH[name](model.parameters(), capturable=True).state_dict()
+    opt = OURS[name](model.parameters())
+    with pytest.raises(ValueError, match=r"state_dict\['param_groups'\]\[0\].*capturable=True.*comes from the state dict"):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["capturable"] is False
+
+    def clear_capturable(optimizer, state_dict):
+        for group in state_dict["param_groups"]:
+            group["capturable"] = False
+
+    opt.register_load_state_dict_pre_hook(clear_capturable)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["capturable"] is False
+
+
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop"])
+def test_loaded_state_lacking_what_its_group_needs_is_refused(name):
+    # State without a tensor its group's settings use: RMSprop saved centered, its
+    # "grad_avg" dropped; Adagrad without "sum". torch.optim fails at the next step with a
+    # bare KeyError; ours refuses at load, naming the entry.
+    _, source = _trained(OURS["rmsprop"], 1, centered=True) if name == "rmsprop" else _trained(OURS[name], 1)
+    saved = copy.deepcopy(source.state_dict())
+    if name == "rmsprop":
+        for s in saved["state"].values():
+            del s["grad_avg"]
+        match = r"state_dict\['state'\]\[0\] lacks \['grad_avg'\]"
+    else:
+        for s in saved["state"].values():
+            del s["sum"]
+        match = r"state_dict\['state'\]\[0\] has keys \['step'\], which is not Adagrad state"
+    opt = OURS[name](_linear().parameters())
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(saved)
+
+
 # --- 4. a step that raises changes nothing -----------------------------------------------------
 
 
@@ -163,3 +343,14 @@ def test_state_follows_a_parameter_moved_to_another_device(name):
         for key, value in theirs.state[pt].items():
             assert ours.state[po][key].device == value.device, key
             assert torch.equal(ours.state[po][key], value), key
+
+
+# --- found on the way ------------------------------------------------------------------------------
+
+
+def test_an_accepted_configuration_does_not_let_an_equal_bad_one_through():
+    # True == 1 with one hash: the configuration cache once let centered=1 (refused) reuse
+    # centered=True's accepted entry, so whether it was refused depended on what ran first.
+    impl_torch.RMSprop(_linear().parameters(), centered=True)
+    with pytest.raises(TypeError, match="centered"):
+        impl_torch.RMSprop(_linear().parameters(), centered=1)

@@ -235,6 +235,27 @@ class _RuleOptimizer(torch.optim.Optimizer):
         )
         super().__setstate__(state)
 
+    def share_memory(self) -> None:
+        """Moves every state tensor, ``step`` included, to shared memory
+        (``Tensor.share_memory_()``), for Hogwild-style training: processes forked (or
+        spawned with the optimizer) afterwards step the same state. Parameters without
+        state yet (Adadelta and RMSprop create it lazily) get their initial state first,
+        the same as their first step would create. torch.optim.Adagrad's ``share_memory``
+        shares only ``sum``, so each process counts its own ``step`` (and with ``lr_decay``
+        decays its own learning rate); Adadelta and RMSprop have none there.
+
+        Call it after the model's final ``.to(...)``: a state cast to a converted parameter
+        (see ``step``) is a new, private tensor."""
+        for group in self.param_groups:
+            rule, _ = self._config(group)
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state.update(init_state(rule, p))
+                for value in state.values():
+                    if isinstance(value, Tensor):
+                        value.share_memory_()
+
     # --- the step ------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure=None):
@@ -340,12 +361,6 @@ class Adagrad(_RuleOptimizer):
         for p in group["params"]:
             if len(self.state[p]) == 0:
                 self.state[p].update(init_state(rule, p))
-
-    def share_memory(self) -> None:
-        """Calls ``share_memory_()`` on the ``sum`` tensors, as torch.optim.Adagrad does."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p]["sum"].share_memory_()
 
 
 class Adadelta(_RuleOptimizer):

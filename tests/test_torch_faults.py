@@ -9,12 +9,15 @@ docs/errors-and-edge-cases.md says what happens in each case and why.
 from __future__ import annotations
 
 import copy
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 import impl_torch
 from adaptbench import rules
+from adaptbench.rules import reference
 
 NAMES = ["adagrad", "adadelta", "rmsprop"]
 TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
@@ -354,3 +357,64 @@ def test_an_accepted_configuration_does_not_let_an_equal_bad_one_through():
     impl_torch.RMSprop(_linear().parameters(), centered=True)
     with pytest.raises(TypeError, match="centered"):
         impl_torch.RMSprop(_linear().parameters(), centered=1)
+
+
+# --- 3. share_memory() shares every state tensor ----------------------------------------------------
+
+
+def _hogwild(cls, **kw):
+    """One step in a forked worker, then one in the parent, on shared params and state."""
+    p = torch.zeros(1, requires_grad=True)
+    p.detach().share_memory_()
+    opt = cls([p], **kw)
+    opt.share_memory()
+
+    def one_step():
+        p.grad = torch.ones(1)
+        opt.step()
+
+    worker = torch.multiprocessing.get_context("fork").Process(target=one_step)
+    worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == 0
+    one_step()
+    return p, opt
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks a worker (fork start method)")
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")  # JAX's, if imported
+@pytest.mark.parametrize("name", NAMES)
+def test_share_memory_shares_every_state_tensor(name):
+    # The issue's case (Adagrad, lr_decay=0.5): with only "sum" shared the run ended with
+    # step 1.0 and p = -0.170711; two steps give 2.0 and -0.147140 (the float64 oracle).
+    # Adadelta and RMSprop must create their state before the fork to share it.
+    kw = {"lr": 0.1, "lr_decay": 0.5} if name == "adagrad" else {"lr": 0.1}
+    p, opt = _hogwild(OURS[name], **kw)
+    state = opt.state[p]
+    assert all(t.is_shared() for t in state.values())
+    assert state["step"].item() == 2.0
+
+    q = torch.zeros(1, requires_grad=True)
+    sequential = TORCH[name]([q], **kw)
+    for _ in range(2):
+        q.grad = torch.ones(1)
+        sequential.step()
+    assert torch.equal(p, q)
+    for key, value in sequential.state[q].items():
+        assert torch.equal(state[key], value), key
+
+    rule = opt.group_rules()[0]
+    expected, ref_state = np.zeros(1), reference.init_state(rule, np.zeros(1))
+    for _ in range(2):
+        expected, ref_state = reference.step(rule, expected, np.ones(1), ref_state)
+    tol = rules.tolerance(torch.float32)
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks a worker (fork start method)")
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+def test_finding_torch_optim_adagrad_share_memory_keeps_step_private():
+    """torch.optim.Adagrad.share_memory() shares only ``sum``: each process counts its own
+    ``step``, so the forked worker's step is lost to the parent (step 1.0 after two steps)."""
+    p, opt = _hogwild(torch.optim.Adagrad, lr=0.1, lr_decay=0.5)
+    assert opt.state[p]["step"].item() == 1.0

@@ -27,9 +27,20 @@ tensor, as torch.optim keeps it when not capturable; ``"sum"``, ``"square_avg"``
 Adagrad's state is created when its parameter is added (torch.optim creates it in
 ``__init__``); the others' lazily at the first step with a gradient.
 
-One deliberate difference: torch.optim.Adagrad fills ``"sum"`` with the *constructor's*
-``initial_accumulator_value`` for every group (and ``self.defaults``' value for lazily
-created state), ignoring a group's own value; here each group's own value is used.
+Deliberate differences (docs/errors-and-edge-cases.md has the cases and their tests):
+
+- torch.optim.Adagrad fills ``"sum"`` with the *constructor's* ``initial_accumulator_value``
+  for every group (and ``self.defaults``' value for lazily created state), ignoring a
+  group's own value; here each group's own value is used.
+- A parameter converted after its state was made (``model.double()``, ``model.to(device)``):
+  at the next step its state is cast and moved to the parameter's dtype and device, as
+  torch.optim's ``load_state_dict`` would do (torch.optim mixes a float32 state into float64
+  math, or fails on another device); the step counter stays a CPU scalar.
+- ``load_state_dict`` validates what it loads before replacing anything (group settings,
+  each state's keys and shapes) and makes ``step`` a CPU float32 scalar (torch.optim keeps a
+  bfloat16/float16 counter, which then stops counting).
+- ``share_memory()`` (all three) shares every state tensor, ``step`` included.
+- A step that raises changes nothing: lazy state is created only once every group is valid.
 """
 
 from __future__ import annotations
@@ -260,7 +271,13 @@ class _RuleOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One step for every parameter with a gradient. ``closure`` re-evaluates the
-        loss (run with gradients enabled) and its value is returned."""
+        loss (run with gradients enabled) and its value is returned.
+
+        Every group is checked first (``TypeError``/``ValueError`` naming
+        ``param_groups[g]['params'][j]``, its ``.grad`` or its state); only then is lazy state
+        created, and the state of a parameter converted since (``model.double()``,
+        ``model.to(device)``) cast and moved to its dtype and device, so a step that raises
+        changes nothing."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

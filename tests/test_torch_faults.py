@@ -418,3 +418,33 @@ def test_finding_torch_optim_adagrad_share_memory_keeps_step_private():
     ``step``, so the forked worker's step is lost to the parent (step 1.0 after two steps)."""
     p, opt = _hogwild(torch.optim.Adagrad, lr=0.1, lr_decay=0.5)
     assert opt.state[p]["step"].item() == 1.0
+
+
+# --- 5. centered RMSprop: v - m*m negative by rounding ----------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ["loop", "foreach"])
+def test_centered_rmsprop_goes_nan_exactly_where_torch_optim_does(impl):
+    # The issue's case: a constant gradient has zero variance, so v - m*m -> 0 and float32
+    # rounding makes it slightly negative; sqrt gives NaN (docs/errors-and-edge-cases.md
+    # has the step counts). We keep torch.optim's result, bit for bit, NaN included; the
+    # float64 oracle stays finite with v - m*m >= 0 over the same steps.
+    kw = {"lr": 1e-3, "alpha": 0.9, "centered": True}
+    p, q = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    ours = impl_torch.RMSprop([p], **kw, impl=impl)
+    theirs = torch.optim.RMSprop([q], **kw, foreach=FOREACH[impl])
+    rule = ours.group_rules()[0]
+    expected, ref_state = np.zeros(1), reference.init_state(rule, np.zeros(1))
+    first_nan = {}
+    for t in range(1, 161):
+        for param, opt, who in ((p, ours, "ours"), (q, theirs, "torch.optim")):
+            param.grad = torch.tensor([3.0])
+            opt.step()
+            if who not in first_nan and torch.isnan(param).any():
+                first_nan[who] = t
+        torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True, msg=f"step {t}")
+        for key, value in theirs.state[q].items():
+            torch.testing.assert_close(ours.state[p][key], value, rtol=0, atol=0, equal_nan=True)
+        expected, ref_state = reference.step(rule, expected, np.array([3.0]), ref_state)
+        assert np.isfinite(expected).all() and (ref_state["square_avg"] >= ref_state["grad_avg"] ** 2).all()
+    assert first_nan["ours"] == first_nan["torch.optim"]

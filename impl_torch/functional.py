@@ -13,6 +13,9 @@
   pass over memory per tensor, and raises ``RuntimeError`` where torch.compile is
   unavailable (never a silent fall-back).
 
+``DTensor`` parameters (torch.distributed.tensor, FSDP2) are stepped shard by shard: every
+impl receives this rank's local tensors (``distributed.py``).
+
 Every argument is checked before anything is modified; a mismatch raises ``ValueError``
 (shape, device, length, missing state) or ``TypeError`` (dtype, complex, sparse, not a
 tensor) naming the offending argument, e.g. ``grads[2]`` or ``states[0]['sum']``.
@@ -32,6 +35,7 @@ from torch import Tensor
 from adaptbench import rules
 
 from . import adadelta, adagrad, rmsprop
+from .distributed import local_views
 from .ops import ForeachOps, TensorOps
 
 __all__ = [
@@ -89,7 +93,9 @@ def init_state(rule, param: Tensor) -> dict:
     """The state before the first step for ``param``, keyed by torch.optim's names.
 
     ``{"step": tensor(0.) on the CPU, "sum"/"square_avg"/...: tensors like param}``
-    (``memory_format=torch.preserve_format``, as torch.optim allocates them).
+    (``memory_format=torch.preserve_format``, as torch.optim allocates them; a ``DTensor``
+    parameter gets ``DTensor`` state with its mesh and placements, each rank allocating
+    only its shard).
     """
     check_rule(rule)
     _check_param(param, "param")
@@ -334,4 +340,4 @@ def step(rule, params, grads, states, impl: str = "loop", *, check: bool = True)
     if not params:
         return
     with torch.no_grad():
-        fn(rule, params, grads, states)
+        fn(rule, *local_views(rule, params, grads, states))

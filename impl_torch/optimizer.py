@@ -27,6 +27,10 @@ tensor, as torch.optim keeps it when not capturable; ``"sum"``, ``"square_avg"``
 Adagrad's state is created when its parameter is added (torch.optim creates it in
 ``__init__``); the others' lazily at the first step with a gradient.
 
+``DTensor`` parameters (FSDP2's ``fully_shard``, ``distribute_tensor``) get ``DTensor``
+state sharded like them, and every impl steps each rank's local shards
+(``impl_torch/distributed.py``).
+
 Deliberate differences (docs/errors-and-edge-cases.md has the cases and their tests):
 
 - torch.optim.Adagrad fills ``"sum"`` with the *constructor's* ``initial_accumulator_value``
@@ -304,20 +308,20 @@ class _RuleOptimizer(torch.optim.Optimizer):
                 grads.append(p.grad)
                 states.append(state if state else init_state(rule, p))
                 index.append(j)
-            checked = functional._check(
-                rule, params, grads, states, where=_group_names(gi, index), cast_state=True
-            )
-            work.append((rule, impl, *checked))
+            names = _group_names(gi, index)
+            checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
+            # DTensors as this rank's local shards: views of the very tensors committed below.
+            work.append((rule, impl, *checked, functional.local_views(rule, *checked, where=names)))
 
-        for _, _, params, _, states in work:
+        for _, _, params, _, states, _ in work:
             for k, (p, state) in enumerate(zip(params, states)):
                 live = self.state[p]
                 if state is not live:
                     live.update(state)
                     states[k] = live
-        for rule, impl, params, grads, states in work:
-            if params:
-                functional._IMPL_TABLE[impl](rule, params, grads, states)
+        for rule, impl, _, _, _, local in work:
+            if local[0]:
+                functional._IMPL_TABLE[impl](rule, *local)
         return loss
 
 

@@ -53,6 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._placement import counter_like, filled_like
+
 _REDUCED = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
@@ -167,19 +169,20 @@ def scalar_dtype():
 
 
 def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
-    """The state before the first step: moments like ``params`` (same dtype per leaf), step 0."""
+    """The state before the first step: moments like ``params`` (same dtype and sharding per
+    leaf), step 0 (replicated over the parameters' mesh; ``_placement.py``)."""
     for leaf in jax.tree.leaves(params):
         Precision(jnp.result_type(leaf))  # rejects integer and complex leaves
     present = rule.state_names
     moments = {
         name: (
-            jax.tree.map(lambda x, v=spec.fill(rule, name): jnp.full_like(x, v), params)
+            jax.tree.map(lambda x, v=spec.fill(rule, name): filled_like(x, v), params)
             if name in present
             else None
         )
         for name in spec.moment_names
     }
-    return spec.state_cls(step=jnp.zeros([], jnp.int32), **moments)
+    return spec.state_cls(step=counter_like(params), **moments)
 
 
 def _leaves_like(treedef, tree, what: str) -> list:

@@ -1,0 +1,178 @@
+"""Tables and plots for the "sharded" family (bench/timing/bench_sharded.py).
+
+``write(data, out, writer=None) -> str`` takes a pytest-benchmark JSON (already loaded),
+writes ``sharded-<framework>-<scaling>.png`` under ``out`` and returns the Markdown
+section (tables and image links). Nothing is written when the JSON has no sharded rows
+(the section is then empty). ``rows(data)``, ``markdown(rows)`` and ``plot(rows, out)``
+are its parts.
+
+Per row: elements and bytes per device per step (the step's bytes, fp32 Adagrad/RMSprop
+20 B, Adadelta 28 B per element, divided by the device count), the step's median time as
+timed inside its server, GB/s per device, the probe's GB/s per device (an in-place
+``a + b`` with the same per-device working set, on the same devices, in the same server)
+and the step's fraction of it; strong-scaling rows add the time relative to one device.
+A fraction above 1 means the probe under-measured: shown as a probe error, never as a
+result.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+RULE_ORDER = ("adagrad", "adadelta", "rmsprop")
+SCALING_TITLE = {
+    "strong": "JAX SPMD, strong scaling: 1e7 fp32 elements in all over 1-8 devices",
+    "weak": "JAX SPMD, weak scaling: 1e6 fp32 elements per device",
+    "fsdp": "torch FSDP2 (fully_shard), 2 gloo ranks, 1e7 fp32 elements in all",
+}
+MEANING = (
+    "What these figures mean: on a CPU the host devices (`--xla_force_host_platform_device_count`) "
+    "and the gloo ranks share the machine's cores and memory bus, so more devices do not add "
+    "bandwidth; the figures measure what sharding *adds* over one device at the same total "
+    "(partitioning, per-device dispatch, barriers). On a multi-GPU machine the same command "
+    "(`python -m bench run -- -k sharded`) places the mesh on the GPUs, where they measure scaling."
+)
+
+
+def rows(data: dict) -> list[dict]:
+    """The sharded benchmarks of a pytest-benchmark JSON as flat rows (timed ones only)."""
+    out = []
+    for b in data.get("benchmarks", []):
+        ei = b.get("extra_info") or {}
+        if ei.get("kind") != "sharded" or "median_s" not in ei:
+            continue
+        frac = ei.get("roofline_fraction")
+        out.append({
+            "name": b.get("name"),
+            "framework": ei["framework"],
+            "scaling": ei["scaling"],
+            "rule": ei["rule"],
+            "impl": ei["impl"],
+            "devices": int(ei["devices"]),
+            "n": int(ei["n"]),
+            "n_per_device": int(ei["n_per_device"]),
+            "bytes_per_device": float(ei["bytes_per_device"]),
+            "median_s": float(ei["median_s"]),
+            "gbps_per_device": float(ei["gbps_per_device"]),
+            "probe_gbps_per_device": ei.get("probe_gbps_per_device"),
+            "roofline_fraction": frac if frac is not None and frac <= 1 else None,
+            "probe_error": frac is not None and frac > 1,
+            "device": ei.get("device", "cpu"),
+        })
+    return out
+
+
+def _order(value, order) -> tuple:
+    return (order.index(value), "") if value in order else (len(order), str(value))
+
+
+def _key(r) -> tuple:
+    return (r["framework"], r["scaling"], _order(r["rule"], RULE_ORDER), r["impl"], r["devices"])
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def markdown(rs: list[dict]) -> str:
+    if not rs:
+        return ""
+    lines = ["## Sharded parameters (scaling out)", "", MEANING, ""]
+    for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
+        sub = sorted((r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)), key=_key)
+        base = {(r["rule"], r["impl"]): r["median_s"] for r in sub if r["devices"] == 1}
+        strong = scaling == "strong"
+        lines += [f"### {SCALING_TITLE.get(scaling, f'{framework} {scaling}')}", ""]
+        head = ["rule", "impl", "devices", "elements/device", "MB/device/step", "median ms",
+                "GB/s per device", "probe GB/s per device", "of probe"]
+        if strong:
+            head.append("time vs 1 device")
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in sub:
+            frac = "probe error" if r["probe_error"] else _fmt(r["roofline_fraction"], ".0%")
+            cells = [r["rule"], f"`{r['impl']}`", str(r["devices"]), f"{r['n_per_device']:,}",
+                     f"{r['bytes_per_device'] / 1e6:.1f}", f"{r['median_s'] * 1e3:.2f}",
+                     f"{r['gbps_per_device']:.2f}", _fmt(r["probe_gbps_per_device"], ".2f"), frac]
+            if strong:
+                one = base.get((r["rule"], r["impl"]))
+                cells.append("—" if one is None else f"{r['median_s'] / one:.2f}x")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"![{framework} {scaling}](sharded-{framework}-{scaling}.png)", ""]
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path, writer) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    if writer is None:
+        path.write_bytes(buf.getvalue())
+    else:
+        writer(path, buf.getvalue())
+
+
+def plot(rs: list[dict], out, writer=None) -> list[str]:
+    """Per (framework, scaling): one panel per rule. Over device counts (JAX): GB/s per
+    device per impl (solid) and the probe's GB/s per device (dotted); one device count
+    (torch): bars of GB/s per device per impl, the probe a dotted line. Returns file names."""
+    if not rs:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    written = []
+    for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
+        sub = [r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)]
+        rules = sorted({r["rule"] for r in sub}, key=lambda v: _order(v, RULE_ORDER))
+        fig, axes = plt.subplots(1, len(rules), figsize=(5.2 * len(rules), 4.4), squeeze=False,
+                                 layout="constrained")
+        for ax, rule in zip(axes[0], rules):
+            rr = sorted((r for r in sub if r["rule"] == rule), key=_key)
+            impls = sorted({r["impl"] for r in rr})
+            counts = sorted({r["devices"] for r in rr})
+            if len(counts) > 1:
+                for i, impl in enumerate(impls):
+                    pts = [r for r in rr if r["impl"] == impl]
+                    ax.plot([r["devices"] for r in pts], [r["gbps_per_device"] for r in pts],
+                            marker="o", color=f"C{i}", label=impl)
+                probe: dict[int, float] = {}
+                for r in rr:  # the best probe per device count, as bench/timing/probe.py's roofline
+                    if r["probe_gbps_per_device"]:
+                        probe[r["devices"]] = max(probe.get(r["devices"], 0.0), r["probe_gbps_per_device"])
+                if probe:
+                    ax.plot(sorted(probe), [probe[d] for d in sorted(probe)], ":", color="gray",
+                            label="probe a+b (roofline)")
+                ax.set_xscale("log", base=2)
+                ax.set_xticks(counts, [str(c) for c in counts])
+                ax.set_xlabel("devices")
+            else:
+                ax.bar(range(len(impls)), [next(r["gbps_per_device"] for r in rr if r["impl"] == i) for i in impls],
+                       color=[f"C{k}" for k in range(len(impls))])
+                ax.set_xticks(range(len(impls)), impls, rotation=35, ha="right")
+                probes = [r["probe_gbps_per_device"] for r in rr if r["probe_gbps_per_device"]]
+                if probes:
+                    ax.axhline(max(probes), linestyle=":", color="gray", label="probe a+b (roofline)")
+                ax.set_xlabel(f"{counts[0]} ranks")
+            ax.set_ylabel("GB/s per device")
+            ax.set_title(rule)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(SCALING_TITLE.get(scaling, f"{framework} {scaling}"))
+        name = f"sharded-{framework}-{scaling}.png"
+        _save(fig, out / name, writer)
+        written.append(name)
+    return written
+
+
+def write(data: dict, out, writer=None) -> str:
+    """Plots under ``out`` (``writer(path, bytes)`` if given, e.g. the report's atomic
+    writer) and the Markdown section; ``""`` when ``data`` has no sharded rows."""
+    rs = rows(data)
+    plot(rs, out, writer)
+    return markdown(rs)

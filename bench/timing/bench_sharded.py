@@ -18,7 +18,9 @@ the step itself (JAX: to ``block_until_ready``; torch: rank 0 between barriers) 
 median of those in-server times, without the pipe's latency, is ``extra_info["median_s"]``
 (the pipe round trip is in the fixture's own stats). The roofline is an in-place
 ``a + b`` with the step's per-device working set, sharded the same way, timed in the same
-server (``probe_gbps``); bytes are reported in all and per device.
+server (``probe_gbps``); bytes are reported in all and per device. Servers inherit the
+session's thread setting (CPU affinity, ``XLA_FLAGS``); each torch rank takes an equal
+part of the CPUs, at least one thread.
 
 On a CPU, host devices and gloo ranks share the machine's cores: these figures measure
 what sharding *adds* over one device at the same total (partitioning, per-device

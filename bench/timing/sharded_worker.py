@@ -22,6 +22,7 @@ other ranks follow its commands through a gloo broadcast).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -152,7 +153,10 @@ class TorchServer:
         import torch.distributed as dist
         from torch.distributed.device_mesh import init_device_mesh
 
-        torch.set_num_threads(1)  # ranks share the machine's cores
+        # The ranks share the CPUs this process may use (the session's thread setting is
+        # inherited as CPU affinity): an equal part each, at least one thread.
+        self.threads = max(1, len(os.sched_getaffinity(0)) // world) if hasattr(os, "sched_getaffinity") else 1
+        torch.set_num_threads(self.threads)
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
         self.torch, self.dist = torch, dist
         self.rank, self.world = rank, world
@@ -195,6 +199,7 @@ class TorchServer:
         return {
             "devices": self.world,
             "device_kind": "cpu (gloo rank)",
+            "threads_per_rank": self.threads,
             "platform": "cpu",
             "shard_elements": int(p.to_local().numel()),
             "state_sharding": str(next(t for k, t in opt.state[p].items() if k != "step").placements),

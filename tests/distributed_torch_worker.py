@@ -274,6 +274,21 @@ def task_errors(mesh, out_dir: Path) -> dict:
     attempt("state-placement", p, sharded(), state)
     partial = DTensor.from_local(torch.ones(4, 3), mesh, [Partial()], run_check=False)
     attempt("partial-param", partial, sharded(), impl_torch.init_state(rule, sharded()))
+
+    # The optimizer: group 0 is fine, group 1's gradient is a plain tensor; nothing moves.
+    good, bad = torch.nn.Parameter(sharded()), torch.nn.Parameter(sharded())
+    good.grad, bad.grad = sharded(), torch.ones(4, 3)
+    opt = impl_torch.RMSprop([{"params": [good]}, {"params": [bad]}])
+    before = good.full_tensor().clone()
+    try:
+        opt.step()
+        error = None
+    except (TypeError, ValueError) as exc:
+        error = (type(exc).__name__, str(exc))
+    results["error", "optimizer-group"] = {
+        "error": error,
+        "unchanged": torch.equal(before, good.full_tensor()) and len(opt.state) == 0,
+    }
     return results
 
 

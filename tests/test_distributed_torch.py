@@ -99,6 +99,7 @@ def test_large_dtensor_one_rank(one_rank, impl):
         ("plain-grad", "TypeError", ("grads[0]", "plain tensor")),
         ("state-placement", "ValueError", ("states[0]['square_avg']", "sharded like its parameter")),
         ("partial-param", "ValueError", ("params[0]", "Partial")),
+        ("optimizer-group", "TypeError", ("param_groups[1]['params'][0].grad", "plain tensor")),
     ],
 )
 def test_dtensor_errors_name_the_argument(one_rank, case, error, words):

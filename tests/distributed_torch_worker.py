@@ -11,7 +11,6 @@ one-rank gradient exactly ((g + g) / 2 == g) and 1- and 2-rank runs follow one t
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 

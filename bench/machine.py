@@ -120,6 +120,9 @@ def configure_threads(setting: str | None = None) -> dict:
             flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
         if not any("intra_op_parallelism_threads" in f for f in flags):
             flags.append(f"intra_op_parallelism_threads={n}")
+        # XLA's parser stops at the first token without "--" (the JAX FAQ's
+        # intra_op_parallelism_threads), so every "--" flag must come before it.
+        flags.sort(key=lambda f: not f.startswith("--"))
         os.environ["XLA_FLAGS"] = " ".join(flags)
         torch.set_num_threads(n)
     import torch._inductor.config as inductor_config

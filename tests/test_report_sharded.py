@@ -1,4 +1,4 @@
-"""bench/timing/report_sharded.py on a synthetic pytest-benchmark JSON, and the sharded
+"""bench/timing/reporting/sharded.py on a synthetic pytest-benchmark JSON, and the sharded
 benchmark's ids (bench/timing/bench_sharded.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from bench.timing import bench_sharded, report_sharded  # noqa: E402
+from bench.timing import bench_sharded  # noqa: E402
+from bench.timing.reporting import sharded as report_sharded  # noqa: E402
 
 
 def _bench(framework, scaling, rule, impl, devices, n, median_s, probe_gbps_per_device):

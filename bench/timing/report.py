@@ -48,7 +48,7 @@ from .reporting.recommend import recommendation
 from .reporting.store import CURRENT, PREVIOUS, RESULTS_ROOT, default_json, ingest, output_folder
 from .reporting.tables import TRAINING_COLUMNS, csv_text, headline, probe_csv_text
 
-# What other report writers (bench/timing/report_sharded.py, bench/training/) use from here.
+# What other report writers (bench/timing/reporting/sharded.py, bench/training/) use from here.
 __all__ = ["CURRENT", "PREVIOUS", "RESULTS_ROOT", "SCHEMA", "ReportError", "atomic_write_bytes",
            "atomic_write_text", "fmt_bytes", "fmt_pct", "fmt_us", "fmt_x", "generate", "load", "main", "table"]
 
@@ -56,6 +56,7 @@ __all__ = ["CURRENT", "PREVIOUS", "RESULTS_ROOT", "SCHEMA", "ReportError", "atom
 def generate(json_path, out=None) -> Path:
     """Ingest ``json_path`` and write the report; return the output folder."""
     from . import plots
+    from .reporting import sharded as report_sharded
 
     src = Path(json_path)
     data = load(src)
@@ -80,8 +81,9 @@ def generate(json_path, out=None) -> Path:
         recs = [{**r, "median_us": us(r["median_s"]), "iqr_us": us(r.get("iqr_s")),
                  "previous_median_us": us(r.get("prev_median_s"))} for r in training]
         atomic_write_text(out / "training.csv", csv_table(TRAINING_COLUMNS, recs))
-    atomic_write_text(out / "README.md", markdown(data, steps, probes, previous, written, out.name, ignored,
-                                                  CURRENT, training))
+    sharded = report_sharded.write(data, out, atomic_write_bytes)
+    text = markdown(data, steps, probes, previous, written, out.name, ignored, CURRENT, training)
+    atomic_write_text(out / "README.md", text + ("\n" + sharded if sharded else ""))
     return out
 
 

@@ -38,7 +38,7 @@ def session_json(tmp_path_factory) -> pathlib.Path:
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND")}
     env["ADAPTBENCH_THREADS"] = "1"
-    proc = subprocess.run(cmd, cwd=pathlib.Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert path.exists()
     return path
@@ -439,7 +439,7 @@ def test_one_thread_setting_keeps_every_xla_flag(tmp_path):
             "print(os.environ['XLA_FLAGS'])\n"
             "print(jax.device_count())\n")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     flags, count = proc.stdout.split("\n")[-3:-1]

@@ -138,11 +138,12 @@ class Precision:
 
 
 def prepare_grad(P: Precision, rule, p, g):
-    """torch's prologue: ``g = -g`` if maximize; ``g = g.add(p, alpha=weight_decay)``."""
+    """torch's prologue: ``g = -g`` if maximize; ``g = g.add(p, alpha=weight_decay)``
+    unless the decay is decoupled (:func:`_decoupled`)."""
     g = P.up(g)
     if rule.maximize:
         g = -g
-    if rule.weight_decay != 0:
+    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
         g = P.rnd(P.stored(rule.weight_decay) * P.up(p) + g)
     return g
 
@@ -183,6 +184,20 @@ def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
         for name in spec.moment_names
     }
     return spec.state_cls(step=counter_like(params), **moments)
+
+
+def _decoupled(P: Precision, rule, p, delta, lr, apply: bool):
+    """Decoupled weight decay around the rule's ``delta`` (torch.optim.Adam's
+    ``param.mul_(1 - lr * weight_decay)`` before the update; Keras 3's ``_apply_weight_decay``).
+
+    ``apply``: the new parameter ``rnd(p * (1 - lr*wd)) + delta`` (working dtype, the decay
+    rounded as torch's separate ``mul_``). Else the optax update ``delta - lr*wd*p``, which
+    ``optax.apply_updates`` adds to ``p``. ``lr`` is the step's (Adagrad's ``clr``).
+    """
+    decay = lr * rule.weight_decay
+    if apply:
+        return P.rnd(P.up(p) * P.scalar(1 - decay)) + delta
+    return delta - P.scalar(decay) * P.up(p)
 
 
 def _leaves_like(treedef, tree, what: str) -> list:
@@ -227,7 +242,10 @@ def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
         ms = dict(zip(present, (m[i] for m in m_leaves)))
         P = Precision(ms[present[0]].dtype)
         delta, *new_ms = spec.leaf(P, rule, p, g, *(ms.get(n) for n in spec.moment_names), eff_lr)
-        out_leaves.append(P.store(P.up(p) + delta) if apply else P.store(delta))
+        if rule.decoupled_weight_decay and rule.weight_decay != 0:
+            out_leaves.append(P.store(_decoupled(P, rule, p, delta, eff_lr, apply)))
+        else:
+            out_leaves.append(P.store(P.up(p) + delta) if apply else P.store(delta))
         new_ms = dict(zip(spec.moment_names, new_ms))
         for j, name in enumerate(present):
             new_m_leaves[j].append(new_ms[name])

@@ -4,6 +4,8 @@ Formula (``rules.Adadelta``'s docstring; ``v`` = ``square_avg``, ``u`` = ``acc_d
 
     g <- -g                              if maximize
     g <- g + weight_decay * p            (torch: grad.add(param, alpha=weight_decay))
+                                         (decoupled_weight_decay: p <- p * (1 - lr * weight_decay)
+                                         before p's update instead, see impl_jax._core)
     v <- rho * v + (1 - rho) * g * g     (torch: square_avg.mul_(rho).addcmul_(grad, grad, value=1-rho))
     d = sqrt(u + eps) / sqrt(v + eps) * g
         | (sqrt(u) + eps) / (sqrt(v) + eps) * g   if not eps_in_sqrt
@@ -65,6 +67,7 @@ def adadelta(
     *,
     eps_in_sqrt=True,
     maximize=False,
+    decoupled_weight_decay=False,
 ) -> optax.GradientTransformation:
     """Adadelta as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adadelta.
 
@@ -87,4 +90,5 @@ def adadelta(
         weight_decay=weight_decay,
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
     )

@@ -4,6 +4,8 @@ Formula (``t`` = step count after the increment; ``rules.Adagrad``'s docstring):
 
     g <- -g                              if maximize
     g <- g + weight_decay * p            (torch: grad.add(param, alpha=weight_decay))
+                                         (decoupled_weight_decay: p <- p * (1 - lr * weight_decay)
+                                         before p's update instead, see impl_jax._core)
     s <- s + g * g                       (torch: state_sum.addcmul_(grad, grad, value=1))
     std = sqrt(s) + eps                  (torch: state_sum.sqrt().add_(eps))
         | sqrt(s + eps)                  if eps_in_sqrt (optax's scale_by_rss, the seed tutorial)
@@ -84,6 +86,7 @@ def adagrad(
     *,
     eps_in_sqrt=False,
     maximize=False,
+    decoupled_weight_decay=False,
     mask_zero_accumulator=False,
 ) -> optax.GradientTransformation:
     """Adagrad as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adagrad.
@@ -113,5 +116,6 @@ def adagrad(
         eps=eps,
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
         mask_zero_accumulator=mask_zero_accumulator,
     )

@@ -5,6 +5,8 @@ Formula (``rules.RMSprop``'s docstring; ``v`` = ``square_avg``, ``m`` = ``grad_a
 
     g <- -g                              if maximize
     g <- g + weight_decay * p            (torch: grad.add(param, alpha=weight_decay))
+                                         (decoupled_weight_decay: p <- p * (1 - lr * weight_decay)
+                                         before p's update instead, see impl_jax._core)
     v <- alpha * v + (1 - alpha) * g * g (torch: square_avg.mul_(alpha).addcmul_(grad, grad, value=1-alpha))
     centered: m <- lerp(m, g, 1 - alpha) (torch: grad_avg.lerp_(grad, 1-alpha)), v~ = v - m * m
     else:     v~ = v
@@ -97,6 +99,7 @@ def rmsprop(
     *,
     eps_in_sqrt=False,
     maximize=False,
+    decoupled_weight_decay=False,
 ) -> optax.GradientTransformation:
     """RMSprop as an optax ``GradientTransformation``; keywords and defaults of torch.optim.RMSprop.
 
@@ -123,4 +126,5 @@ def rmsprop(
         centered=centered,
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
     )

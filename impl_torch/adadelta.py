@@ -4,7 +4,8 @@ Formula (``rules.Adadelta``; Zeiler 2012, as torch.optim.Adadelta writes it)::
 
     g <- -g                                   if maximize
     t <- t + 1
-    g <- g + weight_decay * p                 if weight_decay != 0
+    g <- g + weight_decay * p                 if weight_decay != 0, not decoupled
+    p <- p * (1 - lr * weight_decay)          if decoupled_weight_decay (before p's update)
     v <- rho * v + (1 - rho) * g * g          (state "square_avg")
     d = root(u) / root(v) * g                 (u: state "acc_delta", its old value)
     u <- rho * u + (1 - rho) * d * d
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .prologue import effective_grads
+from .prologue import decay_params_, effective_grads
 from .roots import root
 
 __all__ = ["update"]
@@ -52,4 +53,5 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ops.mul_(deltas, grads)
     ops.mul_(acc_deltas, rho)
     ops.addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
+    decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, steps))
     ops.add_(params, deltas, alpha=-lr)

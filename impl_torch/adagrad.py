@@ -4,7 +4,8 @@ Formula (``rules.Adagrad``; Duchi, Hazan & Singer 2011, as torch.optim.Adagrad w
 
     g <- -g                                   if maximize
     t <- t + 1
-    g <- g + weight_decay * p                 if weight_decay != 0
+    g <- g + weight_decay * p                 if weight_decay != 0, not decoupled
+    p <- p * (1 - lr * weight_decay)          if decoupled_weight_decay (before p's update)
     clr = lr / (1 + (t - 1) * lr_decay)
     s <- s + g * g                            (state "sum")
     p <- p - clr * g / (sqrt(s) + eps)        torch convention (eps_in_sqrt=False)
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .prologue import effective_grads
+from .prologue import decay_params_, effective_grads
 from .roots import root
 
 __all__ = ["update"]
@@ -58,6 +59,8 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
         minus_clr = ops.scalar_map(
             lambda t: -lr / (1 + (t - 1) * lr_decay), ops.values(steps)
         )
+
+    decay_params_(ops, rule, params, minus_clr)
 
     ops.addcmul_(sums, grads, grads, value=1)
     std = root(ops, sums, eps, rule.eps_in_sqrt)

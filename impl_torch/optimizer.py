@@ -327,7 +327,8 @@ class _RuleOptimizer(torch.optim.Optimizer):
 
 class Adagrad(_RuleOptimizer):
     """Adagrad with torch.optim.Adagrad's signature, plus ``eps_in_sqrt``,
-    ``mask_zero_accumulator`` and ``impl``. The math: ``impl_torch.adagrad``."""
+    ``mask_zero_accumulator``, ``decoupled_weight_decay`` (torch.optim.Adam's) and
+    ``impl``. The math: ``impl_torch.adagrad``."""
 
     rule_class = rules.Adagrad
     _setstate_defaults = {
@@ -337,6 +338,7 @@ class Adagrad(_RuleOptimizer):
         "fused": None,
         "eps_in_sqrt": False,
         "mask_zero_accumulator": False,
+        "decoupled_weight_decay": False,
         "impl": None,
     }
 
@@ -355,6 +357,7 @@ class Adagrad(_RuleOptimizer):
         fused: bool | None = None,
         eps_in_sqrt: bool = False,
         mask_zero_accumulator: bool = False,
+        decoupled_weight_decay: bool = False,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -369,6 +372,7 @@ class Adagrad(_RuleOptimizer):
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
             "mask_zero_accumulator": mask_zero_accumulator,
+            "decoupled_weight_decay": decoupled_weight_decay,
             "impl": impl,
         }
         self._config(defaults)
@@ -396,6 +400,7 @@ class Adadelta(_RuleOptimizer):
         "capturable": False,
         "fused": None,
         "eps_in_sqrt": True,
+        "decoupled_weight_decay": False,
         "impl": None,
     }
 
@@ -413,6 +418,7 @@ class Adadelta(_RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         eps_in_sqrt: bool = True,
+        decoupled_weight_decay: bool = False,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -426,6 +432,7 @@ class Adadelta(_RuleOptimizer):
             "differentiable": differentiable,
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
+            "decoupled_weight_decay": decoupled_weight_decay,
             "impl": impl,
         }
         self._config(defaults)
@@ -433,8 +440,9 @@ class Adadelta(_RuleOptimizer):
 
 
 class RMSprop(_RuleOptimizer):
-    """RMSprop with torch.optim.RMSprop's signature, plus ``eps_in_sqrt``, ``fused`` and
-    ``impl``. The math: ``impl_torch.rmsprop``."""
+    """RMSprop with torch.optim.RMSprop's signature, plus ``eps_in_sqrt``, ``fused``,
+    ``decoupled_weight_decay`` (torch.optim.Adam's) and ``impl``. The math:
+    ``impl_torch.rmsprop``."""
 
     rule_class = rules.RMSprop
     _setstate_defaults = {
@@ -446,6 +454,7 @@ class RMSprop(_RuleOptimizer):
         "capturable": False,
         "fused": None,
         "eps_in_sqrt": False,
+        "decoupled_weight_decay": False,
         "impl": None,
     }
 
@@ -465,6 +474,7 @@ class RMSprop(_RuleOptimizer):
         *,
         fused: bool | None = None,
         eps_in_sqrt: bool = False,
+        decoupled_weight_decay: bool = False,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -480,6 +490,7 @@ class RMSprop(_RuleOptimizer):
             "differentiable": differentiable,
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
+            "decoupled_weight_decay": decoupled_weight_decay,
             "impl": impl,
         }
         self._config(defaults)

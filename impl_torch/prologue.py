@@ -6,6 +6,11 @@ torch.optim's Adagrad, Adadelta and RMSprop all begin the same way (torch/optim/
     g <- -g                    if maximize       (a new tensor: grads are never modified)
     t <- t + 1                                    (the "step" state)
     g <- g + weight_decay * p  if weight_decay != 0   (torch's ``add(p, alpha=wd)``)
+
+With ``decoupled_weight_decay`` the gradient is left alone and the rule calls
+:func:`decay_params_` once it knows the step's learning rate, before its own update of
+``p`` (torch.optim.Adam's ``param.mul_(1 - lr * weight_decay)``; Keras 3 decays the same
+way before ``update_step``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,22 @@ def effective_grads(ops, rule, params, grads, steps):
         grads = ops.neg(grads)
         owned = True
     ops.increment_(steps)
-    if rule.weight_decay != 0:
+    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
         if owned:
             ops.add_(grads, params, alpha=rule.weight_decay)
         else:
             grads = ops.add(grads, params, alpha=rule.weight_decay)
             owned = True
     return grads, owned
+
+
+def decay_params_(ops, rule, params, minus_lrs) -> None:
+    """Decoupled weight decay in place: ``p <- p * (1 - lr * weight_decay)``.
+
+    ``minus_lrs`` is the step's ``-lr`` as the rule computes it (one scalar, or one per
+    tensor from ``ops.scalar_map``: Adagrad's ``-clr``). Does nothing unless
+    ``rule.decoupled_weight_decay`` and ``rule.weight_decay != 0``.
+    """
+    if rule.decoupled_weight_decay and rule.weight_decay != 0:
+        wd = rule.weight_decay
+        ops.mul_(params, ops.scalar_map(lambda minus_lr: 1 + minus_lr * wd, minus_lrs))

@@ -4,7 +4,8 @@ Formula (``rules.RMSprop``; Tieleman & Hinton 2012, as torch.optim.RMSprop write
 
     g <- -g                                   if maximize
     t <- t + 1
-    g <- g + weight_decay * p                 if weight_decay != 0
+    g <- g + weight_decay * p                 if weight_decay != 0, not decoupled
+    p <- p * (1 - lr * weight_decay)          if decoupled_weight_decay (before p's update)
     v <- alpha * v + (1 - alpha) * g * g      (state "square_avg")
     centered:  m <- m + (1 - alpha) * (g - m) (state "grad_avg", torch's lerp_)
                v~ = v - m * m
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .prologue import effective_grads
+from .prologue import decay_params_, effective_grads
 from .roots import root, root_
 
 __all__ = ["update"]
@@ -57,6 +58,8 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
         avg = root_(ops, ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1), eps, rule.eps_in_sqrt)
     else:
         avg = root(ops, square_avgs, eps, rule.eps_in_sqrt)
+
+    decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, steps))
 
     if rule.momentum > 0:
         bufs = state["momentum_buffer"]

@@ -40,6 +40,7 @@ def _torch_kwargs(rule) -> dict:
     kw = rule.as_dict()
     assert not kw.pop("eps_in_sqrt") or rule.name == "adadelta"
     assert not kw.pop("mask_zero_accumulator", False)
+    assert not kw.pop("decoupled_weight_decay")
     return kw
 
 

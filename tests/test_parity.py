@@ -35,6 +35,9 @@ def _configs(rule):
     """(id, overrides) hyperparameter configurations that apply to ``rule``."""
     yield "defaults", {}
     yield "weight_decay", {"weight_decay": 0.1}
+    # Adagrad's decay uses the step's clr, so with lr_decay the per-tensor lr is exercised.
+    decoupled = {"weight_decay": 0.1, "decoupled_weight_decay": True}
+    yield "decoupled_weight_decay", decoupled | ({"lr_decay": 0.5} if isinstance(rule, rules.Adagrad) else {})
     yield "maximize", {"maximize": True}
     yield "eps_flipped", {"eps_in_sqrt": not rule.eps_in_sqrt}
     yield "large_eps", {"eps": 1e-1}
@@ -54,6 +57,8 @@ RULE_CASES = [
     for convention in rules.CONVENTIONS
     for base in [rules.preset(name, convention)]
     for config, overrides in _configs(base)
+    # decoupled decay is independent of the convention's other settings: one base suffices
+    if config != "decoupled_weight_decay" or convention == "torch"
 ]
 
 IMPL_CASES = [
@@ -68,7 +73,8 @@ def _ill_conditioned_in_low_precision(rule) -> bool:
     then normalise the cancelled value, so one bf16 rounding of it (u = 2**-8) can flip the
     step's sign. No implementation can meet a float64 oracle there; those configurations
     are checked in bf16 against each other instead (test_bf16_torch_and_jax_agree)."""
-    return rule.weight_decay != 0 or getattr(rule, "momentum", 0) != 0
+    coupled_decay = rule.weight_decay != 0 and not rule.decoupled_weight_decay
+    return coupled_decay or getattr(rule, "momentum", 0) != 0
 
 
 def _problem(seed: int, steps: int, shapes=SHAPES, scales=GRAD_SCALES):

@@ -10,6 +10,12 @@ Three switches cover the other conventions this suite reproduces:
 - ``maximize``: torch.optim's switch, ascend instead of descend (``g <- -g`` first).
 - ``mask_zero_accumulator`` (Adagrad): update 0 where the accumulator is 0, as optax's
   ``scale_by_rss`` does; torch.optim yields 0/0 = NaN there when eps = 0.
+- ``decoupled_weight_decay``: torch.optim.Adam's switch of that name (Loshchilov & Hutter
+  2019, "Decoupled Weight Decay Regularization"): ``p <- p - lr*weight_decay*p`` before the
+  rule's update, instead of adding ``weight_decay*p`` to the gradient. ``lr`` is the step's
+  learning rate (Adagrad's ``clr``, a schedule's value). Keras 3 decays this way, always
+  (keras/src/optimizers/base_optimizer.py, ``_apply_weight_decay``, called before
+  ``update_step`` with the same ``learning_rate``).
 """
 
 from __future__ import annotations
@@ -55,11 +61,12 @@ class _Rule:
     weight_decay: float = 0.0
     eps_in_sqrt: bool = False
     maximize: bool = False
+    decoupled_weight_decay: bool = False
 
     def __post_init__(self) -> None:
         for field in ("lr", "eps", "weight_decay"):
             _check_nonnegative(field, getattr(self, field))
-        for field in ("eps_in_sqrt", "maximize"):
+        for field in ("eps_in_sqrt", "maximize", "decoupled_weight_decay"):
             _check_bool(field, getattr(self, field))
         # Store plain floats so that equal rules compare and hash equal.
         for field in dataclasses.fields(self):
@@ -92,7 +99,8 @@ class _Rule:
 class Adagrad(_Rule):
     """Adagrad (Duchi, Hazan & Singer 2011), as torch.optim.Adagrad writes it.
 
-    ``g <- g + weight_decay * p``;  ``s <- s + g*g``;
+    ``g <- g + weight_decay * p`` (or, when ``decoupled_weight_decay``,
+    ``p <- p - lr*weight_decay*p``);  ``s <- s + g*g``;
     ``clr = lr / (1 + (t - 1) * lr_decay)`` with ``t`` the step count after increment;
     ``p <- p - clr * g / (sqrt(s) + eps)``  (``g / sqrt(s + eps)`` when ``eps_in_sqrt``),
     the quotient taken as 0 where ``s == 0`` when ``mask_zero_accumulator``.
@@ -120,7 +128,8 @@ class Adagrad(_Rule):
 class Adadelta(_Rule):
     """Adadelta (Zeiler 2012), as torch.optim.Adadelta writes it.
 
-    ``g <- g + weight_decay * p``;  ``v <- rho*v + (1-rho)*g*g``;
+    ``g <- g + weight_decay * p`` (or, when ``decoupled_weight_decay``,
+    ``p <- p - lr*weight_decay*p``);  ``v <- rho*v + (1-rho)*g*g``;
     ``d = sqrt(u + eps) / sqrt(v + eps) * g``  (``(sqrt(u)+eps) / (sqrt(v)+eps) * g`` when
     not ``eps_in_sqrt``);  ``u <- rho*u + (1-rho)*d*d``;  ``p <- p - lr * d``.
     torch.optim names ``v`` ``square_avg`` and ``u`` ``acc_delta``.
@@ -145,7 +154,8 @@ class Adadelta(_Rule):
 class RMSprop(_Rule):
     """RMSprop (Tieleman & Hinton 2012), as torch.optim.RMSprop writes it.
 
-    ``g <- g + weight_decay * p``;  ``v <- alpha*v + (1-alpha)*g*g``;
+    ``g <- g + weight_decay * p`` (or, when ``decoupled_weight_decay``,
+    ``p <- p - lr*weight_decay*p``);  ``v <- alpha*v + (1-alpha)*g*g``;
     centered: ``m <- alpha*m + (1-alpha)*g`` and ``v~ = v - m*m``, else ``v~ = v``;
     ``q = g / (sqrt(v~) + eps)``  (``g / sqrt(v~ + eps)`` when ``eps_in_sqrt``);
     momentum > 0: ``b <- momentum*b + q``, ``p <- p - lr*b``; else ``p <- p - lr*q``.

@@ -34,7 +34,7 @@ def preset(rule: str, convention: str = "torch", **overrides) -> _Rule:
     """The rule ``rule`` with ``convention``'s defaults, then ``overrides`` applied.
 
     >>> preset("rmsprop", "optax", lr=1e-3)
-    RMSprop(lr=0.001, eps=1e-08, weight_decay=0.0, eps_in_sqrt=True, maximize=False, alpha=0.9, momentum=0.0, centered=False)
+    RMSprop(lr=0.001, eps=1e-08, weight_decay=0.0, eps_in_sqrt=True, maximize=False, decoupled_weight_decay=False, alpha=0.9, momentum=0.0, centered=False)
     """
     cls = rule_class(rule)
     if convention not in CONVENTIONS:

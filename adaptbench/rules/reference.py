@@ -38,13 +38,16 @@ def step(rule: _Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
         raise ValueError(f"grad shape {g.shape} does not match param shape {p.shape}")
     if rule.maximize:
         g = -g
-    if rule.weight_decay:
+    decoupled = rule.decoupled_weight_decay and rule.weight_decay != 0
+    if rule.weight_decay and not decoupled:
         g = g + rule.weight_decay * p
     new = {"step": state["step"] + 1}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if isinstance(rule, Adagrad):
             s = state["sum"] + g * g
             clr = rule.lr / (1.0 + (new["step"] - 1) * rule.lr_decay)
+            if decoupled:
+                p = p - clr * rule.weight_decay * p
             q = g / _root(s, rule)
             if rule.mask_zero_accumulator:
                 q = np.where(s > 0, q, 0.0)
@@ -55,6 +58,8 @@ def step(rule: _Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
             d = _root(state["acc_delta"], rule) / _root(v, rule) * g
             new["square_avg"] = v
             new["acc_delta"] = rule.rho * state["acc_delta"] + (1.0 - rule.rho) * d * d
+            if decoupled:
+                p = p - rule.lr * rule.weight_decay * p
             p = p - rule.lr * d
         elif isinstance(rule, RMSprop):
             v = rule.alpha * state["square_avg"] + (1.0 - rule.alpha) * g * g
@@ -67,6 +72,8 @@ def step(rule: _Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
             if rule.momentum > 0:
                 q = rule.momentum * state["momentum_buffer"] + q
                 new["momentum_buffer"] = q
+            if decoupled:
+                p = p - rule.lr * rule.weight_decay * p
             p = p - rule.lr * q
         else:
             raise TypeError(f"not a rule: {rule!r}")

@@ -19,7 +19,7 @@ import os
 import pytest
 
 from bench import machine
-from bench.timing import cases, jax_cases, probe, torch_cases
+from bench.timing import cases, jax_cases, keras_cases, probe, torch_cases
 
 SCHEMA = 1
 STEP_SPECS = cases.step_specs()
@@ -76,6 +76,8 @@ def test_probe(benchmark, spec: cases.ProbeSpec):
 @pytest.mark.parametrize("spec", STEP_SPECS, ids=[s.id for s in STEP_SPECS])
 def test_step(benchmark, spec: cases.StepSpec):
     builder = torch_cases if spec.impl.framework == "torch" else jax_cases
+    if spec.impl in keras_cases.IMPLS:
+        builder = keras_cases
     case = builder.build(spec)
     benchmark.group = spec.group
     info = benchmark.extra_info

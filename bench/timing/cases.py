@@ -120,7 +120,9 @@ def impls() -> tuple[Impl, ...]:
              "a jitted identity on the same (params, state, grads), params and state donated: "
              "what any jitted step pays to be called"),
     ]
-    return tuple(ours + peers + floors)
+    from .keras_cases import IMPLS as keras_peers  # each runs in a process of its own backend
+
+    return tuple(ours + peers + list(keras_peers) + floors)
 
 
 def rule_for(name: str):

@@ -12,6 +12,8 @@ Round settings live in pyproject.toml's pytest ``addopts`` (at least 5 rounds, a
 ~1 s of rounds per benchmark, rounds of at least 0.5 ms, GC off), so plain
 ``pytest --benchmark-only`` times the same way. ``--full`` (``make bench-full``) sets
 ``ADAPTBENCH_FULL=1`` (adds bf16 and fp64) and takes more rounds.
+The Keras peers run after each setting's sweep in one process per backend, into that
+setting's JSON (``bench/timing/keras_run.py``).
 Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``.
 """
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from bench import machine
 
-from . import cases
+from . import cases, keras_run
 
 REPO_ROOT = machine.REPO_ROOT
 # The full sweep's rounds on top of the addopts ones (pyproject.toml) that every run uses.
@@ -113,9 +115,12 @@ def main(argv=None) -> int:
             json_path = tmpdir / f"benchmark-{setting}.json"
             env = dict(os.environ, ADAPTBENCH_FULL="1" if full else "0", ADAPTBENCH_THREADS=setting,
                        ADAPTBENCH_COMMAND=command)
+            env.pop("KERAS_BACKEND", None)  # the main sweep skips Keras: keras_run gives each backend a process
             cmd = pytest_command(json_path, full, extra)
             print(f"bench run [threads {setting}]:", shlex.join(cmd), flush=True)
             rc = subprocess.call(cmd, cwd=REPO_ROOT, env=env) or rc
+            keras = keras_run.run(lambda path, args: pytest_command(path, full, args), extra, json_path, env, REPO_ROOT)
+            print(f"bench run: threads {setting}: keras peers: {keras}", flush=True)
             print(f"bench run: threads {setting}: pytest exited with {rc} at {(time.monotonic() - start) / 60:.1f} min",
                   flush=True)
             if json_path.exists():

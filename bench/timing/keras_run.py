@@ -26,9 +26,8 @@ def select(extra: list[str], backend: str) -> list[str]:
         if arg == "-k" and i + 1 < len(out):
             out[i + 1] = f"({out[i + 1]}) and {keyword}"
             return out
-        if arg.startswith("-k") and len(arg) > 2:
-            out[i] = f"-k=({arg[2:].lstrip('=')}) and {keyword}"
-            return out
+        if arg.startswith("-k") and len(arg) > 2:  # "-kEXPR"
+            return out[:i] + ["-k", f"({arg[2:]}) and {keyword}"] + out[i + 1:]
     return out + ["-k", keyword]
 
 

@@ -1,0 +1,48 @@
+"""The Keras benchmark peers' plumbing (bench/timing/keras_cases.py, keras_run.py), without Keras."""
+
+import pytest
+
+from adaptbench import rules
+from bench.timing import cases, keras_cases, keras_run
+
+
+@pytest.mark.parametrize(
+    "extra, backend, expected",
+    [
+        ([], "jax", ["-k", "keras-jax"]),
+        (["-x", "-k", "a or b"], "torch", ["-x", "-k", "(a or b) and keras-torch"]),
+        (["-kadagrad", "-q"], "jax", ["-k", "(adagrad) and keras-jax", "-q"]),
+    ],
+    ids=["no-k", "k-separate", "k-joined"],
+)
+def test_keras_run_narrows_the_selection_to_one_backend(extra, backend, expected):
+    assert keras_run.select(extra, backend) == expected
+
+
+def test_keras_impls_are_in_the_sweep_as_peers():
+    ids = {impl.id: impl for impl in cases.impls()}
+    for backend in keras_cases.BACKENDS:
+        impl = ids[f"keras-{backend}"]
+        assert impl.family == "peer" and impl.framework == backend
+        assert keras_cases.backend_of(impl) == backend
+
+
+def test_keras_case_is_skipped_in_a_process_of_another_backend(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    reason = keras_cases.unavailable_reason("jax")
+    assert reason is not None and "KERAS_BACKEND=jax" in reason
+    monkeypatch.setattr(keras_cases.importlib.util, "find_spec", lambda name: None)
+    assert "not installed" in keras_cases.unavailable_reason("torch")
+
+
+@pytest.mark.parametrize("name", sorted(rules.RULES))
+def test_keras_settings_follow_the_rule(name):
+    rule = rules.preset(name, cases.CONVENTION)
+    settings = keras_cases.keras_settings(rule)
+    assert settings["learning_rate"] == rule.lr and settings["epsilon"] == rule.eps
+    assert settings["weight_decay"] is None
+    if name == "rmsprop":
+        assert (settings["rho"], settings["momentum"], settings["centered"]) == (rule.alpha, rule.momentum, rule.centered)
+    with pytest.raises(ValueError, match="decoupled"):
+        keras_cases.keras_settings(rule.replace(weight_decay=0.1))
+    assert keras_cases.keras_settings(rule.replace(weight_decay=0.1, decoupled_weight_decay=True))["weight_decay"] == 0.1

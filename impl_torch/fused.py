@@ -185,6 +185,20 @@ def _fresh_function(fn, name: str):
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
+#: Inductor options of the dynamic-shape (per-tensor) graph. Inductor's C++ backend decides
+#: at code-generation time whether a loop gets an OpenMP ``parallel`` region, from the
+#: thread count and the size *hint* of the first input it compiled for
+#: (``CppKernel.decide_parallel_depth``: serial unless ``hint // threads >=
+#: cpp.min_chunk_size``, 512). Under ``dynamic=True`` the kernel compiled for a first
+#: call's 100 elements (or at one thread) was then reused for every size, in the process
+#: and, through the FX graph cache whose key holds the thread count but not the hint, by
+#: every later process: a 1e7-element step ran serial at two threads. With
+#: ``cpp.dynamic_threads`` the loop always gets a ``#pragma omp parallel`` region sized by
+#: the OpenMP runtime (``torch.set_num_threads``) when it runs, so the one kernel fits
+#: every size and thread count. See docs/performance-kernels.md.
+_DYNAMIC_SHAPE_OPTIONS = {"cpp.dynamic_threads": True}
+
+
 def _make(full_key):
     from .functional import UPDATES
 
@@ -200,7 +214,7 @@ def _make(full_key):
         update(_CompiledOps, rule, p, g, state)
 
     fn = _fresh_function(one_step, f"fused_{consts['name']}_{len(_COMPILED)}")
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    return torch.compile(fn, dynamic=True, fullgraph=True, options=_DYNAMIC_SHAPE_OPTIONS)
 
 
 def _key(rule) -> tuple:

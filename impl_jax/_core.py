@@ -123,6 +123,16 @@ class Precision:
             return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=7)
         return x.astype(self.storage).astype(self.compute)
 
+    def div(self, a, b):
+        """``rnd(a / b)`` without the identity that hides products: a quotient is never
+        contracted into an FMA, and ``unfused`` reads its argument twice (``abs`` and the
+        sign), which makes XLA:CPU keep a division out of the consuming fusion (an
+        expensive producer whose elements the consumer would read twice) and write the
+        quotient to a full-size temporary (measured: Adadelta's ``d / std``, 40 MB at
+        1e7 fp32)."""
+        q = a / b
+        return q if not self.reduced else self.rnd(q)
+
     def sqrt(self, x):
         """``rnd(sqrt(x))`` that XLA cannot turn into ``rsqrt`` when it ends up a divisor."""
         return jax.lax.optimization_barrier(self.rnd(jnp.sqrt(x)))
@@ -158,6 +168,10 @@ class RuleSpec:
     fill: Callable[[Any, str], float] = lambda rule, name: 0.0  # initial value of a moment
     # The per-step learning rate from lr (float or schedule value) and the pre-increment count.
     effective_lr: Callable[[Any, Any, Any], Any] = lambda rule, lr, count: lr
+    # make_step as single-output passes (see SplitStep), in this order: "params" and moment
+    # names. Empty: one jitted module. The order must run every pass that reads an old
+    # value before the pass that overwrites it.
+    passes: tuple[str, ...] = ()
 
     @property
     def moment_names(self) -> tuple[str, ...]:
@@ -336,4 +350,99 @@ def build_step(spec: RuleSpec, rule):
 
     step.__name__ = f"{rule.name}_step"
     step.__doc__ = f"One {rule!r} step: (params, state, grads) -> (params, state)."
-    return jax.jit(step, donate_argnums=(0, 1))
+    fused = jax.jit(step, donate_argnums=(0, 1))
+    if not spec.passes or rule.weight_decay != 0:
+        # Under weight decay every pass reads the old params and the params pass reads
+        # every old moment: no order of single-output passes avoids a copy.
+        return fused
+    return SplitStep(spec, rule, fused)
+
+
+#: ``SplitStep`` takes its passes from this many elements (all leaves together) up; below,
+#: one module's temporary is small and one dispatch costs less than three.
+SPLIT_MIN_NUMEL = 1 << 16
+
+
+class SplitStep:
+    """``make_step`` as one jitted pass per output, for a rule whose one-module step makes
+    XLA:CPU materialise a full-size temporary.
+
+    Adadelta's ``d = sqrt(u + eps) / sqrt(v + eps) * g`` feeds both the new ``p`` and the
+    new ``u``; XLA:CPU does not duplicate a division and a root into two consumers, so the
+    one-module step writes ``d`` (or ``d / std``) to a fresh temporary each step (1e7 fp32:
+    ``memory_analysis().temp_size_in_bytes`` 40 MB, optax's ``adadelta`` 80 MB) and reads
+    it back: 56 bytes per element against the 28 a single pass needs, plus the page faults
+    of a fresh 40 MB buffer per call. Here each output is its own executable, computed
+    from the old values by the same leaf function (XLA drops what that output does not
+    need) and written in place into its donated input: ``p`` (reads p, g, v, u), ``u``
+    (g, v, u), ``v`` (g, v): 48 bytes per element, no temporary. Same arithmetic, same
+    roundings: bitwise the one-module step.
+
+    Used for concrete arrays of at least ``SPLIT_MIN_NUMEL`` elements; traced arguments
+    (inside a user's ``jit``/``vmap``), smaller trees and ``lower`` take the one-module
+    step. ``passes`` names the jitted pass of each output (``"params"``, moment names).
+    """
+
+    def __init__(self, spec: RuleSpec, rule, fused):
+        self._spec, self._rule, self._fused = spec, rule, fused
+        self.__name__, self.__doc__ = fused.__name__, fused.__doc__
+        self.passes = {name: self._make_pass(name, last=i == len(spec.passes) - 1)
+                       for i, name in enumerate(spec.passes)}
+
+    def _make_pass(self, name: str, last: bool):
+        spec, rule = self._spec, self._rule
+
+        def one_output(target, params, state, grads):
+            if name == "params":
+                params = target
+            else:
+                state = state._replace(**{name: target})
+            # A moment's pass needs no params (no weight decay), so no p + delta either.
+            new_params, new_state = _run(spec, rule, rule.lr, grads, state, params, apply=name == "params")
+            out = new_params if name == "params" else getattr(new_state, name)
+            return (out, new_state.step) if last else out
+
+        one_output.__name__ = f"{rule.name}_step_{name}"
+        return jax.jit(one_output, donate_argnums=0)
+
+    def lower(self, *args, **kwargs):
+        """The one-module step's ``jax.stages.Lowered`` (``jax.jit(...).lower``); see
+        :meth:`compile_passes` for what a large step runs."""
+        return self._fused.lower(*args, **kwargs)
+
+    def compile_passes(self, params, state, grads) -> dict:
+        """``{output name: jax.stages.Compiled}`` of the passes a step of these arguments
+        (arrays or ``jax.ShapeDtypeStruct``) runs: its temporary memory is the sum of their
+        ``memory_analysis().temp_size_in_bytes``."""
+        out = {}
+        for name, fn in self.passes.items():
+            if name == "params":
+                out[name] = fn.lower(params, None, state, grads).compile()
+            else:
+                out[name] = fn.lower(getattr(state, name), None, state._replace(**{name: None}), grads).compile()
+        return out
+
+    def __call__(self, params, state, grads):
+        leaves = jax.tree.leaves(grads)
+        if any(isinstance(x, jax.core.Tracer) for x in leaves) or sum(
+            np.size(x) for x in leaves
+        ) < SPLIT_MIN_NUMEL:
+            return self._fused(params, state, grads)
+        if not isinstance(state, self._spec.state_cls):
+            raise TypeError(f"expected a {self._spec.state_cls.__name__}, got {type(state).__name__}")
+        # Each pass reads the old values of what later passes write (the order in
+        # spec.passes); a moment already written is passed on as its new value, which no
+        # later pass reads (XLA drops it), and params only under weight decay (not here).
+        new_params, step = params, None
+        for name, fn in self.passes.items():
+            if name == "params":
+                out = fn(params, None, state, grads)
+            else:
+                out = fn(getattr(state, name), None, state._replace(**{name: None}), grads)
+            if isinstance(out, tuple):
+                out, step = out
+            if name == "params":
+                new_params = out
+            else:
+                state = state._replace(**{name: out})
+        return new_params, state._replace(step=step)

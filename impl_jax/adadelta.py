@@ -50,13 +50,19 @@ def adadelta_leaf(P: _core.Precision, rule: rules.Adadelta, p, g, square_avg, ac
     v = P.rnd((one_minus_rho * g) * g + P.rnd(P.up(square_avg) * rho))
     std = P.root(v, rule.eps, rule.eps_in_sqrt)
     d = P.root(u, rule.eps, rule.eps_in_sqrt)
-    d = P.rnd(P.rnd(d / std) * g)
+    d = P.rnd(P.div(d, std) * g)
     u = P.rnd((one_minus_rho * d) * d + P.rnd(u * rho))
     delta = P.stored(-lr) * d
     return delta, P.store(v), P.store(u)
 
 
-SPEC = _core.RuleSpec(rule_cls=rules.Adadelta, state_cls=AdadeltaState, leaf=adadelta_leaf)
+# Passes: u's reads the old v, v's reads only v and g (impl_jax/_core.py, SplitStep).
+SPEC = _core.RuleSpec(
+    rule_cls=rules.Adadelta,
+    state_cls=AdadeltaState,
+    leaf=adadelta_leaf,
+    passes=("params", "acc_delta", "square_avg"),
+)
 
 
 def adadelta(

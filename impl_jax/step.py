@@ -19,6 +19,12 @@ def make_step(rule):
     this is bitwise ``optax.apply_updates(params, updates)``; for bfloat16/float16 the
     transformation rounds the delta first, so the two may differ by one rounding.
 
+    Adadelta without weight decay, from ``_core.SPLIT_MIN_NUMEL`` elements up, returns a
+    ``_core.SplitStep``: the same step as one jitted pass per output (params, then each
+    moment), so that XLA:CPU writes no full-size temporary (``compile_passes`` gives the
+    executables for ``memory_analysis()``); bitwise the one-module step, which ``lower``
+    and traced calls (inside a user's ``jit``/``vmap``) use.
+
     The learning rate is ``rule.lr``, a float (no schedule here: use
     ``transformation(rule, lr=schedule)``, or build a new step per lr).
     """

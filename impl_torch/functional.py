@@ -221,12 +221,13 @@ def _foreach(rule, params, grads, states) -> None:
         update(ForeachOps, rule, [params[i] for i in idx], [grads[i] for i in idx], state)
 
 
-def _fused(rule, params, grads, states) -> None:
+def _fused(rule, params, grads, states, impl: str = "fused") -> None:
     """One pass over memory per tensor: the same math through ``torch.compile``
-    (``fused.py``); ``RuntimeError`` where torch.compile is unavailable."""
+    (``fused.py``); ``RuntimeError`` where torch.compile is unavailable. ``impl``: who
+    chose it, for the message logged when a step compiles."""
     from . import fused
 
-    fused.fused_step(rule, params, grads, states)
+    fused.fused_step(rule, params, grads, states, impl=impl)
 
 
 #: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many
@@ -263,7 +264,7 @@ def _auto(rule, params, grads, states) -> None:
         groups.setdefault((p.device, p.dtype), []).append(i)
     for idx in groups.values():
         if compiled and sum(params[i].numel() for i in idx) >= threshold:
-            impl = _fused
+            impl = functools.partial(_fused, impl="auto")
         elif len(idx) <= AUTO_LOOP_MAX_TENSORS:
             impl = _loop
         else:

@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import shutil
 import sys
+import time
 import types
 
 import torch
@@ -55,6 +57,11 @@ from torch import Tensor
 from .ops import TensorOps
 
 __all__ = ["check_available", "fused_step", "compiled_count", "unavailable_reason"]
+
+#: Logs each compilation at INFO: what was compiled and how long it took (the first step
+#: of a new configuration costs seconds). ``logging.basicConfig(level=logging.INFO)``, or
+#: ``logging.getLogger("impl_torch").setLevel(logging.INFO)`` with a handler, shows it.
+logger = logging.getLogger(__name__)
 
 
 def _is_one(v) -> bool:
@@ -273,9 +280,39 @@ def _make_many(full_key):
 MANY_MIN_TENSORS = 4
 
 
-def fused_step(rule, params, grads, states) -> None:
-    """The ``"fused"`` impl: ``fn(rule, params, grads, states)`` for the dispatch table."""
+def _graphs_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def _log_compile(rule, impl, tensors, numel, dtype, device, seconds) -> None:
+    logger.info(
+        "compiled the %s %s step (impl=%r) for %d tensor%s, %d elements, %s on %s in %.2f s; "
+        "later steps of this configuration reuse it",
+        "fused" if impl == "fused" else "fused (auto)", rule.name, impl, tensors,
+        "" if tensors == 1 else "s", numel, dtype, device, seconds,
+    )
+
+
+def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
+    """The ``"fused"`` impl: ``fn(rule, params, grads, states)`` for the dispatch table.
+
+    ``impl`` names the impl that chose this path (``"fused"`` or ``"auto"``) for the INFO
+    message logged when a step compiles (``logger``)."""
     check_available()
+    if torch.compiler.is_compiling():
+        # Inside a user's torch.compile the step is traced into the user's graph.
+        _fused_groups(rule, params, grads, states)
+        return
+    before, start = _graphs_compiled(), time.perf_counter()
+    _fused_groups(rule, params, grads, states)
+    if _graphs_compiled() != before and logger.isEnabledFor(logging.INFO):
+        _log_compile(rule, impl, len(params), sum(p.numel() for p in params),
+                     params[0].dtype, params[0].device, time.perf_counter() - start)
+
+
+def _fused_groups(rule, params, grads, states) -> None:
     key = _key(rule)
     names = rule.state_names
     lr = torch.tensor(float(rule.lr), dtype=torch.float64)

@@ -7,6 +7,9 @@ many steps per compiled graph.
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 import torch
 
@@ -134,9 +137,9 @@ def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
     routed = {}
 
     def spy(name, real):
-        def fn(rule, params, grads, states):
+        def fn(rule, params, grads, states, **kwargs):
             routed.setdefault(name, []).append(sorted(p.numel() for p in params))
-            real(rule, params, grads, states)
+            real(rule, params, grads, states, **kwargs)
 
         return fn
 
@@ -208,3 +211,25 @@ def test_scalar_float64_tensors_are_updated_in_place(n_tensors):
             _agree(p, r, r, "float64")
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("impl", ["fused", "auto"])
+def test_a_compiling_step_logs_once_what_it_compiled_and_how_long(caplog, impl):
+    """The first step of a new configuration compiles (seconds); it says so at INFO on
+    the "impl_torch" logger, once: the next step reuses the compiled code and is silent."""
+    # a configuration no other test (or case) compiles, so this step compiles here
+    rule = rules.preset("rmsprop", "torch", alpha=0.75 if impl == "fused" else 0.7, eps=1e-7)
+    n = functional.AUTO_FUSED_MIN_NUMEL["rmsprop"] if impl == "auto" else 1000
+    params = [torch.zeros(n, dtype=torch.float64)]
+    states = [impl_torch.init_state(rule, params[0])]
+    grads = [torch.ones(n, dtype=torch.float64)]
+    with caplog.at_level(logging.INFO, logger="impl_torch"):
+        impl_torch.step(rule, params, grads, states, impl=impl)
+        impl_torch.step(rule, params, grads, states, impl=impl)
+    records = [r for r in caplog.records if r.name.startswith("impl_torch")]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    message = records[0].getMessage()
+    assert records[0].levelno == logging.INFO
+    for part in ("rmsprop", f"impl={impl!r}", "1 tensor,", f"{n} elements", "torch.float64", "cpu"):
+        assert part in message, message
+    assert re.search(r"in \d+\.\d\d s", message), message

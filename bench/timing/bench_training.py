@@ -13,6 +13,10 @@ steps/s. Variants (``extra_info["variant"]``):
   impl in ``impl_torch.IMPLS``, eager ``zero_grad``/``backward``/``step``;
 - ``torch-optim``: ``torch.optim``'s class with the seed's numbers (Adagrad and RMSprop put
   eps outside the root there: a different rounding of the same cost);
+- ``torch-compiled-ours`` / ``torch-compiled-optim``: the whole training step
+  (``zero_grad``, forward, loss, ``backward``, ``step``) in one ``torch.compile``d
+  function (default ``fullgraph=False``), with ``impl_torch``'s default impl or
+  ``torch.optim``'s default class: what a user who compiles the training step gets;
 - ``jax-optax``: optax's transformation inside one jitted function per mini-batch;
 - ``jax-ours-transform``: ``impl_jax.transformation`` the same way;
 - ``jax-ours-step``: a jitted gradient function, then ``impl_jax.make_step(rule)`` (two
@@ -65,6 +69,8 @@ VARIANTS = (
     "torch-tutorial",
     *(f"torch-ours-{impl}" for impl in _torch_impls()),
     "torch-optim",
+    "torch-compiled-ours",
+    "torch-compiled-optim",
     "jax-optax",
     "jax-ours-transform",
     "jax-ours-step",
@@ -97,7 +103,7 @@ def steps_per_call(variant: str) -> int:
 def _torch_epoch(variant: str, rule):
     import torch
 
-    from bench import models_torch
+    from bench.training import models_torch
 
     split, init, batches = _problem()
     X, y = torch.from_numpy(split.train[0]), torch.from_numpy(split.train[1])
@@ -114,11 +120,12 @@ def _torch_epoch(variant: str, rule):
 
         return epoch
     model = models_torch.Model("linear", init)
-    if variant.startswith("torch-ours-"):
+    if variant.startswith("torch-ours-") or variant == "torch-compiled-ours":
         import impl_torch
 
-        opt = impl_torch.optimizer_for(rule, model.parameters(), impl=variant.removeprefix("torch-ours-"))
-    elif variant == "torch-optim":
+        impl = None if variant == "torch-compiled-ours" else variant.removeprefix("torch-ours-")
+        opt = impl_torch.optimizer_for(rule, model.parameters(), impl=impl)
+    elif variant in ("torch-optim", "torch-compiled-optim"):
         cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
                "rmsprop": torch.optim.RMSprop}[rule.name]
         kw = {"lr": rule.lr, "eps": rule.eps, "foreach": False}
@@ -130,12 +137,18 @@ def _torch_epoch(variant: str, rule):
     else:
         raise ValueError(variant)
 
+    def train_step(xb, yb):
+        opt.zero_grad()
+        loss = models_torch.loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step = torch.compile(train_step) if variant.startswith("torch-compiled-") else train_step
+
     def epoch():
         for i in idx:
-            opt.zero_grad()
-            loss = models_torch.loss_fn(model(X[i]), y[i])
-            loss.backward()
-            opt.step()
+            loss = step(X[i], y[i])
         return loss
 
     return epoch
@@ -160,7 +173,7 @@ def _jax_epoch(variant: str, rule):
     import optax
 
     import impl_jax
-    from bench import models_jax
+    from bench.training import models_jax
 
     split, init, batches = _problem(SCAN_EPOCHS.get(variant, 1))
     X, y = jnp.asarray(split.train[0]), jnp.asarray(split.train[1])

@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 VENV_FLAGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench bench-full report clean-venv
+.PHONY: install test bench bench-full bench-gpu report clean-venv
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(PY) -m bench run --full
+
+# On a machine with a CUDA GPU: CUDA tests, then the CUDA sweep into results/gpu-<name>/.
+# Fails at once without one. Install torch/jax with CUDA first (CONSTRAINTS pins CPU builds).
+bench-gpu: $(STAMP)
+	$(PY) -m bench gpu
 
 report: $(STAMP)
 	$(PY) -m bench report

@@ -13,6 +13,7 @@ commands:
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
                                     (a slice goes to results/<machine>/slices/<time>/)
   train ...                         the training experiment (bench/training/train.py)
+  gpu [--out DIR]                   CUDA tests, then the CUDA sweep into results/gpu-<name>/ (make bench-gpu)
 """
 
 
@@ -30,6 +31,10 @@ def main(argv=None) -> int:
         from bench.timing import report
 
         return report.main(rest)
+    if command == "gpu":
+        from bench.timing import gpu
+
+        return gpu.main(rest)
     if command == "train":
         from bench.training import train
 

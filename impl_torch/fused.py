@@ -85,7 +85,14 @@ class _CompiledOps(TensorOps):
 
     @staticmethod
     def _scalar(v, like: Tensor):
-        return v.to(like.dtype) if isinstance(v, Tensor) else v
+        if not isinstance(v, Tensor):
+            return v
+        if v.dim() == 0:
+            # A 0-dim CPU tensor (lr, or -lr) is a scalar operand on every device.
+            return v.to(like.dtype)
+        # Computed from the 1-element CPU step view (Adagrad's clr under lr_decay): moved
+        # explicitly to the tensors' device, never left to mix devices inside the graph.
+        return v.to(device=like.device, dtype=like.dtype)
 
     @staticmethod
     def add(x: Tensor, other, alpha: float = 1) -> Tensor:

@@ -174,6 +174,8 @@ def _probe() -> str | None:
 
 def unavailable_reason() -> str | None:
     """Why ``impl="fused"`` cannot run here, or None when it can."""
+    if torch.compiler.is_compiling():
+        return None  # traced by a user's torch.compile, which therefore works
     return _probe()
 
 
@@ -307,11 +309,18 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
 
     ``impl`` names the impl that chose this path (``"fused"`` or ``"auto"``) for the INFO
     message logged when a step compiles (``logger``)."""
-    check_available()
     if torch.compiler.is_compiling():
-        # Inside a user's torch.compile the step is traced into the user's graph.
-        _fused_groups(rule, params, grads, states)
+        # Traced by a user's torch.compile: the same math goes into the user's graph,
+        # which Inductor fuses there (no nested compile). The rule's lr is a constant of
+        # that graph (Dynamo guards on it, as on torch.optim's float lr), and the step
+        # counters stay tensors (``_CompiledOps``), so nothing leaves the graph.
+        from .functional import UPDATES
+
+        update = UPDATES[rule.name]
+        for p, g, s in zip(params, grads, states):
+            update(_CompiledOps, rule, p, g, s)
         return
+    check_available()
     before, start = _graphs_compiled(), time.perf_counter()
     _fused_groups(rule, params, grads, states)
     if _graphs_compiled() != before and logger.isEnabledFor(logging.INFO):

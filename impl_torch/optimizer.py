@@ -137,9 +137,23 @@ def _resolve_cached(rule_class, values: tuple, flags: tuple, types: tuple):
     return _resolve(rule_class, values, flags)
 
 
-@functools.lru_cache(maxsize=None)
+# What eager calls resolved, for steps traced by a user's torch.compile (``_config``);
+# keyed like ``_resolve_cached`` but without ``capturable``.
+_RESOLVED: dict = {}
+_RESOLVED_MAX = 512
+
+
+def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:
+    flags = flags[:2] + flags[3:]
+    return (rule_class, values, flags, tuple(map(type, values + flags)))
+
+
+# Looked up, not computed: Dynamo cannot trace ``dataclasses.fields`` of a class.
+_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (rules.Adagrad, rules.Adadelta, rules.RMSprop)}
+
+
 def _rule_fields(rule_class) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(rule_class))
+    return _FIELDS[rule_class]
 
 
 def _hyper_value(name: str, value):
@@ -189,11 +203,25 @@ class _RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"param group lacks {missing}")
         values = tuple(_hyper_value(k, group[k]) for k in fields)
         flags = tuple(group.get(k) for k in _FLAG_KEYS)
+        if torch.compiler.is_compiling():
+            # Traced inside a user's torch.compile: the (rule, impl) that construction
+            # and eager steps resolved (Dynamo cannot build the frozen rules dataclass).
+            # Dynamo shows every group with capturable=True while it traces an optimizer
+            # (torch/_dynamo/variables/optimizer.py, _set_capturable); ours refuses True
+            # at construction, so the key leaves it out.
+            # Values no eager call resolved (a new lr) raise KeyError here: a graph break
+            # under fullgraph=False (the step then runs eagerly once and resolves them),
+            # an error under fullgraph=True.
+            return _RESOLVED[_traced_key(self.rule_class, values, flags)]
         try:
             hash((values, flags))
         except TypeError:
             return _resolve(self.rule_class, values, flags)  # raises a clear error
-        return _resolve_cached(self.rule_class, values, flags, tuple(map(type, values + flags)))
+        out = _resolve_cached(self.rule_class, values, flags, tuple(map(type, values + flags)))
+        if len(_RESOLVED) >= _RESOLVED_MAX:  # e.g. a scheduler's new lr at every step
+            _RESOLVED.clear()
+        _RESOLVED[_traced_key(self.rule_class, values, flags)] = out
+        return out
 
     def group_rules(self) -> list:
         """The ``rules`` object of each param group, as the next step would use it."""

@@ -380,7 +380,7 @@ class SplitStep:
 
     Used for concrete arrays of at least ``SPLIT_MIN_NUMEL`` elements; traced arguments
     (inside a user's ``jit``/``vmap``), smaller trees and ``lower`` take the one-module
-    step. ``passes`` names the jitted pass of each output (``"params"``, moment names).
+    step; :meth:`compiled` gives the executables a call runs. ``passes`` names the jitted pass of each output (``"params"``, moment names).
     """
 
     def __init__(self, spec: RuleSpec, rule, fused):
@@ -407,13 +407,16 @@ class SplitStep:
 
     def lower(self, *args, **kwargs):
         """The one-module step's ``jax.stages.Lowered`` (``jax.jit(...).lower``); see
-        :meth:`compile_passes` for what a large step runs."""
+        :meth:`compiled` for what a call runs."""
         return self._fused.lower(*args, **kwargs)
 
-    def compile_passes(self, params, state, grads) -> dict:
-        """``{output name: jax.stages.Compiled}`` of the passes a step of these arguments
-        (arrays or ``jax.ShapeDtypeStruct``) runs: its temporary memory is the sum of their
-        ``memory_analysis().temp_size_in_bytes``."""
+    def compiled(self, params, state, grads) -> dict:
+        """``{name: jax.stages.Compiled}`` of the executables a call with these arguments
+        (arrays or ``jax.ShapeDtypeStruct``) runs: ``{"step": ...}`` for the one-module
+        step, else one per pass (``"params"`` and the moment names). The step's temporary
+        memory is the sum of their ``memory_analysis().temp_size_in_bytes``."""
+        if not self._uses_passes(grads):
+            return {"step": self._fused.lower(params, state, grads).compile()}
         out = {}
         for name, fn in self.passes.items():
             if name == "params":
@@ -422,11 +425,15 @@ class SplitStep:
                 out[name] = fn.lower(getattr(state, name), None, state._replace(**{name: None}), grads).compile()
         return out
 
-    def __call__(self, params, state, grads):
+    @staticmethod
+    def _uses_passes(grads) -> bool:
         leaves = jax.tree.leaves(grads)
-        if any(isinstance(x, jax.core.Tracer) for x in leaves) or sum(
-            np.size(x) for x in leaves
-        ) < SPLIT_MIN_NUMEL:
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return False
+        return sum(int(np.prod(np.shape(x))) for x in leaves) >= SPLIT_MIN_NUMEL
+
+    def __call__(self, params, state, grads):
+        if not self._uses_passes(grads):
             return self._fused(params, state, grads)
         if not isinstance(state, self._spec.state_cls):
             raise TypeError(f"expected a {self._spec.state_cls.__name__}, got {type(state).__name__}")

@@ -21,8 +21,8 @@ def make_step(rule):
 
     Adadelta without weight decay, from ``_core.SPLIT_MIN_NUMEL`` elements up, returns a
     ``_core.SplitStep``: the same step as one jitted pass per output (params, then each
-    moment), so that XLA:CPU writes no full-size temporary (``compile_passes`` gives the
-    executables for ``memory_analysis()``); bitwise the one-module step, which ``lower``
+    moment), so that XLA:CPU writes no full-size temporary (``compiled(params, state, grads)`` gives
+    the executables a call runs, for ``memory_analysis()``); bitwise the one-module step, which ``lower``
     and traced calls (inside a user's ``jit``/``vmap``) use.
 
     The learning rate is ``rule.lr``, a float (no schedule here: use

@@ -35,7 +35,7 @@ def _compiled_passes(rule):
     params, state, grads = _shapes(rule)
     if not isinstance(step, _core.SplitStep):
         return [("step", step.lower(params, state, grads).compile())]
-    return list(step.compile_passes(params, state, grads).items())
+    return list(step.compiled(params, state, grads).items())
 
 
 @pytest.mark.parametrize("name", ["adagrad", "adadelta", "rmsprop"])
@@ -95,3 +95,14 @@ def test_split_passes_donate_params_and_state():
     assert params.is_deleted() and state.square_avg.is_deleted() and state.acc_delta.is_deleted()
     assert not grads.is_deleted()
     assert isinstance(new_state, impl_jax.AdadeltaState) and int(new_state.step) == 1
+
+
+def test_the_bench_memory_column_counts_the_executables_a_step_runs():
+    from bench.timing import memory
+
+    rule = rules.preset("adadelta", "torch")
+    step = impl_jax.make_step(rule)
+    assert memory.jax_temp_bytes(step, *_shapes(rule))[0] == 0
+    # below the split threshold the one-module step runs, with its (small) temporary
+    small = _shapes(rule, n=1000)
+    assert memory.jax_temp_bytes(step, *small)[0] == step.lower(*small).compile().memory_analysis().temp_size_in_bytes

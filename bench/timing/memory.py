@@ -42,6 +42,13 @@ def torch_temp_bytes(step: Callable[[], object], device: str) -> tuple[int | Non
 
 
 def jax_temp_bytes(jitted, *args) -> tuple[int | None, str]:
+    compiled = getattr(jitted, "compiled", None)
+    if compiled is not None:
+        # impl_jax's SplitStep: one executable per output for large steps (impl_jax/_core.py)
+        analyses = [c.memory_analysis() for c in compiled(*args).values()]
+        if any(a is None for a in analyses):
+            return None, "memory_analysis() unavailable on this backend"
+        return sum(int(a.temp_size_in_bytes) for a in analyses), "memory_analysis().temp_size_in_bytes, summed over the step's executables"
     lower = getattr(jitted, "lower", None)
     if lower is None:
         return None, "not one jitted call: no compiled executable to ask"

@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[torch,jax,dev]"
 	touch $@
 
+# Test files spread over TEST_WORKERS processes (pytest-xdist), whole files per worker so
+# module fixtures (the wheel, the Keras workers) are built once.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest --benchmark-skip
+	$(PY) -m pytest --benchmark-skip -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m bench run

@@ -20,6 +20,20 @@ def ulp_report():
     return record
 
 
+def pytest_sessionfinish(session):
+    """An xdist worker hands its ulps to the controller, which prints the one summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["adaptbench_ulps"] = [[*key, ulps] for key, ulps in _ULPS.items()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for impl, rule, dtype, ulps in getattr(node, "workeroutput", {}).get("adaptbench_ulps", []):
+        key = (impl, rule, dtype)
+        _ULPS[key] = max(_ULPS[key], ulps)
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _ULPS:
         return

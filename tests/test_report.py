@@ -25,6 +25,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def _bench_env() -> dict:
+    """This environment minus what would change a child benchmark run: the sweep's own
+    settings, and pytest-xdist's worker variables (pytest-benchmark disables itself, and
+    refuses --benchmark-only, when it sees them)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND") and not k.startswith("PYTEST_XDIST")}
+
+
 @pytest.fixture(scope="module")
 def session_json(tmp_path_factory) -> pathlib.Path:
     """A real benchmark session at one pinned thread: Adagrad at 1e3 elements, fp32, CPU,
@@ -36,7 +44,7 @@ def session_json(tmp_path_factory) -> pathlib.Path:
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.01", "--benchmark-min-time=0.00005",
         f"--benchmark-json={path}", "-q", "-p", "no:cacheprovider",
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND")}
+    env = _bench_env()
     env["ADAPTBENCH_THREADS"] = "1"
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -324,7 +332,7 @@ def test_bench_run_slice_leaves_a_whole_run_untouched(data, tmp_path):
     home = tmp_path / "home"
     _run(["--json", str(_write(tmp_path, _whole(data), "whole.json")), "--out", str(home)])
     before = _snapshot(home)
-    env = {k: v for k, v in os.environ.items() if k not in ("ADAPTBENCH_FULL", "ADAPTBENCH_COMMAND")}
+    env = _bench_env()
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--threads", "1", "--out", str(home), "--",
          "bench/timing/bench_step.py", "-k", "adagrad-iris15-fp32-cpu-torch.optim-loop",

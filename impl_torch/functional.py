@@ -33,10 +33,11 @@ import torch
 from torch import Tensor
 
 from adaptbench import rules
+from adaptbench.rules import reference
 
 from . import adadelta, adagrad, rmsprop
 from .distributed import local_views
-from .ops import AutogradOps, ForeachOps, TensorOps
+from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -68,6 +69,16 @@ def check_rule(rule) -> None:
             f"rule must be a rules.Adagrad, rules.Adadelta or rules.RMSprop, "
             f"got {type(rule).__name__} {rule!r}"
         )
+    if isinstance(rule, rules.RMSprop):
+        pending = [
+            f for f, off in (("initial_scale", 0.0), ("nesterov", False), ("bias_correction", False))
+            if getattr(rule, f, off) != off
+        ]
+        if pending:
+            raise NotImplementedError(
+                f"impl_torch does not step optax.rmsprop's {pending} yet; "
+                f"use impl_jax or the defaults ({rule!r})"
+            )
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -96,13 +107,23 @@ def init_state(rule, param: Tensor) -> dict:
     _check_param(param, "param")
     state: dict = {"step": torch.tensor(0.0, dtype=_scalar_dtype())}
     for name in rule.state_names:
-        fill = rule.initial_accumulator_value if name == "sum" else 0.0
-        if param.is_complex():
+        fill = reference.initial_value(rule, name)
+        dtype = state_dtype(rule, name, param)
+        if dtype.is_complex:
             # Stepped as a real view (``_as_real``): both halves start at the fill value,
             # as torch.optim.Adagrad fills complex(v, v).
             fill = complex(fill, fill)
-        state[name] = torch.full_like(param, fill, memory_format=torch.preserve_format)
+        state[name] = torch.full_like(param, fill, dtype=dtype, memory_format=torch.preserve_format)
     return state
+
+
+def state_dtype(rule, name: str, param: Tensor) -> torch.dtype:
+    """The dtype of state ``name`` for ``param``: the parameter's, except the real
+    counterpart for the second moments (``sum``, ``square_avg``, ``acc_delta``) of a
+    complex parameter under ``complex_as_real=False`` (``rules.reference.state_dtype``)."""
+    if param.is_complex() and not rule.complex_as_real and name in reference.SECOND_MOMENTS:
+        return param.real.dtype
+    return param.dtype
 
 
 def _same_place(t: Tensor, param: Tensor, where, param_where) -> None:
@@ -171,6 +192,7 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool =
         if not isinstance(s, Mapping):
             raise TypeError(f"{where('states', i)} must be a dict of state tensors, got {type(s).__name__}")
         cast = None
+        real_moments = not rule.complex_as_real and p.is_complex()
         for name in names:
             t = s.get(name)
             if not isinstance(t, Tensor):
@@ -186,13 +208,17 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool =
                     raise ValueError(
                         f"{where('states', i)}[{name!r}] must be a one-element tensor, got shape {tuple(t.shape)}"
                     )
-            elif t.shape == p.shape and t.dtype == p.dtype and t.device == p.device:
                 continue
-            elif cast_state and t.shape == p.shape:
+            # A complex parameter stepped the optax way keeps real second moments.
+            ref = p.real if real_moments and name in reference.SECOND_MOMENTS else p
+            if t.shape == ref.shape and t.dtype == ref.dtype and t.device == ref.device:
+                continue
+            elif cast_state and t.shape == ref.shape:
                 cast = dict(s) if cast is None else cast
-                cast[name] = t.to(dtype=p.dtype, device=p.device)
+                cast[name] = t.to(dtype=ref.dtype, device=ref.device)
             else:
-                _same_place(t, p, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", pw)
+                ref_where = pw if ref is p else (lambda pw=pw: f"{pw()}.real")
+                _same_place(t, ref, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", ref_where)
         keep_p.append(p)
         keep_g.append(g)
         keep_s.append(s if cast is None else cast)
@@ -217,6 +243,21 @@ def _check_sparse_grad(rule, p: Tensor, g: Tensor, gw: str, pw: str) -> None:
             f"{gw} (sparse, shape {tuple(g.shape)}, {g.dtype}, {g.device}) does not match "
             f"{pw} (shape {tuple(p.shape)}, {p.dtype}, {p.device})"
         )
+
+
+def _split_complex_abs_sq(rule, params, grads, states):
+    """(other lists, complex lists stepped with ``|g|^2`` moments): under
+    ``complex_as_real=False`` complex parameters take the per-tensor math through
+    ``AbsSqOps`` whatever the impl."""
+    if rule.complex_as_real or not any(p.is_complex() for p in params):
+        return (params, grads, states), ([], [], [])
+    rest, cplx = ([], [], []), ([], [], [])
+    for p, g, s in zip(params, grads, states):
+        target = cplx if p.is_complex() else rest
+        target[0].append(p)
+        target[1].append(g)
+        target[2].append(s)
+    return rest, cplx
 
 
 def _as_real(rule, params, grads, states):
@@ -258,13 +299,21 @@ def run(rule, impl: str, params, grads, states, *, differentiable: bool = False)
     ``differentiable`` the per-tensor math through ``AutogradOps`` (the caller sets the
     grad mode)."""
     (params, grads, states), sparse = _split_sparse(params, grads, states)
+    (params, grads, states), cplx = _split_complex_abs_sq(rule, params, grads, states)
+    if differentiable and (cplx[0] or sparse[0]):
+        raise ValueError(
+            "differentiable=True steps dense gradients and complex parameters as real views "
+            "only (not sparse gradients, not complex_as_real=False)"
+        )
     for p, g, s in zip(*sparse):
         adagrad.sparse_update(rule, p, g, s)
+    update = UPDATES[rule.name]
+    for p, g, s in zip(*cplx):
+        update(AbsSqOps, rule, p, g, s)
     if not params:
         return
     params, grads, states = _as_real(rule, params, grads, states)
     if differentiable:
-        update = UPDATES[rule.name]
         for p, g, s in zip(params, grads, states):
             update(AutogradOps, rule, p, g, s)
         return

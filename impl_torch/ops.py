@@ -11,7 +11,9 @@ are written against an ``ops`` argument that is either
   ``_multi_tensor_*`` functions; or
 - :class:`AutogradOps`: single tensors like :class:`TensorOps`, every update computed out
   of place and copied in, so that autograd can differentiate through a step
-  (torch.optim's ``differentiable=True``).
+  (torch.optim's ``differentiable=True``); or
+- :class:`AbsSqOps`: single tensors, a complex parameter's squares taken as ``|g|^2``
+  (optax's complex semantics, ``complex_as_real=False``).
 
 The namespaces have the same method names and the same semantics; a method whose name
 ends in ``_`` modifies its first argument in place and returns it, the others return new
@@ -32,7 +34,7 @@ from numbers import Number
 import torch
 from torch import Tensor
 
-__all__ = ["TensorOps", "ForeachOps", "AutogradOps"]
+__all__ = ["TensorOps", "ForeachOps", "AutogradOps", "AbsSqOps"]
 
 
 def _is_scalar_list(x) -> bool:
@@ -289,3 +291,35 @@ class AutogradOps(TensorOps):
     @staticmethod
     def zero_unless_positive_(x: Tensor, ref: Tensor) -> Tensor:
         return x.copy_(x.clone().masked_fill(ref.gt(0).logical_not(), 0))
+
+
+def _abs_sq(a: Tensor) -> Tensor:
+    """``|a|^2 = Re(conj(a) * a)``, real (optax's ``numerics.abs_sq``)."""
+    return torch.view_as_real(a).square().sum(-1)
+
+
+class AbsSqOps(TensorOps):
+    """Single-tensor operations for a complex parameter stepped the optax way
+    (``rules``' ``complex_as_real=False``): a square ``a * a`` of a complex tensor is
+    ``|a|^2``, real, so the second moments stay real, while first moments, momentum and
+    the update stay complex. ``mul_`` of a real tensor by a complex one returns a new
+    complex tensor (the result has no room in the real one): the rules use ``mul_``'s
+    return value."""
+
+    @staticmethod
+    def addcmul(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if a is b and a.is_complex():
+            return x.add(_abs_sq(a), alpha=value)
+        return x.addcmul(a, b, value=value)
+
+    @staticmethod
+    def addcmul_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if a is b and a.is_complex():
+            return x.add_(_abs_sq(a), alpha=value)
+        return x.addcmul_(a, b, value=value)
+
+    @staticmethod
+    def mul_(x: Tensor, other) -> Tensor:
+        if isinstance(other, Tensor) and other.is_complex() and not x.is_complex():
+            return x.mul(other)
+        return x.mul_(other)

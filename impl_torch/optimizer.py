@@ -5,6 +5,10 @@ Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only e
 - ``eps_in_sqrt``: ``g / sqrt(s + eps)`` instead of torch's ``g / (sqrt(s) + eps)``
   (Adadelta: ``sqrt(x) + eps`` in both roots when False; its default True is torch's);
 - Adagrad ``mask_zero_accumulator``: update 0 where the accumulator is 0 (optax);
+- ``complex_as_real``: True (torch.optim) steps a complex parameter as its real view;
+  False (optax) with real second moments of ``|g|^2`` (per tensor for every impl);
+- RMSprop ``initial_scale``, ``nesterov``, ``bias_correction`` (optax.rmsprop), for
+  ``optimizer_for(rules.preset("rmsprop", "optax"), ...)``;
 - ``impl``: ``"loop"`` (torch.optim's ``foreach=False``), ``"foreach"`` (``foreach=True``)
   or a registered name (``impl_torch.IMPLS``); None picks from ``foreach``/``fused`` and
   otherwise ``"foreach"``;
@@ -87,6 +91,7 @@ def _resolve(rule_class, values: tuple, flags: tuple):
 def _resolve_names(rule_class, values: tuple, flags: tuple):
     fields = _rule_fields(rule_class)
     rule = rule_class(**dict(zip(fields, values)))
+    functional.check_rule(rule)
     foreach, fused, capturable, differentiable, impl = flags
     for name, value in (("foreach", foreach), ("fused", fused)):
         if value is not None and not isinstance(value, bool):
@@ -408,6 +413,7 @@ class Adagrad(_RuleOptimizer):
         "eps_in_sqrt": False,
         "mask_zero_accumulator": False,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
         "impl": None,
     }
 
@@ -427,6 +433,7 @@ class Adagrad(_RuleOptimizer):
         eps_in_sqrt: bool = False,
         mask_zero_accumulator: bool = False,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -442,6 +449,7 @@ class Adagrad(_RuleOptimizer):
             "eps_in_sqrt": eps_in_sqrt,
             "mask_zero_accumulator": mask_zero_accumulator,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
             "impl": impl,
         }
         self._config(defaults)
@@ -470,6 +478,7 @@ class Adadelta(_RuleOptimizer):
         "fused": None,
         "eps_in_sqrt": True,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
         "impl": None,
     }
 
@@ -488,6 +497,7 @@ class Adadelta(_RuleOptimizer):
         fused: bool | None = None,
         eps_in_sqrt: bool = True,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -502,6 +512,7 @@ class Adadelta(_RuleOptimizer):
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
             "impl": impl,
         }
         self._config(defaults)
@@ -524,6 +535,10 @@ class RMSprop(_RuleOptimizer):
         "fused": None,
         "eps_in_sqrt": False,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
+        "initial_scale": 0.0,
+        "nesterov": False,
+        "bias_correction": False,
         "impl": None,
     }
 
@@ -544,6 +559,10 @@ class RMSprop(_RuleOptimizer):
         fused: bool | None = None,
         eps_in_sqrt: bool = False,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
+        initial_scale: float = 0.0,
+        nesterov: bool = False,
+        bias_correction: bool = False,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -560,6 +579,10 @@ class RMSprop(_RuleOptimizer):
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
+            "initial_scale": initial_scale,
+            "nesterov": nesterov,
+            "bias_correction": bias_correction,
             "impl": impl,
         }
         self._config(defaults)

@@ -199,9 +199,9 @@ def test_deepcopy_steps_on_independently(name, impl):
 def test_tensor_lr_is_the_float_lr(name, impl):
     a, b, c = _model(), _model(), _model()
     lr = 0.01
-    theirs = _trajectory(db.TORCH[name](a, lr=torch.tensor(lr), foreach=False), a, 3)
-    with_tensor = _trajectory(db.OURS[name](b, lr=torch.tensor(lr), **IMPL_FLAGS[impl]), b, 3)
-    with_float = _trajectory(db.OURS[name](c, lr=lr, **IMPL_FLAGS[impl]), c, 3)
+    theirs = _trajectory(_theirs(name, a, lr=torch.tensor(lr)), a, 3)
+    with_tensor = _trajectory(_ours(name, impl, b, lr=torch.tensor(lr)), b, 3)
+    with_float = _trajectory(_ours(name, impl, c, lr=lr), c, 3)
     for x, y, z in zip(theirs, with_tensor, with_float):
         _assert_same(y, z)
         if impl != "fused":

@@ -38,6 +38,7 @@ from adaptbench.rules import reference
 from . import adadelta, adagrad, rmsprop
 from .distributed import local_views
 from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
+from .prologue import effective_grads
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -312,23 +313,40 @@ def run(rule, impl: str, params, grads, states, *, differentiable: bool = False)
         update(AbsSqOps, rule, p, g, s)
     if not params:
         return
-    params, grads, states = _as_real(rule, params, grads, states)
     if differentiable:
-        for p, g, s in zip(params, grads, states):
-            update(AutogradOps, rule, p, g, s)
+        _loop(rule, params, grads, states, AutogradOps)
         return
+    if impl not in ("loop", "auto"):  # those two view complex tensors themselves
+        params, grads, states = _as_real(rule, params, grads, states)
     _IMPL_TABLE[impl](rule, params, grads, states)
 
 
-def _loop(rule, params, grads, states) -> None:
-    """torch.optim's ``foreach=False``: the math once per tensor with ``TensorOps``."""
+def _loop(rule, params, grads, states, ops=TensorOps) -> None:
+    """torch.optim's ``foreach=False``: the math once per tensor with ``TensorOps``.
+
+    A complex parameter is stepped as its real view after the gradient's prologue
+    (``-g``, ``+ weight_decay * p``) in complex arithmetic, in torch.optim's
+    ``_single_tensor_*`` order (complex ``g + wd * p`` can round differently from the same
+    sum over the real view)."""
     update = UPDATES[rule.name]
+    real_rule = None
     for p, g, s in zip(params, grads, states):
-        update(TensorOps, rule, p, g, s)
+        if p.is_complex():
+            if real_rule is None:
+                real_rule = rule.replace(maximize=False, weight_decay=0.0)
+            # The prologue once, on the complex tensors (a throwaway step counter: the
+            # real step is counted by the update below, whose prologue is now a no-op).
+            g, _ = effective_grads(ops, rule, p, g, torch.zeros(()))
+            (p,), (g,), (s,) = _as_real(rule, [p], [g], [s])
+            update(ops, real_rule, p, g, s)
+        else:
+            update(ops, rule, p, g, s)
 
 
 def _foreach(rule, params, grads, states) -> None:
-    """torch.optim's ``foreach=True``: the math once per (device, dtype) group."""
+    """torch.optim's ``foreach=True``: the math once per (device, dtype) group (complex
+    tensors as real views, as ``_multi_tensor_*`` views them before any math)."""
+    params, grads, states = _as_real(rule, params, grads, states)
     update = UPDATES[rule.name]
     names = ("step",) + rule.state_names
     groups: dict[tuple, list[int]] = {}
@@ -345,7 +363,7 @@ def _fused(rule, params, grads, states, impl: str = "fused") -> None:
     chose it, for the message logged when a step compiles."""
     from . import fused
 
-    fused.fused_step(rule, params, grads, states, impl=impl)
+    fused.fused_step(rule, *_as_real(rule, params, grads, states), impl=impl)
 
 
 #: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many

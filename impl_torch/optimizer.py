@@ -154,7 +154,6 @@ def _resolve_cached(rule_class, values: tuple, flags: tuple, types: tuple):
     return _resolve(rule_class, values, flags)
 
 
-<<<<<<< HEAD
 # What eager calls resolved, for steps traced by a user's torch.compile (``_config``);
 # keyed like ``_resolve_cached`` but without ``capturable``.
 _RESOLVED: dict = {}
@@ -170,7 +169,6 @@ def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (rules.Adagrad, rules.Adadelta, rules.RMSprop)}
 
 
-=======
 def _unscale_(grads: list[Tensor], grad_scale: Tensor) -> None:
     """``g /= grad_scale`` in place for every gradient (AMP; sparse ones by their values)."""
     for g in grads:
@@ -180,8 +178,6 @@ def _unscale_(grads: list[Tensor], grad_scale: Tensor) -> None:
             g._values().div_(grad_scale.to(g.device))
 
 
-@functools.lru_cache(maxsize=None)
->>>>>>> 5e5da95 (impl_torch: differentiable=True through AutogradOps (the rules' math out of place), complex parameters as real views, Adagrad's sparse gradients (torch.optim's order), auto never fused in 16-bit, fused rejects unsupported devices and honours GradScaler's grad_scale/found_inf)
 def _rule_fields(rule_class) -> tuple[str, ...]:
     return _FIELDS[rule_class]
 

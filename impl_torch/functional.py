@@ -333,7 +333,10 @@ def _loop(rule, params, grads, states, ops=TensorOps) -> None:
     for p, g, s in zip(params, grads, states):
         if p.is_complex():
             if real_rule is None:
-                real_rule = rule.replace(maximize=False, weight_decay=0.0)
+                # decoupled decay stays in the rule: it acts on p, not on the gradient
+                real_rule = rule.replace(
+                    maximize=False, weight_decay=rule.weight_decay if rule.decoupled_weight_decay else 0.0
+                )
             # The prologue once, on the complex tensors (a throwaway step counter: the
             # real step is counted by the update below, whose prologue is now a no-op).
             g, _ = effective_grads(ops, rule, p, g, torch.zeros(()))

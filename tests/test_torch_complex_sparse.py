@@ -228,3 +228,19 @@ def test_functional_step_takes_a_sparse_grad():
     impl_torch.step(rule, [p], [g], [state])
     assert torch.equal(p[:2], torch.ones(2, 2)) and not torch.equal(p[2], torch.ones(2))
     assert state["step"].item() == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_complex_with_decoupled_weight_decay_steps_like_its_real_view(name):
+    """Decoupled decay acts on p itself, so it stays in the rule's math on the real view
+    (the loop's complex prologue only negates the gradient here)."""
+    kwargs = {"weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}
+    c = _params()[0].requires_grad_()
+    r = torch.view_as_real(_params()[0]).clone().requires_grad_()
+    oc, orl = OURS[name]([c], **kwargs, impl="loop"), OURS[name]([r], **kwargs, impl="foreach")
+    for k in range(3):
+        c.grad = _grads(k, [c])[0]
+        r.grad = torch.view_as_real(c.grad).clone()
+        oc.step()
+        orl.step()
+    assert torch.equal(torch.view_as_real(c.detach()), r.detach())

@@ -127,7 +127,8 @@ def test_complex_as_real_is_torch_optims_complex(case):
     torch = pytest.importorskip("torch")
     rule = COMPLEX_RULES[case]
     cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}[rule.name]
-    not_torchs = ("eps_in_sqrt", "complex_as_real", "mask_zero_accumulator", "initial_scale", "nesterov", "bias_correction")
+    not_torchs = ("eps_in_sqrt", "complex_as_real", "mask_zero_accumulator", "initial_scale", "nesterov", "bias_correction",
+                  "decoupled_weight_decay")
     kwargs = {k: v for k, v in rule.as_dict().items() if k not in not_torchs}
     p = torch.nn.Parameter(torch.tensor(P0))
     opt = cls([p], foreach=False, **kwargs)

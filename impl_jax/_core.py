@@ -48,9 +48,9 @@ Traced hyperparameters
 Under ``optax.inject_hyperparams`` inside ``jit`` every numeric hyperparameter arrives
 as a traced scalar. The leaf functions read hyperparameters from ``rule``, which is then
 a :class:`TracedRule`: the concrete rule with the traced values in place of its fields.
-Only what changes the state's layout must be concrete (RMSprop's ``centered``,
-``nesterov``, ``bias_correction`` are bools and stay static; whether momentum is on is
-decided when the state is created and read back from it).
+The bools (RMSprop's ``centered``, ``nesterov``, ``bias_correction``...) must be
+concrete; whether momentum is on is decided when the state is created (a traced momentum
+there allocates the buffer) and read back from the state afterwards.
 
 Measured against torch 2.13 ``torch.optim`` (``foreach=False``, CPU, AVX-512), 20 steps,
 every preset variant: bitwise equal in bfloat16; in float32/float64 bitwise equal once
@@ -415,8 +415,11 @@ def from_keywords(spec: RuleSpec, lr, **hyperparameters) -> optax.GradientTransf
     also be a traced scalar (``optax.inject_hyperparams`` passes ``state.hyperparams``
     in, traced under ``jit``): it is used as given, unvalidated. The switches (bools:
     ``centered``, ``nesterov``, ...) change what is computed and must be concrete: a traced
-    one is a ``TypeError`` naming it, as is a momentum that is traced when the state is
-    created (whether momentum is on decides the state's layout).
+    one is a ``TypeError`` naming it. A numeric hyperparameter that switches a moment on
+    (RMSprop's ``momentum > 0``) decides the state's layout when the state is created: a
+    concrete value there decides it, a traced one allocates the moment (its value is not
+    known; a zero momentum then steps as no momentum, up to rounding); afterwards the
+    state's layout decides.
     """
     dynamic_lr = None
     if callable(lr):
@@ -461,14 +464,11 @@ def build_transformation(spec: RuleSpec, rule, lr=None, traced=None) -> optax.Gr
         lr = rule.replace(lr=_concrete("lr", lr)).lr  # validated like the rule's own lr
 
     def init_fn(params):
-        for name, _ in spec.switches:
-            if name in traced:
-                raise TypeError(
-                    f"{name} is a traced value when the state is created, and whether it is "
-                    f"nonzero decides the state's layout: pass {name} as a number there (or "
-                    f"list it in inject_hyperparams(..., static_args=(...)))"
-                )
-        return init_state(spec, with_values(rule, traced), params)
+        # A switch traced when the state is created (jax.jit(tx.init) under
+        # inject_hyperparams) may be nonzero: its moment is allocated.
+        on = {name: 1.0 for name, _ in spec.switches if name in traced}
+        fills = {name: value for name, value in traced.items() if name not in on}
+        return init_state(spec, with_values(rule.replace(**on), fills), params)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args  # e.g. value=loss for optax's line searches; the rules do not use them

@@ -175,10 +175,23 @@ def test_a_traced_switch_is_a_clear_type_error(name):
         jax.jit(lambda m: FACTORIES[name](maximize=m).init(params))(True)
 
 
-def test_momentum_traced_when_the_state_is_created_is_a_clear_type_error():
-    """Whether momentum is on decides the state's layout, so it must be concrete at init."""
-    with pytest.raises(TypeError, match=r"momentum is a traced value when the state is created"):
-        jax.jit(lambda m: impl_jax.rmsprop(momentum=m).init(_tree()))(0.9)
+def test_momentum_traced_when_the_state_is_created_allocates_the_buffer():
+    """jax.jit(tx.init) under inject_hyperparams traces momentum: its value is unknown, so
+    the buffer is allocated; a concrete momentum decides as usual, and updates follow the
+    state's layout."""
+    params, grads = _tree(), _grads(3)
+    tx = optax.inject_hyperparams(impl_jax.rmsprop)(lr=0.05, momentum=0.0)
+    assert tx.init(params).inner_state.momentum_buffer is None
+    state = jax.jit(tx.init)(params)
+    assert state.inner_state.momentum_buffer is not None
+    p = params
+    for g in grads:
+        u, state = jax.jit(tx.update)(g, state, p)
+        p = optax.apply_updates(p, u)
+    want = _run(impl_jax.rmsprop(lr=0.05), params, grads)[0]
+    tol = rules.tolerance("float32")  # the hyperparameters were rounded to float32, and -lr*(g/avg) vs (-lr*g)/avg
+    for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol.rtol, atol=tol.atol)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -70,16 +70,6 @@ def check_rule(rule) -> None:
             f"rule must be a rules.Adagrad, rules.Adadelta or rules.RMSprop, "
             f"got {type(rule).__name__} {rule!r}"
         )
-    if isinstance(rule, rules.RMSprop):
-        pending = [
-            f for f, off in (("initial_scale", 0.0), ("nesterov", False), ("bias_correction", False))
-            if getattr(rule, f, off) != off
-        ]
-        if pending:
-            raise NotImplementedError(
-                f"impl_torch does not step optax.rmsprop's {pending} yet; "
-                f"use impl_jax or the defaults ({rule!r})"
-            )
 
 
 def _scalar_dtype() -> torch.dtype:

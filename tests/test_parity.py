@@ -15,6 +15,7 @@ judged alike, and never below 8 subnormal steps (fp16's eps = 1e-6 is itself sub
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -136,6 +137,19 @@ def _check_leaf(actual, expected, before, dtype: str, what: str) -> float:
             f"allowed error {allowed.ravel()[i]:.3g} (rtol {tol.rtol}, atol {tol.atol})"
         )
     return float(np.max(reference.ulp_distance(actual, expected, dtype, magnitude), initial=0.0))
+
+
+# Fields added to the rules after the cases' problem data was fixed, left out of the seed
+# so that adding a field to the spec does not draw new data for every case (new data drew
+# a weight decay that cancels a gradient to ~1e-7, where every impl's float32 rounding of
+# g + wd*p is far from the oracle's).
+_FIELDS_AFTER_SEEDING = ("complex_as_real", "initial_scale", "nesterov", "bias_correction")
+
+
+def _seed(rule) -> int:
+    """The problem data's seed: the rule as it was written when the data was fixed."""
+    fields = [f"{f.name}={getattr(rule, f.name)!r}" for f in dataclasses.fields(rule) if f.name not in _FIELDS_AFTER_SEEDING]
+    return zlib.crc32(f"{type(rule).__name__}({', '.join(fields)})".encode())
 
 
 def check_resynchronised_steps(impl, rule, params, grads, dtype: str) -> float:

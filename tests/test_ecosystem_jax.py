@@ -132,6 +132,10 @@ INJECTED = [
     ("rmsprop", {"momentum": 0.5}, "momentum", 0.9),
     ("rmsprop", {}, "eps", 1e-3),
     ("rmsprop", {"bias_correction": True, "nesterov": True, "momentum": 0.5}, "weight_decay", 0.01),
+    # decoupled decay reads the injected lr (Adagrad's clr) and weight_decay
+    ("adagrad", {"decoupled_weight_decay": True, "weight_decay": 0.1, "lr_decay": 0.5}, "lr", 0.2),
+    ("adadelta", {"decoupled_weight_decay": True, "weight_decay": 0.1}, "weight_decay", 0.5),
+    ("rmsprop", {"decoupled_weight_decay": True, "weight_decay": 0.1, "momentum": 0.5}, "lr", 0.2),
 ]
 
 

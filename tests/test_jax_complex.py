@@ -28,6 +28,14 @@ CASES = {
     "adadelta-optax": rules.preset("adadelta", "optax", lr=0.5),
     "rmsprop-torch-centered-momentum": rules.preset("rmsprop", "torch", centered=True, momentum=0.9, maximize=True),
     "rmsprop-optax": rules.preset("rmsprop", "optax"),
+    # decoupled decay on complex leaves, in both conventions (p * (1 - lr*wd) with the step's lr)
+    "adagrad-optax-decoupled": rules.preset(
+        "adagrad", "optax", lr=0.1, lr_decay=0.5, weight_decay=0.1, decoupled_weight_decay=True
+    ),
+    "adadelta-torch-decoupled": rules.preset("adadelta", "torch", weight_decay=0.1, decoupled_weight_decay=True),
+    "rmsprop-optax-decoupled": rules.preset(
+        "rmsprop", "optax", momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True
+    ),
     "rmsprop-optax-all-options": rules.preset(
         "rmsprop", "optax", centered=True, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=0.1
     ),

@@ -35,6 +35,23 @@ Conventions that make JAX round like torch.optim's single-tensor code
   (LLVM contracts the left product when both operands are products), and ``P.rnd``
   keeps the results of separate torch ops (``v.mul_(alpha)``) out of the contraction.
 
+Complex parameters
+------------------
+``rule.complex_as_real`` (torch.optim's convention, the default): the driver steps the
+real view ``(..., 2)`` of a complex leaf, its state included, with the real leaf math.
+Otherwise (optax's convention) the leaf math runs on the complex values: ``P.square``
+is ``|x|^2`` there, the second moments are real (``rules.reference.state_dtype``) and
+scalars stay real. No rounding claim is made for complex leaves beyond the tolerances.
+
+Traced hyperparameters
+----------------------
+Under ``optax.inject_hyperparams`` inside ``jit`` every numeric hyperparameter arrives
+as a traced scalar. The leaf functions read hyperparameters from ``rule``, which is then
+the concrete rule with the traced values in place of its fields (:func:`with_values`).
+The bools (RMSprop's ``centered``, ``nesterov``, ``bias_correction``...) must be
+concrete; whether momentum is on is decided when the state is created (a traced momentum
+there allocates the buffer) and read back from the state afterwards.
+
 Measured against torch 2.13 ``torch.optim`` (``foreach=False``, CPU, AVX-512), 20 steps,
 every preset variant: bitwise equal in bfloat16; in float32/float64 bitwise equal once
 torch's ``Tensor.sqrt`` is replaced by a correctly rounded one, i.e. the remaining
@@ -52,6 +69,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from adaptbench.rules import reference
 
 from ._placement import counter_like, filled_like
 
@@ -74,25 +93,47 @@ def unfused(x):
     return jnp.copysign(jnp.abs(x), x)
 
 
-class Precision:
-    """The storage and working dtype of one leaf, and the roundings between them."""
+def is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
 
-    __slots__ = ("storage", "compute", "reduced")
+
+def maybe_nonzero(x) -> bool:
+    """Whether a hyperparameter may be nonzero: a traced one may, so its branch is taken."""
+    return is_traced(x) or x != 0
+
+
+class Precision:
+    """The storage and working dtype of one leaf, and the roundings between them.
+
+    For a complex leaf (``complex_as_real=False``) ``real`` is the real counterpart: the
+    dtype of its scalars and of its real-valued moments.
+    """
+
+    __slots__ = ("storage", "compute", "reduced", "complex", "real")
 
     def __init__(self, dtype):
         self.storage = jnp.dtype(dtype)
-        if not jnp.issubdtype(self.storage, jnp.floating):
-            raise TypeError(f"parameters must be real floating point, got dtype {self.storage}")
+        self.complex = jnp.issubdtype(self.storage, jnp.complexfloating)
+        if not (self.complex or jnp.issubdtype(self.storage, jnp.floating)):
+            raise TypeError(f"parameters must be floating point (real or complex), got dtype {self.storage}")
         self.compute = working_dtype(self.storage)
+        self.real = jnp.finfo(self.compute).dtype
         self.reduced = self.storage != self.compute
+
+    def _kind(self, x, dtype):
+        """``dtype``, or its real counterpart for a real ``x`` of a complex leaf."""
+        return dtype if not self.complex or jnp.iscomplexobj(x) else jnp.finfo(dtype).dtype
 
     def up(self, x):
         """``x`` (storage dtype) lifted to the working dtype; exact. ``None`` stays ``None``."""
-        return None if x is None else jnp.asarray(x).astype(self.compute)
+        if x is None:
+            return None
+        x = jnp.asarray(x)
+        return x.astype(self._kind(x, self.compute))
 
     def scalar(self, x):
         """A hyperparameter or step scalar in the working dtype (one rounding from float64)."""
-        return jnp.asarray(x, dtype=self.compute)
+        return jnp.asarray(x, dtype=self.real)
 
     def stored(self, x):
         """A scalar as torch's CPU ``add`` kernel takes it: rounded to the *storage* dtype.
@@ -113,8 +154,10 @@ class Precision:
         ``addcmul_`` adds to it. For float32/float64 nothing needs rounding, but LLVM would
         contract ``v * alpha + q`` into one FMA; ``copysign(|x|, x)`` is the identity and
         hides the product from that contraction (measured on XLA:CPU; a barrier,
-        ``reduce_precision`` or a bitcast round trip do not).
+        ``reduce_precision`` or a bitcast round trip do not). Complex values pass unchanged.
         """
+        if jnp.iscomplexobj(x):
+            return x
         if not self.reduced:
             return unfused(x)
         if self.storage == jnp.dtype(jnp.bfloat16):
@@ -133,6 +176,14 @@ class Precision:
         q = a / b
         return q if not self.reduced else self.rnd(q)
 
+    def square(self, x, scale=None):
+        """``(scale * x) * x`` (torch's ``addcmul_(x, x, value=scale)``), or ``x * x``;
+        for a complex ``x`` the real ``|x|^2`` the same way, ``(scale * x) * conj(x)``."""
+        left = x if scale is None else scale * x
+        if jnp.iscomplexobj(x):
+            return (left * jnp.conj(x)).real
+        return left * x
+
     def sqrt(self, x):
         """``rnd(sqrt(x))`` that XLA cannot turn into ``rsqrt`` when it ends up a divisor."""
         return jax.lax.optimization_barrier(self.rnd(jnp.sqrt(x)))
@@ -144,7 +195,8 @@ class Precision:
         return self.rnd(self.sqrt(x) + self.stored(eps))
 
     def store(self, x):
-        return x.astype(self.storage)
+        """``x`` rounded to the storage dtype (its real counterpart for a real ``x`` of a complex leaf)."""
+        return x.astype(self._kind(x, self.storage))
 
 
 def prepare_grad(P: Precision, rule, p, g):
@@ -153,7 +205,7 @@ def prepare_grad(P: Precision, rule, p, g):
     g = P.up(g)
     if rule.maximize:
         g = -g
-    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
+    if maybe_nonzero(rule.weight_decay) and not rule.decoupled_weight_decay:
         g = P.rnd(P.stored(rule.weight_decay) * P.up(p) + g)
     return g
 
@@ -164,10 +216,14 @@ class RuleSpec:
 
     rule_cls: type
     state_cls: type  # NamedTuple: ``step`` first, then the moments (torch.optim's names)
-    leaf: Callable  # leaf(P, rule, p, g, *moments, lr) -> (delta, *new_moments)
-    fill: Callable[[Any, str], float] = lambda rule, name: 0.0  # initial value of a moment
-    # The per-step learning rate from lr (float or schedule value) and the pre-increment count.
-    effective_lr: Callable[[Any, Any, Any], Any] = lambda rule, lr, count: lr
+    leaf: Callable  # leaf(P, rule, p, g, *moments, **scalars) -> (delta, *new_moments)
+    # The leaf's per-step keyword scalars from the rule, lr (float, schedule value or traced)
+    # and the pre-increment count.
+    scalars: Callable[[Any, Any, Any], dict] = lambda rule, lr, count: {"lr": lr}
+    # Which of those scalars is the step's learning rate (decoupled weight decay uses it).
+    lr_scalar: str = "lr"
+    # Numeric hyperparameters whose value switches a moment on (> 0), with that moment.
+    switches: tuple[tuple[str, str], ...] = ()
     # make_step as single-output passes (see SplitStep), in this order: "params" and moment
     # names. Empty: one jitted module. The order must run every pass that reads an old
     # value before the pass that overwrites it.
@@ -183,18 +239,39 @@ def scalar_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
+def _dtype(x) -> jnp.dtype:
+    """``x``'s dtype as JAX will use it (float64 is float32 unless x64 is enabled)."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.result_type(x)))
+
+
+def _check_floating(x, where: str) -> jnp.dtype:
+    dtype = _dtype(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{where} has dtype {dtype}; parameters and gradients must be floating point (real or complex)")
+    return dtype
+
+
 def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
-    """The state before the first step: moments like ``params`` (same dtype and sharding per
-    leaf), step 0 (replicated over the parameters' mesh; ``_placement.py``)."""
-    for leaf in jax.tree.leaves(params):
-        Precision(jnp.result_type(leaf))  # rejects integer and complex leaves
-    present = rule.state_names
+    """The state before the first step: ``step`` 0 (replicated over the parameters' mesh;
+    ``_placement.py``) and each moment a tree like ``params``, sharded like it.
+
+    Each moment leaf has its parameter's dtype (``rules.reference.state_dtype``: the real
+    counterpart for the second moments of a complex parameter under
+    ``complex_as_real=False``) and starts at ``rules.reference.initial_value`` in every real
+    element. ``TypeError`` naming the leaf for integer (or other non-floating) leaves.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        _check_floating(leaf, f"params{jax.tree_util.keystr(path)}")
+
+    def filled(name, x):
+        dtype = reference.state_dtype(rule, name, _dtype(x))
+        value = reference.initial_value(rule, name)
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            value = value * (1 + 1j)  # every real element, as torch.optim fills complex state
+        return filled_like(x, value, dtype)
+
     moments = {
-        name: (
-            jax.tree.map(lambda x, v=spec.fill(rule, name): filled_like(x, v), params)
-            if name in present
-            else None
-        )
+        name: jax.tree.map(lambda x, n=name: filled(n, x), params) if name in rule.state_names else None
         for name in spec.moment_names
     }
     return spec.state_cls(step=counter_like(params), **moments)
@@ -225,42 +302,100 @@ def _leaves_like(treedef, tree, what: str) -> list:
         ) from None
 
 
-def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
-    """One step over the tree: (per-leaf deltas or new params, new state)."""
+def _check_leaves(rule, paths, g_leaves, p_leaves, present, m_leaves) -> None:
+    """Shapes and dtypes of every gradient, parameter and state leaf against each other.
+
+    A gradient must have its parameter's shape and dtype exactly (no promotion: a complex
+    gradient of a real parameter, or a float16 one of a float32 parameter, is a
+    ``TypeError``); each state leaf the shape of its gradient and the dtype
+    ``rules.reference.state_dtype`` gives for the gradient's dtype.
+    """
+    for i, (path, g) in enumerate(zip(paths, g_leaves)):
+        g_dtype = _check_floating(g, f"gradient {path}")
+        p = p_leaves[i]
+        if p is not None:
+            if jnp.shape(g) != jnp.shape(p):
+                raise ValueError(f"gradient {path} has shape {jnp.shape(g)} but params{path} has shape {jnp.shape(p)}")
+            if _dtype(p) != g_dtype:
+                raise TypeError(
+                    f"gradient {path} has dtype {g_dtype} but params{path} has dtype {_dtype(p)}; "
+                    f"gradients must have their parameter's dtype (cast them, e.g. "
+                    f"jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params))"
+                )
+        for name, leaves in zip(present, m_leaves):
+            x = leaves[i]
+            if jnp.shape(g) != jnp.shape(x):
+                raise ValueError(f"gradient {path} has shape {jnp.shape(g)} but state.{name}{path} has shape {jnp.shape(x)}")
+            want = reference.state_dtype(rule, name, g_dtype)
+            if _dtype(x) != want:
+                raise TypeError(
+                    f"state.{name}{path} has dtype {_dtype(x)} but a gradient of dtype {g_dtype} "
+                    f"needs {jnp.dtype(want)}; create the state with init(params) for these parameters"
+                )
+
+
+def _real_view(x):
+    """A complex array as its real ``(..., 2)`` view of (real, imaginary) pairs."""
+    return None if x is None else jnp.stack([x.real, x.imag], axis=-1)
+
+
+def _complex_view(x):
+    return None if x is None else jax.lax.complex(x[..., 0], x[..., 1])
+
+
+def _leaf_step(spec: RuleSpec, rule, p, g, moments: dict, scalars: dict, apply: bool):
+    """One leaf: (delta or new param, {moment: new value}); complex leaves per ``complex_as_real``."""
+    if jnp.iscomplexobj(g) and rule.complex_as_real:
+        views = {name: _real_view(m) for name, m in moments.items()}
+        out, new = _leaf_step(spec, rule, _real_view(p), _real_view(g), views, scalars, apply)
+        return _complex_view(out), {name: _complex_view(m) for name, m in new.items()}
+    P = Precision(_dtype(g))
+    delta, *new_ms = spec.leaf(P, rule, p, g, *(moments.get(n) for n in spec.moment_names), **scalars)
+    if rule.decoupled_weight_decay and maybe_nonzero(rule.weight_decay):
+        out = P.store(_decoupled(P, rule, p, delta, scalars[spec.lr_scalar], apply))
+    else:
+        out = P.store(P.up(p) + delta) if apply else P.store(delta)
+    return out, dict(zip(spec.moment_names, new_ms))
+
+
+def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool, traced: dict):
+    """One step over the tree: (per-leaf deltas or new params, new state).
+
+    ``traced``: hyperparameters given as traced scalars, used in place of ``rule``'s fields.
+    """
     if not isinstance(state, spec.state_cls):
         raise TypeError(f"expected a {spec.state_cls.__name__}, got {type(state).__name__}")
-    if rule.weight_decay != 0 and params is None:
+    for name, moment in spec.switches:
+        if name in traced:  # on or off as when the state was created
+            rule = rule.replace(**{name: 1.0 if getattr(state, moment) is not None else 0.0})
+    math_rule = with_values(rule, traced)
+    if maybe_nonzero(math_rule.weight_decay) and params is None:
         raise ValueError(
-            f"{rule.name} with weight_decay={rule.weight_decay} needs the parameters: "
+            f"{rule.name} with weight_decay={math_rule.weight_decay} needs the parameters: "
             "call update(grads, state, params)"
         )
     count = state.step
     lr_t = lr(count) if callable(lr) else lr
-    eff_lr = spec.effective_lr(rule, lr_t, count)
+    scalars = spec.scalars(math_rule, lr_t, count)
 
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(grads)
     paths = [jax.tree_util.keystr(path) or "<root>" for path, _ in paths_and_leaves]
     g_leaves = [leaf for _, leaf in paths_and_leaves]
     p_leaves = _leaves_like(treedef, params, "params") if params is not None else [None] * len(g_leaves)
     present = [name for name in spec.moment_names if getattr(state, name) is not None]
+    if tuple(present) != rule.state_names:
+        raise ValueError(
+            f"the state holds {present} but {rule!r} needs {list(rule.state_names)}; "
+            "create the state with init() of the same rule"
+        )
     m_leaves = [_leaves_like(treedef, getattr(state, name), f"state.{name}") for name in present]
-    for name, leaves in [("params", p_leaves), *((f"state.{n}", m) for n, m in zip(present, m_leaves))]:
-        for path, g, x in zip(paths, g_leaves, leaves):
-            if x is not None and jnp.shape(g) != jnp.shape(x):
-                raise ValueError(
-                    f"gradient {path} has shape {jnp.shape(g)} but {name}{path} has shape {jnp.shape(x)}"
-                )
+    _check_leaves(rule, paths, g_leaves, p_leaves, present, m_leaves)
 
     out_leaves, new_m_leaves = [], [[] for _ in present]
     for i, (p, g) in enumerate(zip(p_leaves, g_leaves)):
-        ms = dict(zip(present, (m[i] for m in m_leaves)))
-        P = Precision(ms[present[0]].dtype)
-        delta, *new_ms = spec.leaf(P, rule, p, g, *(ms.get(n) for n in spec.moment_names), eff_lr)
-        if rule.decoupled_weight_decay and rule.weight_decay != 0:
-            out_leaves.append(P.store(_decoupled(P, rule, p, delta, eff_lr, apply)))
-        else:
-            out_leaves.append(P.store(P.up(p) + delta) if apply else P.store(delta))
-        new_ms = dict(zip(spec.moment_names, new_ms))
+        moments = {name: m[i] for name, m in zip(present, m_leaves)}
+        out, new_ms = _leaf_step(spec, math_rule, p, g, moments, scalars, apply)
+        out_leaves.append(out)
         for j, name in enumerate(present):
             new_m_leaves[j].append(new_ms[name])
 
@@ -271,73 +406,115 @@ def _run(spec: RuleSpec, rule, lr, grads, state, params, apply: bool):
     return treedef.unflatten(out_leaves), new_state
 
 
-def _concrete(name: str, value):
-    """A hyperparameter as a Python scalar: 0-d NumPy/JAX arrays are unwrapped, then validated by ``rules``.
+def with_values(rule, traced: dict):
+    """``rule`` with some numeric fields set to traced scalars, unvalidated (they cannot be).
 
-    A traced value (``jit``/``vmap``) cannot be validated or branched on, so only ``lr``
-    may be one (see :func:`from_keywords`); any other raises a ``TypeError`` naming it.
+    The leaf functions read hyperparameters as ``rule.<field>``; this is how a value
+    injected with ``optax.inject_hyperparams`` reaches them inside ``jit``.
     """
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{name} is a traced value; only lr may change inside jit (e.g. through "
-            f"optax.inject_hyperparams): pass {name} as a Python number, or list it in "
-            f"inject_hyperparams(..., static_args=(...))"
-        )
+    if not traced:
+        return rule
+    copy = dataclasses.replace(rule)
+    for name, value in traced.items():
+        object.__setattr__(copy, name, value)
+    return copy
+
+
+def _concrete(name: str, value):
+    """A concrete hyperparameter as a Python scalar: 0-d NumPy/JAX arrays are unwrapped
+    (a complex one with a zero imaginary part, as ``inject_hyperparams`` makes for complex
+    parameters, to its real part), then validated by ``rules``."""
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         if np.ndim(value) != 0:
             raise TypeError(f"{name} must be a scalar, got an array of shape {np.shape(value)}")
-        return np.asarray(value).item()
+        value = np.asarray(value).item()
+        if isinstance(value, complex):
+            if value.imag != 0:
+                raise ValueError(f"{name} must be real, got {value!r}")
+            value = value.real
     return value
 
 
-def from_keywords(spec: RuleSpec, lr, **hyperparameters) -> optax.GradientTransformation:
+def _is_switch_field(cls, name: str) -> bool:
+    field = {f.name: f for f in dataclasses.fields(cls)}.get(name)
+    return field is not None and isinstance(field.default, bool)
+
+
+def from_keywords(spec: RuleSpec, lr, **hyperparameters) -> optax.GradientTransformationExtraArgs:
     """What the factories (``impl_jax.adagrad`` etc.) build from their keywords.
 
-    ``lr`` may be a Python number, a 0-d array, an optax schedule, or a *traced* scalar
-    (``optax.inject_hyperparams`` passes ``state.hyperparams['lr']`` in, traced under
-    ``jit``); a traced lr cannot be validated and is used as given. Every other
-    hyperparameter must be concrete: 0-d arrays are unwrapped to Python scalars and
-    validated by the ``rules`` dataclass like numbers (``ValueError`` naming the argument).
+    ``lr`` may be a Python number, a 0-d array or an optax schedule. Concrete values
+    (numbers, 0-d arrays, unwrapped) are validated by the ``rules`` dataclass
+    (``ValueError``/``TypeError`` naming the argument). Every *numeric* hyperparameter may
+    also be a traced scalar (``optax.inject_hyperparams`` passes ``state.hyperparams``
+    in, traced under ``jit``): it is used as given, unvalidated. The switches (bools:
+    ``centered``, ``nesterov``, ...) change what is computed and must be concrete: a traced
+    one is a ``TypeError`` naming it. A numeric hyperparameter that switches a moment on
+    (RMSprop's ``momentum > 0``) decides the state's layout when the state is created: a
+    concrete value there decides it, a traced one allocates the moment (its value is not
+    known; a zero momentum then steps as no momentum, up to rounding); afterwards the
+    state's layout decides.
     """
-    dynamic = None
+    dynamic_lr = None
     if callable(lr):
-        dynamic = lr
-    elif isinstance(lr, jax.core.Tracer):
+        dynamic_lr = lr
+    elif is_traced(lr):
         if jnp.ndim(lr) != 0:
             raise TypeError(f"lr must be a scalar, got an array of shape {jnp.shape(lr)}")
-        dynamic = lr
+        dynamic_lr = jnp.real(lr)
     else:
         lr = _concrete("lr", lr)
-    values = {name: _concrete(name, value) for name, value in hyperparameters.items()}
-    rule = spec.rule_cls(lr=0.0 if dynamic is not None else lr, **values)
-    return build_transformation(spec, rule, lr=dynamic)
+    traced, values = {}, {}
+    for name, value in hyperparameters.items():
+        if not is_traced(value):
+            values[name] = _concrete(name, value)
+        elif _is_switch_field(spec.rule_cls, name):
+            raise TypeError(
+                f"{name} is a traced value; it switches part of the computation on or off and "
+                f"must be a Python bool (list it in inject_hyperparams(..., static_args=(...)))"
+            )
+        elif jnp.ndim(value) != 0:
+            raise TypeError(f"{name} must be a scalar, got an array of shape {jnp.shape(value)}")
+        else:
+            traced[name] = jnp.real(value)
+    placeholders = {f.name: f.default for f in dataclasses.fields(spec.rule_cls) if f.name in traced}
+    rule = spec.rule_cls(lr=0.0 if dynamic_lr is not None else lr, **placeholders, **values)
+    return build_transformation(spec, rule, lr=dynamic_lr, traced=traced)
 
 
-def build_transformation(spec: RuleSpec, rule, lr=None) -> optax.GradientTransformation:
-    """The rule as an optax ``GradientTransformation`` whose updates are the deltas.
+def build_transformation(spec: RuleSpec, rule, lr=None, traced=None) -> optax.GradientTransformationExtraArgs:
+    """The rule as an optax ``GradientTransformationExtraArgs`` whose updates are the deltas.
 
     ``lr`` (overriding ``rule.lr``): a number or 0-d array (validated), a schedule, or a
-    traced scalar (used as given).
+    traced scalar (used as given). ``traced``: other hyperparameters as traced scalars
+    (see :func:`from_keywords`). Extra keyword arguments of ``update`` (``value=loss``...)
+    are accepted and ignored, as every optax alias does.
     """
     if not isinstance(rule, spec.rule_cls):
         raise TypeError(f"expected a rules.{spec.rule_cls.__name__}, got {type(rule).__name__}")
+    traced = dict(traced or {})
     lr = rule.lr if lr is None else lr
-    if not callable(lr) and not isinstance(lr, jax.core.Tracer):
+    if not callable(lr) and not is_traced(lr):
         lr = rule.replace(lr=_concrete("lr", lr)).lr  # validated like the rule's own lr
 
     def init_fn(params):
-        return init_state(spec, rule, params)
+        # A switch traced when the state is created (jax.jit(tx.init) under
+        # inject_hyperparams) may be nonzero: its moment is allocated.
+        on = {name: 1.0 for name, _ in spec.switches if name in traced}
+        fills = {name: value for name, value in traced.items() if name not in on}
+        return init_state(spec, with_values(rule.replace(**on), fills), params)
 
-    def update_fn(updates, state, params=None):
-        return _run(spec, rule, lr, updates, state, params, apply=False)
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args  # e.g. value=loss for optax's line searches; the rules do not use them
+        return _run(spec, rule, lr, updates, state, params, apply=False, traced=traced)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def apply_step(spec: RuleSpec, rule, params, state, grads):
     """``(params, state)`` after one step with ``rule.lr``, each new parameter rounded once
     (``p + delta`` in the working dtype); traceable, not jitted."""
-    return _run(spec, rule, rule.lr, grads, state, params, apply=True)
+    return _run(spec, rule, rule.lr, grads, state, params, apply=True, traced={})
 
 
 def build_step(spec: RuleSpec, rule):
@@ -398,7 +575,7 @@ class SplitStep:
             else:
                 state = state._replace(**{name: target})
             # A moment's pass needs no params (no weight decay), so no p + delta either.
-            new_params, new_state = _run(spec, rule, rule.lr, grads, state, params, apply=name == "params")
+            new_params, new_state = _run(spec, rule, rule.lr, grads, state, params, apply=name == "params", traced={})
             out = new_params if name == "params" else getattr(new_state, name)
             return (out, new_state.step) if last else out
 

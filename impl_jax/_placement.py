@@ -25,11 +25,15 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 
-def filled_like(x, value):
-    """An array shaped, typed and sharded like ``x``, every element ``value``."""
+def filled_like(x, value, dtype=None):
+    """An array shaped and sharded like ``x``, of ``dtype`` (``x``'s by default; the real
+    counterpart of a complex ``x`` allowed), every element ``value``."""
     if not isinstance(x, jax.core.Tracer):
-        return jnp.full_like(x, value)
+        return jnp.full_like(x, value, dtype=dtype)
     zero = jnp.where(jnp.isfinite(x), x * 0, jnp.zeros_like(x))
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.complexfloating):
+        zero = jnp.real(zero)
+    zero = zero.astype(zero.dtype if dtype is None else dtype)
     return zero + jnp.asarray(value, dtype=zero.dtype)
 
 

@@ -17,6 +17,9 @@ Formula (``rules.Adadelta``'s docstring; ``v`` = ``square_avg``, ``u`` = ``acc_d
 Source: torch/optim/adadelta.py ``_single_tensor_adadelta``; optax/_src/transform.py
 ``scale_by_adadelta`` (same formula, eps inside both roots; ``optax.adadelta``'s lr
 defaults to None, and lr = 1 is the paper's). Convention: torch.optim's.
+Complex parameters: ``complex_as_real`` (``rules.Adadelta``; ``impl_jax/_core.py``); under
+False ``v`` and ``u`` accumulate ``|g|^2`` and ``|d|^2`` (optax squares ``g`` itself, see
+``rules.Adadelta``).
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ def adadelta_leaf(P: _core.Precision, rule: rules.Adadelta, p, g, square_avg, ac
     g = _core.prepare_grad(P, rule, p, g)
     rho, one_minus_rho = P.scalar(rule.rho), P.scalar(1 - rule.rho)
     u = P.up(acc_delta)
-    v = P.rnd((one_minus_rho * g) * g + P.rnd(P.up(square_avg) * rho))
+    v = P.rnd(P.square(g, one_minus_rho) + P.rnd(P.up(square_avg) * rho))
     std = P.root(v, rule.eps, rule.eps_in_sqrt)
     d = P.root(u, rule.eps, rule.eps_in_sqrt)
     d = P.rnd(P.div(d, std) * g)
-    u = P.rnd((one_minus_rho * d) * d + P.rnd(u * rho))
+    u = P.rnd(P.square(d, one_minus_rho) + P.rnd(u * rho))
     delta = P.stored(-lr) * d
     return delta, P.store(v), P.store(u)
 
@@ -74,19 +77,18 @@ def adadelta(
     eps_in_sqrt=True,
     maximize=False,
     decoupled_weight_decay=False,
-) -> optax.GradientTransformation:
+    complex_as_real=True,
+) -> optax.GradientTransformationExtraArgs:
     """Adadelta as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adadelta.
 
     The updates are the deltas to add (``optax.apply_updates``). ``lr`` may be an optax
     schedule, evaluated at the step count before the increment (``optax.scale_by_schedule``).
     ``weight_decay != 0`` needs ``update(grads, state, params)``. With the defaults this is
     ``optax.adadelta(learning_rate=1.0)``. Invalid values raise ``ValueError``/``TypeError``
-    naming the argument (``rules.Adadelta``).
-    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
-    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
-    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
-    them in ``static_args``:
-    ``optax.inject_hyperparams(impl_jax.adadelta, static_args=("rho", "eps", "weight_decay"))``.
+    naming the argument (``rules.Adadelta``). ``complex_as_real``: see ``impl_jax.adagrad``.
+    ``optax.inject_hyperparams(impl_jax.adadelta)(...)`` works inside ``jit`` with every
+    numeric hyperparameter injected (``lr``, ``rho``, ``eps``, ``weight_decay``); traced
+    values are used unvalidated. The bools are static.
     """
     return _core.from_keywords(
         SPEC,
@@ -97,4 +99,5 @@ def adadelta(
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
+        complex_as_real=complex_as_real,
     )

@@ -7,6 +7,7 @@ Formula (``t`` = step count after the increment; ``rules.Adagrad``'s docstring):
                                          (decoupled_weight_decay: p <- p * (1 - lr * weight_decay)
                                          before p's update instead, see impl_jax._core)
     s <- s + g * g                       (torch: state_sum.addcmul_(grad, grad, value=1))
+                                         (complex, complex_as_real=False: s <- s + |g|^2, real)
     std = sqrt(s) + eps                  (torch: state_sum.sqrt().add_(eps))
         | sqrt(s + eps)                  if eps_in_sqrt (optax's scale_by_rss, the seed tutorial)
     clr = lr / (1 + (t - 1) * lr_decay)
@@ -17,6 +18,7 @@ Formula (``t`` = step count after the increment; ``rules.Adagrad``'s docstring):
 Source: torch/optim/adagrad.py ``_single_tensor_adagrad``; optax/_src/transform.py
 ``scale_by_rss`` and alias.py ``adagrad`` (the ``optax`` preset: eps 1e-7 in the root,
 s0 = 0.1, masked). Convention: torch.optim's, keyword names and defaults included.
+Complex parameters: ``complex_as_real`` (``rules.Adagrad``; ``impl_jax/_core.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class AdagradState(NamedTuple):
     """torch.optim.Adagrad's per-parameter state, for a whole tree.
 
     ``step``: int32 scalar, steps taken so far (torch keeps a float32 tensor per parameter).
-    ``sum``: tree like the params (same dtype per leaf), the sum of squared gradients.
+    ``sum``: tree like the params (same dtype per leaf; real for a complex leaf under
+    ``complex_as_real=False``), the sum of squared gradients.
     """
 
     step: Any
@@ -48,7 +51,7 @@ def adagrad_leaf(P: _core.Precision, rule: rules.Adagrad, p, g, sum, clr):
     ``clr`` is this step's ``lr / (1 + (t - 1) * lr_decay)``. Each ``P.rnd`` ends one torch op.
     """
     g = _core.prepare_grad(P, rule, p, g)
-    s = P.rnd(g * g + P.up(sum))
+    s = P.rnd(P.square(g) + P.up(sum))
     std = P.root(s, rule.eps, rule.eps_in_sqrt)
     delta = (P.scalar(-clr) * g) / std
     if rule.mask_zero_accumulator:
@@ -56,24 +59,24 @@ def adagrad_leaf(P: _core.Precision, rule: rules.Adagrad, p, g, sum, clr):
     return delta, P.store(s)
 
 
-def _clr(rule: rules.Adagrad, lr, count):
-    """``lr / (1 + (t - 1) * lr_decay)`` with ``count = t - 1`` (the pre-increment count).
+def _scalars(rule: rules.Adagrad, lr, count) -> dict:
+    """``clr = lr / (1 + (t - 1) * lr_decay)`` with ``count = t - 1`` (the pre-increment count).
 
     torch evaluates it in Python float64; here it is float64 when x64 is enabled, else
     float32 (then ``clr`` may differ from torch's by an ulp of float32 when lr_decay != 0).
     """
-    if rule.lr_decay == 0:
-        return lr
+    if not _core.maybe_nonzero(rule.lr_decay):
+        return {"clr": lr}
     dt = _core.scalar_dtype()
-    return jnp.asarray(lr, dt) / (_core.unfused(jnp.asarray(count, dt) * rule.lr_decay) + 1)
+    return {"clr": jnp.asarray(lr, dt) / (_core.unfused(jnp.asarray(count, dt) * rule.lr_decay) + 1)}
 
 
 SPEC = _core.RuleSpec(
     rule_cls=rules.Adagrad,
     state_cls=AdagradState,
     leaf=adagrad_leaf,
-    fill=lambda rule, name: rule.initial_accumulator_value,
-    effective_lr=_clr,
+    scalars=_scalars,
+    lr_scalar="clr",
 )
 
 
@@ -88,7 +91,8 @@ def adagrad(
     maximize=False,
     decoupled_weight_decay=False,
     mask_zero_accumulator=False,
-) -> optax.GradientTransformation:
+    complex_as_real=True,
+) -> optax.GradientTransformationExtraArgs:
     """Adagrad as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adagrad.
 
     The updates are the deltas to add (``optax.apply_updates``), so the transformation
@@ -100,12 +104,12 @@ def adagrad(
     ``adagrad(**rules.preset("adagrad", "optax").as_dict())`` reproduces ``optax.adagrad``
     (eps 1e-7 inside the root, accumulator 0.1, update 0 where the accumulator is 0).
     Invalid values raise ``ValueError``/``TypeError`` naming the argument (``rules.Adagrad``).
-    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
-    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
-    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
-    them in ``static_args``:
-    ``optax.inject_hyperparams(impl_jax.adagrad, static_args=(
-    "lr_decay", "weight_decay", "initial_accumulator_value", "eps"))``.
+    Complex parameters: ``complex_as_real=True`` steps real and imaginary parts as separate
+    elements (torch.optim), False accumulates ``|g|^2`` (optax, the ``optax`` preset).
+    ``optax.inject_hyperparams(impl_jax.adagrad)(lr=...)`` works inside ``jit`` with every
+    numeric hyperparameter injected (``lr``, ``lr_decay``, ``weight_decay``, ``eps``;
+    ``initial_accumulator_value`` only matters when the state is created); traced values
+    are used unvalidated. The bools are static.
     """
     return _core.from_keywords(
         SPEC,
@@ -118,4 +122,5 @@ def adagrad(
         maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
         mask_zero_accumulator=mask_zero_accumulator,
+        complex_as_real=complex_as_real,
     )

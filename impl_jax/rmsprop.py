@@ -15,8 +15,15 @@ Formula (``rules.RMSprop``'s docstring; ``v`` = ``square_avg``, ``m`` = ``grad_a
     momentum > 0: b <- momentum * b + g / avg; delta = -lr * b
                                          (torch: buf.mul_(momentum).addcdiv_(grad, avg);
                                           param.add_(buf, alpha=-lr))
+                  nesterov: delta = -lr * (g / avg + momentum * b)
     else:         delta = (-lr * g) / avg   (torch CPU: param.addcdiv_(grad, avg, value=-lr))
     p <- p + delta
+
+optax.rmsprop's options (``rules.RMSprop``): ``initial_scale`` is the initial ``v``;
+``bias_correction`` divides ``v`` and ``m`` by ``1 - alpha**t`` (``t`` the step count after
+the increment) where they enter ``v~``, the state keeping them uncorrected; ``nesterov``
+as above. Complex parameters: ``complex_as_real`` (``impl_jax/_core.py``); under False
+``v`` accumulates ``|g|^2`` and centered uses ``v - |m|^2``.
 
 The momentum buffer traces the *unscaled* quotient and the lr multiplies it afterwards
 (torch.optim); optax's ``rmsprop(momentum=...)`` traces the already lr-scaled update, which
@@ -30,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from adaptbench import rules
@@ -51,42 +60,73 @@ class RMSpropState(NamedTuple):
     momentum_buffer: Any = None
 
 
-def _lerp(P: _core.Precision, start, end, weight: float):
+def _lerp(P: _core.Precision, start, end, weight):
     """torch's ``start.lerp_(end, weight)`` (ATen/native/Lerp.h: an FMA from the nearer end)."""
-    if abs(weight) < 0.5:
-        return P.scalar(weight) * (end - start) + start
-    return (P.scalar(weight) - P.scalar(1.0)) * (end - start) + end
+    from_start = lambda: P.scalar(weight) * (end - start) + start
+    from_end = lambda: (P.scalar(weight) - P.scalar(1.0)) * (end - start) + end
+    if _core.is_traced(weight):
+        return jnp.where(jnp.abs(weight) < 0.5, from_start(), from_end())
+    return from_start() if abs(weight) < 0.5 else from_end()
 
 
 def rmsprop_leaf(
-    P: _core.Precision, rule: rules.RMSprop, p, g, square_avg, grad_avg, momentum_buffer, lr
+    P: _core.Precision, rule: rules.RMSprop, p, g, square_avg, grad_avg, momentum_buffer, lr, correction=None
 ):
     """One leaf of one step: ``(delta, new_square_avg, new_grad_avg, new_momentum_buffer)``.
 
-    Absent moments come in and go out as ``None``; ``delta`` is unrounded (working dtype).
+    Absent moments come in and go out as ``None`` (the momentum branch follows the state);
+    ``correction`` is ``1 - alpha**t`` under ``bias_correction``, else ``None``; ``delta``
+    is unrounded (working dtype).
     """
     g = _core.prepare_grad(P, rule, p, g)
     alpha, one_minus_alpha = P.scalar(rule.alpha), P.scalar(1 - rule.alpha)
-    v = P.rnd((one_minus_alpha * g) * g + P.rnd(P.up(square_avg) * alpha))
+    v = P.rnd(P.square(g, one_minus_alpha) + P.rnd(P.up(square_avg) * alpha))
+    var = v if correction is None else P.rnd(v / P.scalar(correction))
     new_grad_avg = None
     if rule.centered:
         m = P.rnd(_lerp(P, P.up(grad_avg), g, 1 - rule.alpha))
         new_grad_avg = P.store(m)
-        var = P.rnd(v - m * m)  # torch: square_avg.addcmul(grad_avg, grad_avg, value=-1), an FMA
-    else:
-        var = v
+        m_hat = m if correction is None else P.rnd(m / P.scalar(correction))
+        # torch: square_avg.addcmul(grad_avg, grad_avg, value=-1), an FMA
+        var = P.rnd(var - P.square(m_hat))
     avg = P.root(var, rule.eps, rule.eps_in_sqrt)
     new_buf = None
-    if rule.momentum > 0:
-        b = P.rnd(P.rnd(P.up(momentum_buffer) * P.scalar(rule.momentum)) + g / avg)
+    if momentum_buffer is not None:
+        q = g / avg
+        b = P.rnd(P.rnd(P.up(momentum_buffer) * P.scalar(rule.momentum)) + q)
         new_buf = P.store(b)
+        if rule.nesterov:
+            b = P.rnd(P.rnd(b * P.scalar(rule.momentum)) + P.rnd(q))
         delta = P.stored(-lr) * b
     else:
         delta = (P.scalar(-lr) * g) / avg
     return delta, P.store(v), new_grad_avg, new_buf
 
 
-SPEC = _core.RuleSpec(rule_cls=rules.RMSprop, state_cls=RMSpropState, leaf=rmsprop_leaf)
+@jax.jit
+def _correction(alpha, t):
+    # Jitted like optax.tree.bias_correction: XLA's compiled pow differs from the eager
+    # one (measured: 1 - 0.999**3 in float32 is 0.00299698 compiled, 0.00299692 eager,
+    # and the quotient by it amplifies that to 1e-5 of the step).
+    return 1 - alpha**t
+
+
+def _scalars(rule: rules.RMSprop, lr, count) -> dict:
+    """``lr``, and under ``bias_correction`` ``1 - alpha**t`` (``t = count + 1``) computed
+    as optax.tree.bias_correction does, in float32 (float64 under x64)."""
+    if not rule.bias_correction:
+        return {"lr": lr}
+    alpha = jnp.asarray(rule.alpha, _core.scalar_dtype())
+    return {"lr": lr, "correction": _correction(alpha, optax.safe_increment(count))}
+
+
+SPEC = _core.RuleSpec(
+    rule_cls=rules.RMSprop,
+    state_cls=RMSpropState,
+    leaf=rmsprop_leaf,
+    scalars=_scalars,
+    switches=(("momentum", "momentum_buffer"),),
+)
 
 
 def rmsprop(
@@ -99,8 +139,12 @@ def rmsprop(
     *,
     eps_in_sqrt=False,
     maximize=False,
+    initial_scale=0.0,
+    nesterov=False,
+    bias_correction=False,
     decoupled_weight_decay=False,
-) -> optax.GradientTransformation:
+    complex_as_real=True,
+) -> optax.GradientTransformationExtraArgs:
     """RMSprop as an optax ``GradientTransformation``; keywords and defaults of torch.optim.RMSprop.
 
     The updates are the deltas to add (``optax.apply_updates``). ``lr`` may be an optax
@@ -108,13 +152,19 @@ def rmsprop(
     the momentum buffer is traced before the lr scaling, as in torch (see the module
     docstring). ``weight_decay != 0`` needs ``update(grads, state, params)``.
     ``rmsprop(**rules.preset("rmsprop", "optax").as_dict())`` is ``optax.rmsprop`` with
-    its defaults (decay 0.9, eps 1e-8 inside the root). Invalid values raise
+    its defaults (decay 0.9, eps 1e-8 inside the root); ``initial_scale``, ``nesterov``
+    and ``bias_correction`` are optax.rmsprop's options (off: torch's rule), so every
+    ``optax.rmsprop`` setting has a counterpart. Invalid values raise
     ``ValueError``/``TypeError`` naming the argument (``rules.RMSprop``).
-    Under ``optax.inject_hyperparams`` ``lr`` may be a traced scalar (changed through
-    ``state.hyperparams['lr']`` inside ``jit``); every other numeric hyperparameter must be
-    concrete (0-d arrays are unwrapped and validated like numbers), so under ``jit`` list
-    them in ``static_args``:
-    ``optax.inject_hyperparams(impl_jax.rmsprop, static_args=("alpha", "eps", "weight_decay", "momentum"))``.
+    ``complex_as_real``: see ``impl_jax.adagrad``.
+    ``optax.inject_hyperparams(impl_jax.rmsprop)(...)`` works inside ``jit`` with every
+    numeric hyperparameter injected (``lr``, ``alpha``, ``eps``, ``weight_decay``,
+    ``momentum``; ``initial_scale`` only matters when the state is created); traced values
+    are used unvalidated. Whether momentum is on (``momentum > 0``) is decided when the
+    state is created, from the value then (a traced value, as under ``jax.jit(tx.init)``,
+    allocates the buffer), and read back from the state afterwards: injecting a nonzero
+    momentum later into a state created without a buffer has no effect. The bools
+    (``centered``, ``nesterov``, ``bias_correction``...) are static.
     """
     return _core.from_keywords(
         SPEC,
@@ -126,5 +176,9 @@ def rmsprop(
         centered=centered,
         eps_in_sqrt=eps_in_sqrt,
         maximize=maximize,
+        initial_scale=initial_scale,
+        nesterov=nesterov,
+        bias_correction=bias_correction,
         decoupled_weight_decay=decoupled_weight_decay,
+        complex_as_real=complex_as_real,
     )

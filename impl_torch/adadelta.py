@@ -50,7 +50,8 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     std = root(ops, square_avgs, eps, rule.eps_in_sqrt)
     deltas = root(ops, acc_deltas, eps, rule.eps_in_sqrt)
     ops.div_(deltas, std)
-    ops.mul_(deltas, grads)
+    # rebound: under AbsSqOps a real root times a complex gradient is a new tensor
+    deltas = ops.mul_(deltas, grads)
     ops.mul_(acc_deltas, rho)
     ops.addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
     decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, steps))

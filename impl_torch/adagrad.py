@@ -28,10 +28,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from .ops import TensorOps
 from .prologue import decay_params_, effective_grads
 from .roots import root
 
-__all__ = ["update"]
+__all__ = ["update", "sparse_update"]
 
 
 def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
@@ -76,3 +79,38 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
         ops.addcdiv_(params, numerator, std)
     else:
         ops.addcdiv_(params, grads, std, value=minus_clr)
+
+
+def sparse_update(rule, param, grad, state: dict[str, Any]) -> None:
+    """One Adagrad step in place for a sparse COO ``grad`` (``nn.Embedding(sparse=True)``):
+    only the rows (elements) the gradient names are read and written.
+
+    The same formula on those elements: ``s[i] += g[i]**2``,
+    ``p[i] -= clr * g[i] / root(s[i])``. Duplicate indices are summed first
+    (``coalesce``): the update is not linear in ``g``, so two half-gradients for one row
+    must not be applied as two steps. Weight decay is refused by the caller (a dense
+    ``weight_decay * p`` term would touch every row); ``maximize`` negates ``g``.
+
+    Order of operations: torch/optim/adagrad.py, ``_single_tensor_adagrad``'s sparse
+    branch (``sum`` updated by a sparse add of the squared values, the root of the updated
+    ``sum`` at the gradient's indices, then one sparse add of ``g / root`` scaled by
+    ``-clr``), so that results equal torch.optim's sparse Adagrad bit for bit.
+    """
+    sums, step = state["sum"], state["step"]
+    TensorOps.increment_(step)
+    if rule.maximize:
+        grad = -grad
+    clr = rule.lr / (1 + (TensorOps.values(step) - 1) * rule.lr_decay)
+    grad = grad.coalesce()
+    indices, values = grad._indices(), grad._values()
+    sums.add_(_sparse_like(grad, indices, values * values))
+    std = root(TensorOps, sums.sparse_mask(grad)._values(), rule.eps, rule.eps_in_sqrt)
+    q = values / std
+    if rule.mask_zero_accumulator:
+        TensorOps.zero_unless_positive_(q, sums.sparse_mask(grad)._values())
+    param.add_(_sparse_like(grad, indices, q), alpha=-clr)
+
+
+def _sparse_like(grad, indices, values):
+    # The indices come from a coalesced tensor: valid, so the invariant check is skipped.
+    return torch.sparse_coo_tensor(indices, values, grad.size(), check_invariants=False)

@@ -33,10 +33,12 @@ import torch
 from torch import Tensor
 
 from adaptbench import rules
+from adaptbench.rules import reference
 
 from . import adadelta, adagrad, rmsprop
 from .distributed import local_views
-from .ops import ForeachOps, TensorOps
+from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
+from .prologue import effective_grads
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -78,13 +80,8 @@ def _scalar_dtype() -> torch.dtype:
 def _check_param(param, where: str) -> None:
     if not isinstance(param, Tensor):
         raise TypeError(f"{where} must be a torch.Tensor, got {type(param).__name__}")
-    if param.is_complex():
-        raise TypeError(
-            f"{where} is complex ({param.dtype}); impl_torch supports real floating "
-            f"dtypes only (torch.optim handles complex parameters as real views)"
-        )
-    if not param.is_floating_point():
-        raise TypeError(f"{where} must have a floating dtype, got {param.dtype}")
+    if not (param.is_floating_point() or param.is_complex()):
+        raise TypeError(f"{where} must have a floating or complex dtype, got {param.dtype}")
     if param.layout != torch.strided:
         raise TypeError(f"{where} must be a dense (strided) tensor, got layout {param.layout}")
 
@@ -101,9 +98,23 @@ def init_state(rule, param: Tensor) -> dict:
     _check_param(param, "param")
     state: dict = {"step": torch.tensor(0.0, dtype=_scalar_dtype())}
     for name in rule.state_names:
-        fill = rule.initial_accumulator_value if name == "sum" else 0.0
-        state[name] = torch.full_like(param, fill, memory_format=torch.preserve_format)
+        fill = reference.initial_value(rule, name)
+        dtype = state_dtype(rule, name, param)
+        if dtype.is_complex:
+            # Stepped as a real view (``_as_real``): both halves start at the fill value,
+            # as torch.optim.Adagrad fills complex(v, v).
+            fill = complex(fill, fill)
+        state[name] = torch.full_like(param, fill, dtype=dtype, memory_format=torch.preserve_format)
     return state
+
+
+def state_dtype(rule, name: str, param: Tensor) -> torch.dtype:
+    """The dtype of state ``name`` for ``param``: the parameter's, except the real
+    counterpart for the second moments (``sum``, ``square_avg``, ``acc_delta``) of a
+    complex parameter under ``complex_as_real=False`` (``rules.reference.state_dtype``)."""
+    if param.is_complex() and not rule.complex_as_real and name in reference.SECOND_MOMENTS:
+        return param.real.dtype
+    return param.dtype
 
 
 def _same_place(t: Tensor, param: Tensor, where, param_where) -> None:
@@ -165,15 +176,14 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool =
         gw = functools.partial(where, "grads", i)
         if not isinstance(g, Tensor):
             raise TypeError(f"{gw()} must be a torch.Tensor or None, got {type(g).__name__}")
-        if g.is_sparse or g.layout != torch.strided:
-            raise TypeError(
-                f"{gw()} is a sparse gradient (layout {g.layout}); impl_torch supports dense "
-                f"gradients only (torch.optim.Adagrad and torch.optim.SparseAdam accept sparse ones)"
-            )
-        _same_place(g, p, gw, pw)
+        if g.layout != torch.strided:
+            _check_sparse_grad(rule, p, g, gw(), pw())
+        else:
+            _same_place(g, p, gw, pw)
         if not isinstance(s, Mapping):
             raise TypeError(f"{where('states', i)} must be a dict of state tensors, got {type(s).__name__}")
         cast = None
+        real_moments = not rule.complex_as_real and p.is_complex()
         for name in names:
             t = s.get(name)
             if not isinstance(t, Tensor):
@@ -189,28 +199,147 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool =
                     raise ValueError(
                         f"{where('states', i)}[{name!r}] must be a one-element tensor, got shape {tuple(t.shape)}"
                     )
-            elif t.shape == p.shape and t.dtype == p.dtype and t.device == p.device:
                 continue
-            elif cast_state and t.shape == p.shape:
+            # A complex parameter stepped the optax way keeps real second moments.
+            ref = p.real if real_moments and name in reference.SECOND_MOMENTS else p
+            if t.shape == ref.shape and t.dtype == ref.dtype and t.device == ref.device:
+                continue
+            elif cast_state and t.shape == ref.shape:
                 cast = dict(s) if cast is None else cast
-                cast[name] = t.to(dtype=p.dtype, device=p.device)
+                cast[name] = t.to(dtype=ref.dtype, device=ref.device)
             else:
-                _same_place(t, p, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", pw)
+                ref_where = pw if ref is p else (lambda pw=pw: f"{pw()}.real")
+                _same_place(t, ref, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", ref_where)
         keep_p.append(p)
         keep_g.append(g)
         keep_s.append(s if cast is None else cast)
     return keep_p, keep_g, keep_s
 
 
-def _loop(rule, params, grads, states) -> None:
-    """torch.optim's ``foreach=False``: the math once per tensor with ``TensorOps``."""
-    update = UPDATES[rule.name]
+def _check_sparse_grad(rule, p: Tensor, g: Tensor, gw: str, pw: str) -> None:
+    """A sparse gradient is Adagrad's only (as in torch.optim), COO, without weight decay."""
+    if rule.name != "adagrad" or g.layout != torch.sparse_coo:
+        raise TypeError(
+            f"{gw} is a sparse gradient (layout {g.layout}); impl_torch's {rule.name} supports "
+            f"dense gradients only (impl_torch.Adagrad, torch.optim.Adagrad and "
+            f"torch.optim.SparseAdam accept sparse COO ones)"
+        )
+    if rule.weight_decay != 0:
+        # torch.optim.Adagrad raises RuntimeError with this wording at its step.
+        raise RuntimeError(f"{gw}: weight_decay option is not compatible with sparse gradients")
+    if p.is_complex():
+        raise TypeError(f"{gw} is sparse and {pw} complex; impl_torch steps that pair in neither way")
+    if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+        raise ValueError(
+            f"{gw} (sparse, shape {tuple(g.shape)}, {g.dtype}, {g.device}) does not match "
+            f"{pw} (shape {tuple(p.shape)}, {p.dtype}, {p.device})"
+        )
+
+
+def _split_complex_abs_sq(rule, params, grads, states):
+    """(other lists, complex lists stepped with ``|g|^2`` moments): under
+    ``complex_as_real=False`` complex parameters take the per-tensor math through
+    ``AbsSqOps`` whatever the impl."""
+    if rule.complex_as_real or not any(p.is_complex() for p in params):
+        return (params, grads, states), ([], [], [])
+    rest, cplx = ([], [], []), ([], [], [])
     for p, g, s in zip(params, grads, states):
-        update(TensorOps, rule, p, g, s)
+        target = cplx if p.is_complex() else rest
+        target[0].append(p)
+        target[1].append(g)
+        target[2].append(s)
+    return rest, cplx
+
+
+def _as_real(rule, params, grads, states):
+    """Complex tensors replaced by real views (``torch.view_as_real``: a trailing dimension
+    of 2, real and imaginary parts), as torch.optim steps complex parameters: every rule
+    then treats the two parts as independent real parameters. Lists are copied only when
+    some parameter is complex; the state dicts are new dicts over views of the same
+    storage."""
+    if not any(p.is_complex() for p in params):
+        return params, grads, states
+    names = ("step",) + rule.state_names
+    out_p, out_g, out_s = [], [], []
+    for p, g, s in zip(params, grads, states):
+        if p.is_complex():
+            p, g = torch.view_as_real(p), torch.view_as_real(g)
+            s = {n: (s[n] if n == "step" else torch.view_as_real(s[n])) for n in names}
+        out_p.append(p)
+        out_g.append(g)
+        out_s.append(s)
+    return out_p, out_g, out_s
+
+
+def _split_sparse(params, grads, states):
+    """(dense lists, sparse lists): sparse gradients take ``adagrad.sparse_update``."""
+    if not any(g.layout != torch.strided for g in grads):
+        return (params, grads, states), ([], [], [])
+    dense, sparse = ([], [], []), ([], [], [])
+    for p, g, s in zip(params, grads, states):
+        target = dense if g.layout == torch.strided else sparse
+        target[0].append(p)
+        target[1].append(g)
+        target[2].append(s)
+    return dense, sparse
+
+
+def run(rule, impl: str, params, grads, states, *, differentiable: bool = False) -> None:
+    """Dispatch checked lists (no ``None`` grads) to ``impl``: complex parameters as real
+    views, sparse gradients (Adagrad) through ``adagrad.sparse_update``, and with
+    ``differentiable`` the per-tensor math through ``AutogradOps`` (the caller sets the
+    grad mode)."""
+    (params, grads, states), sparse = _split_sparse(params, grads, states)
+    (params, grads, states), cplx = _split_complex_abs_sq(rule, params, grads, states)
+    if differentiable and (cplx[0] or sparse[0]):
+        raise ValueError(
+            "differentiable=True steps dense gradients and complex parameters as real views "
+            "only (not sparse gradients, not complex_as_real=False)"
+        )
+    for p, g, s in zip(*sparse):
+        adagrad.sparse_update(rule, p, g, s)
+    update = UPDATES[rule.name]
+    for p, g, s in zip(*cplx):
+        update(AbsSqOps, rule, p, g, s)
+    if not params:
+        return
+    if differentiable:
+        _loop(rule, params, grads, states, AutogradOps)
+        return
+    if impl not in ("loop", "auto"):  # those two view complex tensors themselves
+        params, grads, states = _as_real(rule, params, grads, states)
+    _IMPL_TABLE[impl](rule, params, grads, states)
+
+
+def _loop(rule, params, grads, states, ops=TensorOps) -> None:
+    """torch.optim's ``foreach=False``: the math once per tensor with ``TensorOps``.
+
+    A complex parameter is stepped as its real view after the gradient's prologue
+    (``-g``, ``+ weight_decay * p``) in complex arithmetic, in torch.optim's
+    ``_single_tensor_*`` order (complex ``g + wd * p`` can round differently from the same
+    sum over the real view)."""
+    update = UPDATES[rule.name]
+    real_rule = None
+    for p, g, s in zip(params, grads, states):
+        if p.is_complex():
+            if real_rule is None:
+                # decoupled decay stays in the rule: it acts on p, not on the gradient
+                real_rule = rule.replace(
+                    maximize=False, weight_decay=rule.weight_decay if rule.decoupled_weight_decay else 0.0
+                )
+            # The prologue once, on the complex tensors (a throwaway step counter: the
+            # real step is counted by the update below, whose prologue is now a no-op).
+            g, _ = effective_grads(ops, rule, p, g, torch.zeros(()))
+            (p,), (g,), (s,) = _as_real(rule, [p], [g], [s])
+            update(ops, real_rule, p, g, s)
+        else:
+            update(ops, rule, p, g, s)
 
 
 def _foreach(rule, params, grads, states) -> None:
-    """torch.optim's ``foreach=True``: the math once per (device, dtype) group."""
+    """torch.optim's ``foreach=True``: the math once per (device, dtype) group (complex
+    tensors as real views, as ``_multi_tensor_*`` views them before any math)."""
+    params, grads, states = _as_real(rule, params, grads, states)
     update = UPDATES[rule.name]
     names = ("step",) + rule.state_names
     groups: dict[tuple, list[int]] = {}
@@ -227,7 +356,7 @@ def _fused(rule, params, grads, states, impl: str = "fused") -> None:
     chose it, for the message logged when a step compiles."""
     from . import fused
 
-    fused.fused_step(rule, params, grads, states, impl=impl)
+    fused.fused_step(rule, *_as_real(rule, params, grads, states), impl=impl)
 
 
 #: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many
@@ -249,12 +378,22 @@ AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 18, "adadelta": 1 << 16, "rmsprop": 3 <<
 AUTO_LOOP_MAX_TENSORS = 3
 
 
+#: The dtypes for which ``"auto"`` may pick ``"fused"``. Inductor computes 16-bit
+#: elementwise math in float32 and rounds once at the store, where the eager impls round
+#: after every op: in float16 and bfloat16 the fused result is a different number (the
+#: float16 RMSprop step with a zero gradient is NaN eagerly, as in torch.optim, because
+#: eps = 1e-8 rounds to 0, and finite fused). The size of a tensor must never change what
+#: a step computes, so these dtypes stay eager at every size.
+AUTO_FUSED_DTYPES = (torch.float32, torch.float64)
+
+
 def _auto(rule, params, grads, states) -> None:
     """The default: each (device, dtype) group to the impl measured fastest for it:
-    ``"fused"`` from ``AUTO_FUSED_MIN_NUMEL[rule.name]`` elements in all, else ``"loop"``
-    for up to ``AUTO_LOOP_MAX_TENSORS`` tensors and ``"foreach"`` for more. Where
-    torch.compile is unavailable (``fused.unavailable_reason()``) never ``"fused"``: the
-    default must work everywhere, while an explicit ``impl="fused"`` raises."""
+    ``"fused"`` from ``AUTO_FUSED_MIN_NUMEL[rule.name]`` elements in all (float32 and
+    float64 only, ``AUTO_FUSED_DTYPES``, on a device the fused impl supports), else
+    ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` tensors and ``"foreach"`` for more.
+    Where torch.compile is unavailable (``fused.unavailable_reason()``) never ``"fused"``:
+    the default must work everywhere, while an explicit ``impl="fused"`` raises."""
     from . import fused
 
     compiled = fused.unavailable_reason() is None
@@ -262,8 +401,13 @@ def _auto(rule, params, grads, states) -> None:
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
-    for idx in groups.values():
-        if compiled and sum(params[i].numel() for i in idx) >= threshold:
+    for (device, dtype), idx in groups.items():
+        if (
+            compiled
+            and dtype in AUTO_FUSED_DTYPES
+            and device.type in fused.SUPPORTED_DEVICE_TYPES
+            and sum(params[i].numel() for i in idx) >= threshold
+        ):
             impl = functools.partial(_fused, impl="auto")
         elif len(idx) <= AUTO_LOOP_MAX_TENSORS:
             impl = _loop
@@ -324,21 +468,55 @@ def check_impl(impl) -> str:
     return impl
 
 
-def step(rule, params, grads, states, impl: str = "loop", *, check: bool = True) -> None:
+def check_differentiable(impl: str) -> None:
+    """``ValueError`` unless ``impl`` can run ``differentiable=True`` (``"loop"``,
+    ``"auto"``): the foreach and compiled kernels are not differentiable (torch.optim
+    refuses ``foreach``/``fused`` with ``differentiable`` too)."""
+    if impl not in ("loop", "auto"):
+        raise ValueError(
+            f"differentiable=True runs the per-tensor math (impl 'loop' or 'auto'), "
+            f"not impl={impl!r}; pass one of them"
+        )
+
+
+def check_devices(impl: str, params) -> None:
+    """``RuntimeError`` naming the parameter and its device when ``impl="fused"`` is asked
+    for a device the fused impl does not support (``fused.SUPPORTED_DEVICE_TYPES``), as
+    torch.optim's ``fused=True`` raises; checked before anything is modified."""
+    if impl != "fused":
+        return
+    from . import fused
+
+    for i, p in enumerate(params):
+        fused.check_device(p, f"params[{i}]")
+
+
+def step(
+    rule, params, grads, states, impl: str = "loop", *, check: bool = True,
+    differentiable: bool = False,
+) -> None:
     """One step of ``rule`` for every (param, grad, state), in place.
 
-    ``params``: list of real floating tensors; ``grads``: list of tensors like them (an
-    entry ``None`` skips that parameter, as torch.optim skips ``p.grad is None``);
-    ``states``: list of dicts from ``init_state``. Arguments are validated before
+    ``params``: list of floating or complex tensors (complex ones are stepped as real
+    views, ``torch.view_as_real``, as torch.optim does); ``grads``: list of tensors like
+    them (an entry ``None`` skips that parameter, as torch.optim skips
+    ``p.grad is None``; Adagrad also takes sparse COO gradients, torch.optim's sparse
+    Adagrad); ``states``: list of dicts from ``init_state``. Arguments are validated before
     anything is modified (about 3-4 us per tensor on a CPU); ``check=False`` skips that
     for callers that built the lists themselves (timing loops) and must then pass lists
-    without ``None`` grads. Runs under ``torch.no_grad()``.
+    without ``None`` grads. Runs under ``torch.no_grad()``; with ``differentiable=True``
+    (impl ``"loop"`` or ``"auto"``) under ``torch.enable_grad()`` through
+    ``AutogradOps``, so that the new parameters and state are differentiable functions of
+    the old ones and of the gradients (torch.optim's ``differentiable=True``).
     """
     check_rule(rule)
-    fn = _IMPL_TABLE[check_impl(impl)]
+    check_impl(impl)
+    if differentiable:
+        check_differentiable(impl)
     if check:
         params, grads, states = _check(rule, params, grads, states)
+        check_devices(impl, params)
     if not params:
         return
-    with torch.no_grad():
-        fn(rule, *local_views(rule, params, grads, states))
+    with torch.set_grad_enabled(differentiable):
+        run(rule, impl, *local_views(rule, params, grads, states), differentiable=differentiable)

@@ -56,7 +56,14 @@ from torch import Tensor
 
 from .ops import TensorOps
 
-__all__ = ["check_available", "fused_step", "compiled_count", "unavailable_reason"]
+__all__ = [
+    "SUPPORTED_DEVICE_TYPES",
+    "check_available",
+    "check_device",
+    "fused_step",
+    "compiled_count",
+    "unavailable_reason",
+]
 
 #: Logs each compilation at INFO: what was compiled and how long it took (the first step
 #: of a new configuration costs seconds). ``logging.basicConfig(level=logging.INFO)``, or
@@ -184,6 +191,22 @@ def check_available() -> None:
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"impl='fused' (torch.compile) is unavailable: {reason}")
+
+
+#: Device types Inductor generates kernels for (C++/OpenMP on ``cpu``, Triton on ``cuda``
+#: and ``xpu``). torch.optim's ``fused=True`` raises for others (e.g. ``meta``); so does
+#: ``check_device``.
+SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "xpu")
+
+
+def check_device(param: Tensor, where: str = "param") -> None:
+    """``RuntimeError`` naming ``where`` and its device unless the fused impl can step a
+    tensor on that device."""
+    if param.device.type not in SUPPORTED_DEVICE_TYPES:
+        raise RuntimeError(
+            f"impl='fused' (fused=True) supports parameters on {SUPPORTED_DEVICE_TYPES} "
+            f"devices, but {where} is on {param.device}"
+        )
 
 
 # --- compiled step per configuration -----------------------------------------------------
@@ -321,6 +344,8 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
             update(_CompiledOps, rule, p, g, s)
         return
     check_available()
+    for i, p in enumerate(params):
+        check_device(p, f"params[{i}]")
     before, start = _graphs_compiled(), time.perf_counter()
     _fused_groups(rule, params, grads, states)
     if _graphs_compiled() != before and logger.isEnabledFor(logging.INFO):

@@ -8,9 +8,14 @@ are written against an ``ops`` argument that is either
   operations of torch.optim's ``_single_tensor_*`` functions; or
 - :class:`ForeachOps`: every argument is a list of tensors (one device and dtype) and the
   ``torch._foreach_*`` kernels do the work, the operations of torch.optim's
-  ``_multi_tensor_*`` functions.
+  ``_multi_tensor_*`` functions; or
+- :class:`AutogradOps`: single tensors like :class:`TensorOps`, every update computed out
+  of place and copied in, so that autograd can differentiate through a step
+  (torch.optim's ``differentiable=True``); or
+- :class:`AbsSqOps`: single tensors, a complex parameter's squares taken as ``|g|^2``
+  (optax's complex semantics, ``complex_as_real=False``).
 
-Both namespaces have the same method names and the same semantics; a method whose name
+The namespaces have the same method names and the same semantics; a method whose name
 ends in ``_`` modifies its first argument in place and returns it, the others return new
 tensors. Scalars are Python numbers; in :class:`ForeachOps`, ``mul``/``mul_``/``add_``
 and ``addcdiv_``'s ``value`` also accept one scalar per tensor (a list), as
@@ -29,7 +34,7 @@ from numbers import Number
 import torch
 from torch import Tensor
 
-__all__ = ["TensorOps", "ForeachOps"]
+__all__ = ["TensorOps", "ForeachOps", "AutogradOps", "AbsSqOps"]
 
 
 def _is_scalar_list(x) -> bool:
@@ -234,3 +239,87 @@ class ForeachOps:
         for x, ref in zip(xs, refs):
             TensorOps.zero_unless_positive_(x, ref)
         return xs
+
+
+class AutogradOps(TensorOps):
+    """Single-tensor operations that autograd can differentiate through (torch.optim's
+    ``differentiable=True``).
+
+    Every ``*_`` method computes its result out of place, from a clone of its first
+    argument, and then writes it into that argument with ``copy_``: the rule's math (which
+    updates its state and parameter in place) runs unchanged, while no tensor that
+    autograd saved for the backward pass is ever overwritten (an in-place ``sqrt_`` or
+    ``mul_`` would overwrite the value its own gradient needs). The values are those of
+    :class:`TensorOps` bit for bit (the same kernels, out of place). ``sqrt`` hands out a
+    clone of its result, because autograd saves the result itself and the rules go on to
+    update it in place (``sqrt(s) + eps``). Costs a clone and a copy per op: this
+    namespace is for hypergradients, not for speed.
+    """
+
+    @staticmethod
+    def sqrt(x: Tensor) -> Tensor:
+        return x.sqrt().clone()
+
+    @staticmethod
+    def add_(x: Tensor, other, alpha: float = 1) -> Tensor:
+        return x.copy_(TensorOps.add(x.clone(), other, alpha))
+
+    @staticmethod
+    def mul_(x: Tensor, other) -> Tensor:
+        return x.copy_(x.clone().mul(other))
+
+    @staticmethod
+    def div_(x: Tensor, other) -> Tensor:
+        return x.copy_(x.clone().div(other))
+
+    @staticmethod
+    def sqrt_(x: Tensor) -> Tensor:
+        return x.copy_(x.clone().sqrt())
+
+    @staticmethod
+    def addcmul_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        return x.copy_(x.clone().addcmul(a, b, value=value))
+
+    @staticmethod
+    def addcdiv_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        return x.copy_(x.clone().addcdiv(a, b, value=value))
+
+    @staticmethod
+    def lerp_(x: Tensor, end: Tensor, weight: float) -> Tensor:
+        return x.copy_(x.clone().lerp(end, weight))
+
+    @staticmethod
+    def zero_unless_positive_(x: Tensor, ref: Tensor) -> Tensor:
+        return x.copy_(x.clone().masked_fill(ref.gt(0).logical_not(), 0))
+
+
+def _abs_sq(a: Tensor) -> Tensor:
+    """``|a|^2 = Re(conj(a) * a)``, real (optax's ``numerics.abs_sq``)."""
+    return torch.view_as_real(a).square().sum(-1)
+
+
+class AbsSqOps(TensorOps):
+    """Single-tensor operations for a complex parameter stepped the optax way
+    (``rules``' ``complex_as_real=False``): a square ``a * a`` of a complex tensor is
+    ``|a|^2``, real, so the second moments stay real, while first moments, momentum and
+    the update stay complex. ``mul_`` of a real tensor by a complex one returns a new
+    complex tensor (the result has no room in the real one): the rules use ``mul_``'s
+    return value."""
+
+    @staticmethod
+    def addcmul(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if a is b and a.is_complex():
+            return x.add(_abs_sq(a), alpha=value)
+        return x.addcmul(a, b, value=value)
+
+    @staticmethod
+    def addcmul_(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
+        if a is b and a.is_complex():
+            return x.add_(_abs_sq(a), alpha=value)
+        return x.addcmul_(a, b, value=value)
+
+    @staticmethod
+    def mul_(x: Tensor, other) -> Tensor:
+        if isinstance(other, Tensor) and other.is_complex() and not x.is_complex():
+            return x.mul(other)
+        return x.mul_(other)

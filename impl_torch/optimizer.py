@@ -5,6 +5,10 @@ Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only e
 - ``eps_in_sqrt``: ``g / sqrt(s + eps)`` instead of torch's ``g / (sqrt(s) + eps)``
   (Adadelta: ``sqrt(x) + eps`` in both roots when False; its default True is torch's);
 - Adagrad ``mask_zero_accumulator``: update 0 where the accumulator is 0 (optax);
+- ``complex_as_real``: True (torch.optim) steps a complex parameter as its real view;
+  False (optax) with real second moments of ``|g|^2`` (per tensor for every impl);
+- RMSprop ``initial_scale``, ``nesterov``, ``bias_correction`` (optax.rmsprop), for
+  ``optimizer_for(rules.preset("rmsprop", "optax"), ...)``;
 - ``impl``: ``"loop"`` (torch.optim's ``foreach=False``), ``"foreach"`` (``foreach=True``)
   or a registered name (``impl_torch.IMPLS``); None picks from ``foreach``/``fused`` and
   otherwise ``"foreach"``;
@@ -16,8 +20,15 @@ Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only e
 torch.optim keywords map as follows: ``foreach=True/False`` -> impl ``"foreach"``/``"loop"``
 (an explicit ``impl`` that disagrees is a ``ValueError``); ``maximize`` goes into the rule;
 ``fused=True`` -> impl ``"fused"``;
-``capturable=True`` and ``differentiable=True`` are refused (``ValueError``); False/None
-are accepted. Every param group builds and validates its ``rules`` object, when it is
+``differentiable=True`` runs the per-tensor math through ``ops.AutogradOps`` with
+gradients enabled, so the step is differentiable w.r.t. parameters, gradients, state and
+tensor hyperparameters' uses (impl ``"loop"``; with ``foreach``/``fused``/another impl it
+is a ``ValueError``); ``capturable=True`` is refused (``ValueError``); False/None are
+accepted. Complex parameters are stepped as real views (``torch.view_as_real``), as
+torch.optim does; Adagrad accepts sparse COO gradients (torch.optim's sparse Adagrad),
+the other rules refuse them (``TypeError``), as torch.optim does. With ``fused=True`` (or
+``impl="fused"``) the optimizer declares ``_step_supports_amp_scaling`` and honours
+``grad_scale``/``found_inf`` from ``torch.amp.GradScaler`` (see ``step``). Every param group builds and validates its ``rules`` object, when it is
 added (constructor and ``add_param_group``) and again at each step (so LR schedulers that
 write ``group["lr"]`` take effect).
 
@@ -80,6 +91,7 @@ def _resolve(rule_class, values: tuple, flags: tuple):
 def _resolve_names(rule_class, values: tuple, flags: tuple):
     fields = _rule_fields(rule_class)
     rule = rule_class(**dict(zip(fields, values)))
+    functional.check_rule(rule)
     foreach, fused, capturable, differentiable, impl = flags
     for name, value in (("foreach", foreach), ("fused", fused)):
         if value is not None and not isinstance(value, bool):
@@ -89,13 +101,18 @@ def _resolve_names(rule_class, values: tuple, flags: tuple):
             "capturable=True is not supported by impl_torch (CUDA-graph capture); "
             "use torch.optim for it, or pass capturable=False"
         )
-    if differentiable:
-        raise ValueError(
-            "differentiable=True is not supported by impl_torch (its updates are in-place "
-            "and not differentiable); use torch.optim for it, or pass differentiable=False"
-        )
     if foreach and fused:
         raise ValueError("foreach=True and fused=True cannot be set together")
+    if differentiable:
+        if differentiable is not True:
+            raise TypeError(f"differentiable must be True or False, got {differentiable!r}")
+        if foreach or fused or impl not in (None, "loop", "auto"):
+            raise ValueError(
+                f"differentiable=True runs the per-tensor math (impl 'loop'); it conflicts "
+                f"with foreach={foreach!r}, fused={fused!r}, impl={impl!r} (torch.optim "
+                f"refuses foreach and fused with differentiable too)"
+            )
+        return rule, "loop"
     if impl is not None:
         if not isinstance(impl, str):
             raise TypeError(f"impl must be a str or None, got {type(impl).__name__} {impl!r}")
@@ -152,6 +169,15 @@ def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (rules.Adagrad, rules.Adadelta, rules.RMSprop)}
 
 
+def _unscale_(grads: list[Tensor], grad_scale: Tensor) -> None:
+    """``g /= grad_scale`` in place for every gradient (AMP; sparse ones by their values)."""
+    for g in grads:
+        if g.layout == torch.strided:
+            g.div_(grad_scale.to(g.device))
+        else:
+            g._values().div_(grad_scale.to(g.device))
+
+
 def _rule_fields(rule_class) -> tuple[str, ...]:
     return _FIELDS[rule_class]
 
@@ -193,6 +219,13 @@ class _RuleOptimizer(torch.optim.Optimizer):
     # Keys torch.optim's groups may lack (an older torch or torch.optim itself), with the
     # value that gives torch.optim's meaning, used when a state dict is loaded.
     _setstate_defaults: dict = {}
+
+    def __init__(self, params, defaults: dict) -> None:
+        super().__init__(params, defaults)
+        if self._config(defaults)[1] == "fused":
+            # torch.amp.GradScaler then hands over grad_scale/found_inf instead of
+            # unscaling and checking the gradients itself (as for torch.optim's fused).
+            self._step_supports_amp_scaling = True
 
     # --- configuration -----------------------------------------------------------------
     def _config(self, group: dict):
@@ -243,14 +276,6 @@ class _RuleOptimizer(torch.optim.Optimizer):
         param_group = {**param_group, "params": params}
         filled = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._config(filled)
-        if isinstance(params, list):
-            for i, p in enumerate(params):
-                p = p[1] if isinstance(p, tuple) and len(p) == 2 else p
-                if isinstance(p, Tensor) and p.is_complex():
-                    raise TypeError(
-                        f"params[{i}] is complex ({p.dtype}); impl_torch supports real "
-                        f"floating parameters only"
-                    )
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -300,7 +325,6 @@ class _RuleOptimizer(torch.optim.Optimizer):
                         value.share_memory_()
 
     # --- the step ------------------------------------------------------------------------
-    @torch.no_grad()
     def step(self, closure=None):
         """One step for every parameter with a gradient. ``closure`` re-evaluates the
         loss (run with gradients enabled) and its value is returned.
@@ -309,11 +333,30 @@ class _RuleOptimizer(torch.optim.Optimizer):
         ``param_groups[g]['params'][j]``, its ``.grad`` or its state); only then is lazy state
         created, and the state of a parameter converted since (``model.double()``,
         ``model.to(device)``) cast and moved to its dtype and device, so a step that raises
-        changes nothing."""
+        changes nothing.
+
+        Runs under ``torch.no_grad()``, or with gradients enabled when the optimizer was
+        built with ``differentiable=True`` (torch.optim's rule: ``self.defaults``).
+        AMP: when ``torch.amp.GradScaler`` has set ``grad_scale``/``found_inf`` on the
+        optimizer (it does so when ``_step_supports_amp_scaling`` is True, i.e. for
+        ``fused=True``/``impl="fused"``, as for torch.optim's fused optimizers), a nonzero
+        ``found_inf`` skips the step (nothing changes, step counts included) and the
+        gradients are divided in place by ``grad_scale`` first (torch.optim's fused
+        kernels store the unscaled gradients back too).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            self._step()
+        return loss
+
+    def _step(self) -> None:
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and float(found_inf) != 0:
+            return
+        grad_scale = getattr(self, "grad_scale", None)
 
         # Every group is validated before any state is created, cast or stepped, so that a
         # step that raises changes nothing (lazy state is committed only afterwards).
@@ -321,16 +364,11 @@ class _RuleOptimizer(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             rule, impl = self._config(group)
             functional.check_impl(impl)
+            differentiable = bool(group.get("differentiable"))
             params, grads, states, index = [], [], [], []
             for j, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise TypeError(
-                        f"param_groups[{gi}]['params'][{j}] has a sparse gradient; impl_torch "
-                        f"supports dense gradients only (torch.optim.Adagrad and "
-                        f"torch.optim.SparseAdam accept sparse ones)"
-                    )
                 state = self.state.get(p)
                 params.append(p)
                 grads.append(p.grad)
@@ -338,19 +376,23 @@ class _RuleOptimizer(torch.optim.Optimizer):
                 index.append(j)
             names = _group_names(gi, index)
             checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
+            functional.check_devices(impl, checked[0])
             # DTensors as this rank's local shards: views of the very tensors committed below.
-            work.append((rule, impl, *checked, functional.local_views(rule, *checked, where=names)))
+            work.append(
+                (rule, impl, differentiable, *checked, functional.local_views(rule, *checked, where=names))
+            )
 
-        for _, _, params, _, states, _ in work:
+        for _, _, _, params, _, states, _ in work:
             for k, (p, state) in enumerate(zip(params, states)):
                 live = self.state[p]
                 if state is not live:
                     live.update(state)
                     states[k] = live
-        for rule, impl, _, _, _, local in work:
+        if grad_scale is not None:
+            _unscale_([g for _, _, _, _, grads, _, _ in work for g in grads], grad_scale)
+        for rule, impl, differentiable, _, _, _, local in work:
             if local[0]:
-                functional._IMPL_TABLE[impl](rule, *local)
-        return loss
+                functional.run(rule, impl, *local, differentiable=differentiable)
 
 
 class Adagrad(_RuleOptimizer):
@@ -367,6 +409,7 @@ class Adagrad(_RuleOptimizer):
         "eps_in_sqrt": False,
         "mask_zero_accumulator": False,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
         "impl": None,
     }
 
@@ -386,6 +429,7 @@ class Adagrad(_RuleOptimizer):
         eps_in_sqrt: bool = False,
         mask_zero_accumulator: bool = False,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -401,6 +445,7 @@ class Adagrad(_RuleOptimizer):
             "eps_in_sqrt": eps_in_sqrt,
             "mask_zero_accumulator": mask_zero_accumulator,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
             "impl": impl,
         }
         self._config(defaults)
@@ -429,6 +474,7 @@ class Adadelta(_RuleOptimizer):
         "fused": None,
         "eps_in_sqrt": True,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
         "impl": None,
     }
 
@@ -447,6 +493,7 @@ class Adadelta(_RuleOptimizer):
         fused: bool | None = None,
         eps_in_sqrt: bool = True,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -461,6 +508,7 @@ class Adadelta(_RuleOptimizer):
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
             "impl": impl,
         }
         self._config(defaults)
@@ -483,6 +531,10 @@ class RMSprop(_RuleOptimizer):
         "fused": None,
         "eps_in_sqrt": False,
         "decoupled_weight_decay": False,
+        "complex_as_real": True,
+        "initial_scale": 0.0,
+        "nesterov": False,
+        "bias_correction": False,
         "impl": None,
     }
 
@@ -503,6 +555,10 @@ class RMSprop(_RuleOptimizer):
         fused: bool | None = None,
         eps_in_sqrt: bool = False,
         decoupled_weight_decay: bool = False,
+        complex_as_real: bool = True,
+        initial_scale: float = 0.0,
+        nesterov: bool = False,
+        bias_correction: bool = False,
         impl: str | None = None,
     ) -> None:
         defaults = {
@@ -519,6 +575,10 @@ class RMSprop(_RuleOptimizer):
             "fused": fused,
             "eps_in_sqrt": eps_in_sqrt,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "complex_as_real": complex_as_real,
+            "initial_scale": initial_scale,
+            "nesterov": nesterov,
+            "bias_correction": bias_correction,
             "impl": impl,
         }
         self._config(defaults)

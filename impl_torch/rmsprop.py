@@ -13,7 +13,14 @@ Formula (``rules.RMSprop``; Tieleman & Hinton 2012, as torch.optim.RMSprop write
     q = g / (sqrt(v~) + eps)                  torch convention (eps_in_sqrt=False)
     q = g / sqrt(v~ + eps)                    eps_in_sqrt=True (seed tutorial, optax)
     momentum > 0:  b <- momentum * b + q;  p <- p - lr * b   (state "momentum_buffer")
+                   nesterov:  p <- p - lr * (q + momentum * b)
     else:          p <- p - lr * q
+
+optax.rmsprop's options (``rules.RMSprop``; optax/_src/alias.py ``rmsprop``): the initial
+``v`` is ``initial_scale`` (``functional.init_state``); ``bias_correction`` divides ``v``
+and ``m`` by ``1 - alpha**t`` where they enter ``v~`` (the state keeps them uncorrected);
+``nesterov`` as above. With all three off (torch.optim's rule) the ops below are exactly
+torch.optim's.
 
 The momentum buffer traces ``q`` before the lr scaling (torch.optim); optax traces the
 already-scaled update, which is the same only for a constant lr.
@@ -52,10 +59,22 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ops.mul_(square_avgs, alpha)
     ops.addcmul_(square_avgs, grads, grads, value=1 - alpha)
 
+    if rule.bias_correction:
+        corrections = ops.scalar_map(lambda t: 1 - alpha**t, ops.values(steps))
+        # New tensors: the state keeps the uncorrected averages.
+        square_avgs = ops.div(square_avgs, corrections)
+
     if rule.centered:
         grad_avgs = state["grad_avg"]
         ops.lerp_(grad_avgs, grads, 1 - alpha)
-        avg = root_(ops, ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1), eps, rule.eps_in_sqrt)
+        if rule.bias_correction:
+            grad_avgs = ops.div(grad_avgs, corrections)
+            variance = ops.addcmul_(square_avgs, grad_avgs, grad_avgs, value=-1)
+        else:
+            variance = ops.addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+        avg = root_(ops, variance, eps, rule.eps_in_sqrt)
+    elif rule.bias_correction:
+        avg = root_(ops, square_avgs, eps, rule.eps_in_sqrt)
     else:
         avg = root(ops, square_avgs, eps, rule.eps_in_sqrt)
 
@@ -65,6 +84,11 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
         bufs = state["momentum_buffer"]
         ops.mul_(bufs, rule.momentum)
         ops.addcdiv_(bufs, grads, avg)
-        ops.add_(params, bufs, alpha=-lr)
+        if rule.nesterov:
+            lookahead = ops.mul(bufs, rule.momentum)
+            ops.addcdiv_(lookahead, grads, avg)
+            ops.add_(params, lookahead, alpha=-lr)
+        else:
+            ops.add_(params, bufs, alpha=-lr)
     else:
         ops.addcdiv_(params, grads, avg, value=-lr)

@@ -119,14 +119,95 @@ def test_inject_hyperparams_lr_changed_inside_jit(name):
     assert float(state.hyperparams["lr"]) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_inject_hyperparams_traced_non_lr_is_a_clear_error(name):
-    """Without static_args every default is traced under jit: a TypeError names the first one."""
-    params = _tree()
-    tx = optax.inject_hyperparams(FACTORIES[name])(lr=0.05)
+# (rule, base keywords, hyperparameter changed inside jit, its new value)
+INJECTED = [
+    ("adagrad", {}, "lr_decay", 0.1),
+    ("adagrad", {}, "weight_decay", 0.01),
+    ("adagrad", {}, "eps", 1e-3),
+    ("adadelta", {}, "rho", 0.5),
+    ("adadelta", {}, "eps", 1e-3),
+    ("adadelta", {}, "weight_decay", 0.01),
+    ("rmsprop", {"centered": True, "momentum": 0.5}, "alpha", 0.9),
+    ("rmsprop", {"centered": True, "momentum": 0.5}, "alpha", 0.3),  # lerp from the other end
+    ("rmsprop", {"momentum": 0.5}, "momentum", 0.9),
+    ("rmsprop", {}, "eps", 1e-3),
+    ("rmsprop", {"bias_correction": True, "nesterov": True, "momentum": 0.5}, "weight_decay", 0.01),
+    # decoupled decay reads the injected lr (Adagrad's clr) and weight_decay
+    ("adagrad", {"decoupled_weight_decay": True, "weight_decay": 0.1, "lr_decay": 0.5}, "lr", 0.2),
+    ("adadelta", {"decoupled_weight_decay": True, "weight_decay": 0.1}, "weight_decay", 0.5),
+    ("rmsprop", {"decoupled_weight_decay": True, "weight_decay": 0.1, "momentum": 0.5}, "lr", 0.2),
+]
+
+
+@pytest.mark.parametrize(
+    "name,base,field,value", INJECTED, ids=[f"{n}-{f}={v}" + ("-" + "-".join(b) if b else "") for n, b, f, v in INJECTED]
+)
+def test_inject_hyperparams_every_numeric_hyperparameter_inside_jit(name, base, field, value):
+    """No static_args: every numeric hyperparameter is traced under jit; changing one in
+    ``state.hyperparams`` between steps equals rebuilding the factory with the new value
+    (inject_hyperparams rounds the values to the params' dtype, float32 here)."""
+    params, grads = _tree(), _grads(4)
+    tx = optax.inject_hyperparams(FACTORIES[name])(lr=0.05, **base)
     state = tx.init(params)
-    with pytest.raises(TypeError, match=r"(lr_decay|rho|alpha) is a traced value.*static_args"):
-        jax.jit(tx.update)(params, state, params)
+    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
+    f32 = lambda v: float(np.float32(v))
+    defaults = {
+        k: f32(v.default)
+        for k, v in inspect.signature(FACTORIES[name]).parameters.items()
+        if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
+    }
+    kwargs = {**defaults, **{k: f32(v) if not isinstance(v, bool) else v for k, v in base.items()}, "lr": f32(0.05)}
+    ref = FACTORIES[name](**kwargs)
+    ref_p, ref_s, p = params, ref.init(params), params
+    for i, g in enumerate(grads):
+        if i == 2:
+            state.hyperparams[field] = jnp.asarray(value, jnp.float32)
+            ref = FACTORIES[name](**{**kwargs, field: f32(value)})
+        p, state = step(p, state, g)
+        u, ref_s = jax.jit(ref.update)(g, ref_s, ref_p)
+        ref_p = optax.apply_updates(ref_p, u)
+    for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(ref_p), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-6, atol=1e-7)
+    assert not np.allclose(np.asarray(p["w"]), np.asarray(_run(tx, params, grads)[0]["w"]), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_traced_switch_is_a_clear_type_error(name):
+    """Bools change what is computed: traced, they are refused by name."""
+    params = _tree()
+    with pytest.raises(TypeError, match=r"maximize is a traced value.*static_args"):
+        jax.jit(lambda m: FACTORIES[name](maximize=m).init(params))(True)
+
+
+def test_momentum_traced_when_the_state_is_created_allocates_the_buffer():
+    """jax.jit(tx.init) under inject_hyperparams traces momentum: its value is unknown, so
+    the buffer is allocated; a concrete momentum decides as usual, and updates follow the
+    state's layout."""
+    params, grads = _tree(), _grads(3)
+    tx = optax.inject_hyperparams(impl_jax.rmsprop)(lr=0.05, momentum=0.0)
+    assert tx.init(params).inner_state.momentum_buffer is None
+    state = jax.jit(tx.init)(params)
+    assert state.inner_state.momentum_buffer is not None
+    p = params
+    for g in grads:
+        u, state = jax.jit(tx.update)(g, state, p)
+        p = optax.apply_updates(p, u)
+    want = _run(impl_jax.rmsprop(lr=0.05), params, grads)[0]
+    tol = rules.tolerance("float32")  # the hyperparameters were rounded to float32, and -lr*(g/avg) vs (-lr*g)/avg
+    for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_accepts_extra_arguments(name):
+    """Every factory returns a GradientTransformationExtraArgs, as optax's aliases do, so
+    ``update(..., value=loss)`` (line searches, optax.contrib wrappers) is accepted."""
+    tx = FACTORIES[name](lr=0.05)
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    params = _tree()
+    with_value, _ = tx.update(params, tx.init(params), params, value=jnp.asarray(1.0))
+    without, _ = tx.update(params, tx.init(params), params)
+    _assert_trees_equal(with_value, without)
 
 
 def test_inject_hyperparams_still_validates_concrete_values():

@@ -41,6 +41,9 @@ def _torch_kwargs(rule) -> dict:
     assert not kw.pop("eps_in_sqrt") or rule.name == "adadelta"
     assert not kw.pop("mask_zero_accumulator", False)
     assert not kw.pop("decoupled_weight_decay")
+    # torch.optim's semantics, fields torch.optim's signature lacks
+    assert kw.pop("complex_as_real", True)
+    assert not any(kw.pop(k, False) for k in ("initial_scale", "nesterov", "bias_correction"))
     return kw
 
 

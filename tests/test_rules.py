@@ -93,7 +93,9 @@ def test_preset_table_matches_design():
     assert (optax_adagrad.eps, optax_adagrad.initial_accumulator_value) == (1e-7, 0.1)
     assert optax_adagrad.eps_in_sqrt and optax_adagrad.mask_zero_accumulator
     assert rules.preset("rmsprop", "seed") == rules.RMSprop(lr=0.02, alpha=0.9, eps=1e-6, eps_in_sqrt=True)
-    assert rules.preset("rmsprop", "optax") == rules.RMSprop(alpha=0.9, eps=1e-8, eps_in_sqrt=True)
+    assert rules.preset("rmsprop", "optax") == rules.RMSprop(
+        alpha=0.9, eps=1e-8, eps_in_sqrt=True, complex_as_real=False
+    )
     assert rules.preset("adadelta", "torch") == rules.Adadelta(lr=1.0, rho=0.9, eps=1e-6, eps_in_sqrt=True)
     assert rules.preset("rmsprop", "torch", lr=0.5).lr == 0.5
 

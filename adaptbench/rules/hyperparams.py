@@ -16,6 +16,18 @@ Three switches cover the other conventions this suite reproduces:
   learning rate (Adagrad's ``clr``, a schedule's value). Keras 3 decays this way, always
   (keras/src/optimizers/base_optimizer.py, ``_apply_weight_decay``, called before
   ``update_step`` with the same ``learning_rate``).
+- ``complex_as_real``: how a complex parameter is stepped. True (torch.optim, the default):
+  as the real view of its (real, imaginary) pairs, every part its own element with its own
+  state (torch/optim/adagrad.py etc. step ``torch.view_as_real``). False (optax): the
+  second moments accumulate ``|g|^2 = conj(g)*g`` and are real-valued, first moments and
+  momentum stay complex, and the update ``g / denom`` is complex (optax/_src/transform.py
+  ``scale_by_rss``, ``scale_by_rms``, ``scale_by_stddev`` over ``numerics.abs_sq``).
+  Real parameters step identically under both.
+
+RMSprop also carries optax.rmsprop's ``initial_scale``, ``nesterov`` and
+``bias_correction`` (optax/_src/alias.py ``rmsprop``, transform.py ``scale_by_rms``,
+``scale_by_stddev``, transforms/_accumulation.py ``trace``); their defaults give
+torch.optim's rule.
 """
 
 from __future__ import annotations
@@ -62,11 +74,12 @@ class _Rule:
     eps_in_sqrt: bool = False
     maximize: bool = False
     decoupled_weight_decay: bool = False
+    complex_as_real: bool = True
 
     def __post_init__(self) -> None:
         for field in ("lr", "eps", "weight_decay"):
             _check_nonnegative(field, getattr(self, field))
-        for field in ("eps_in_sqrt", "maximize", "decoupled_weight_decay"):
+        for field in ("eps_in_sqrt", "maximize", "decoupled_weight_decay", "complex_as_real"):
             _check_bool(field, getattr(self, field))
         # Store plain floats so that equal rules compare and hash equal.
         for field in dataclasses.fields(self):
@@ -104,6 +117,9 @@ class Adagrad(_Rule):
     ``clr = lr / (1 + (t - 1) * lr_decay)`` with ``t`` the step count after increment;
     ``p <- p - clr * g / (sqrt(s) + eps)``  (``g / sqrt(s + eps)`` when ``eps_in_sqrt``),
     the quotient taken as 0 where ``s == 0`` when ``mask_zero_accumulator``.
+    Complex ``p`` with ``complex_as_real=False``: ``s <- s + |g|^2`` (real), ``g / root`` complex.
+    The initial ``s`` is ``initial_accumulator_value`` in every real element (both parts of a
+    complex one under ``complex_as_real``, as torch.optim fills them).
     """
 
     name: ClassVar[str] = "adagrad"
@@ -133,6 +149,10 @@ class Adadelta(_Rule):
     ``d = sqrt(u + eps) / sqrt(v + eps) * g``  (``(sqrt(u)+eps) / (sqrt(v)+eps) * g`` when
     not ``eps_in_sqrt``);  ``u <- rho*u + (1-rho)*d*d``;  ``p <- p - lr * d``.
     torch.optim names ``v`` ``square_avg`` and ``u`` ``acc_delta``.
+    Complex ``p`` with ``complex_as_real=False``: ``v`` and ``u`` accumulate ``|g|^2`` and
+    ``|d|^2`` (real), ``d`` is complex. optax's ``scale_by_adadelta`` squares ``g`` itself
+    (``g**2``, complex) and optax declares Adadelta unsupported for complex parameters; this
+    rule keeps the ``|.|^2`` of optax's other two rules instead.
     """
 
     name: ClassVar[str] = "adadelta"
@@ -161,6 +181,16 @@ class RMSprop(_Rule):
     momentum > 0: ``b <- momentum*b + q``, ``p <- p - lr*b``; else ``p <- p - lr*q``.
     The momentum buffer is traced before scaling by lr (torch.optim); optax traces the
     already-scaled update, which is the same only for a constant lr.
+
+    optax.rmsprop's options (off by default, which is torch.optim's rule):
+    ``initial_scale``: the initial ``v`` (every real element, as Adagrad's accumulator).
+    ``bias_correction``: with ``t`` the step count after increment, ``v`` and (centered)
+    ``m`` enter the denominator as ``v / (1 - alpha**t)`` and ``m / (1 - alpha**t)``; the
+    state keeps the uncorrected values.
+    ``nesterov``: the step uses ``q + momentum*b`` (``b`` already updated) instead of ``b``;
+    without momentum it changes nothing, as in optax.
+    Complex ``p`` with ``complex_as_real=False``: ``v`` accumulates ``|g|^2`` (real), ``m``,
+    ``b`` and ``q`` are complex, and centered uses ``v - |m|^2``.
     """
 
     name: ClassVar[str] = "rmsprop"
@@ -169,12 +199,17 @@ class RMSprop(_Rule):
     alpha: float = 0.99
     momentum: float = 0.0
     centered: bool = False
+    initial_scale: float = 0.0
+    nesterov: bool = False
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_unit_interval("alpha", self.alpha)
         _check_nonnegative("momentum", self.momentum)
-        _check_bool("centered", self.centered)
+        _check_nonnegative("initial_scale", self.initial_scale)
+        for field in ("centered", "nesterov", "bias_correction"):
+            _check_bool(field, getattr(self, field))
 
     @property
     def state_names(self) -> tuple[str, ...]:

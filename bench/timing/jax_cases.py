@@ -121,6 +121,25 @@ def build(spec: cases.StepSpec) -> Case:
     return case
 
 
+def donated_loop(step, params, state, grads):
+    """``(fn, carry, donated)``: ``fn()`` runs one ``step(params, state, grads)`` of a jitted,
+    donating step, keeps the returned params and state in ``carry`` for the next call and
+    waits for them; warmed up already. ``donated``: whether the first params were consumed."""
+    import jax
+
+    carry = [params, state]
+
+    def fn():
+        p, s = step(carry[0], carry[1], grads)
+        carry[0], carry[1] = p, s
+        jax.block_until_ready((p, s))
+
+    first = carry[0][0]
+    for _ in range(WARMUP_STEPS):
+        fn()
+    return fn, carry, bool(first.is_deleted())
+
+
 def _build(spec: cases.StepSpec, dev) -> Case:
     import jax
 
@@ -150,17 +169,7 @@ def _build(spec: cases.StepSpec, dev) -> Case:
     else:
         raise ValueError(f"unknown jax variant {spec.impl.variant!r}")
 
-    carry = [params, state]
-
-    def fn():
-        p, s = step(carry[0], carry[1], grads)
-        carry[0], carry[1] = p, s
-        jax.block_until_ready((p, s))
-
-    first = carry[0][0]
-    for _ in range(WARMUP_STEPS):
-        fn()
-    donated = bool(first.is_deleted())
+    fn, carry, donated = donated_loop(step, params, state, grads)
     got = carry[0][0].dtype
     if got != np.dtype(np_dtype(spec.dtype)):
         raise AssertionError(f"{spec.id}: params came back as {got}, expected {spec.dtype}")

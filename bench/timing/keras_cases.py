@@ -124,19 +124,9 @@ def _build_jax(keras, spec: cases.StepSpec, settings: dict) -> Case:
         def _apply(params, state, grads):
             return optimizer.stateless_apply(state, grads, params)
 
-        step = jax.jit(_apply, donate_argnums=(0, 1))
-        carry = [params, state]
-
-        def fn():
-            p, s = step(carry[0], carry[1], grads)
-            carry[0], carry[1] = p, s
-            jax.block_until_ready((p, s))
-
-        first = carry[0][0]
-        for _ in range(WARMUP_STEPS):
-            fn()
+        fn, _, donated = jax_cases.donated_loop(jax.jit(_apply, donate_argnums=(0, 1)), params, state, grads)
     return Case(fn, {"keras_backend": "jax", **settings},
-                {"donated": bool(first.is_deleted()), "jax_device": str(dev), "keras": keras.__version__})
+                {"donated": donated, "jax_device": str(dev), "keras": keras.__version__})
 
 
 def _build_torch(keras, spec: cases.StepSpec, settings: dict) -> Case:

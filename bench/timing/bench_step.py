@@ -76,7 +76,7 @@ def test_probe(benchmark, spec: cases.ProbeSpec):
 @pytest.mark.parametrize("spec", STEP_SPECS, ids=[s.id for s in STEP_SPECS])
 def test_step(benchmark, spec: cases.StepSpec):
     builder = torch_cases if spec.impl.framework == "torch" else jax_cases
-    if spec.impl in keras_cases.IMPLS:
+    if keras_cases.handles(spec.impl):
         builder = keras_cases
     case = builder.build(spec)
     benchmark.group = spec.group

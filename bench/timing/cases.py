@@ -114,15 +114,19 @@ def impls() -> tuple[Impl, ...]:
         Impl("torch.optim-foreach", "torch", "peer", "foreach=True", "torch.optim.<Rule>(foreach=True).step()"),
         Impl("torch.optim-fused", "torch", "peer", "fused=True", "torch.optim.<Rule>(fused=True).step(), where supported"),
         Impl("optax", "jax", "peer", "optax", "optax.<rule>(matching settings).update + optax.apply_updates, jitted, donated"),
+        # each Keras peer runs in a process of its own backend (bench/timing/keras_cases.py)
+        Impl("keras-jax", "jax", "peer", "keras-jax",
+             "keras.optimizers.<Rule>(matching settings).stateless_apply, jitted, params and optimizer "
+             "variables donated (a KERAS_BACKEND=jax process)"),
+        Impl("keras-torch", "torch", "peer", "keras-torch",
+             "keras.optimizers.<Rule>(matching settings).apply(grads, variables) (a KERAS_BACKEND=torch process)"),
     ]
     floors = [
         Impl("jax-empty-jit", "jax", "floor", "empty",
              "a jitted identity on the same (params, state, grads), params and state donated: "
              "what any jitted step pays to be called"),
     ]
-    from .keras_cases import IMPLS as keras_peers  # each runs in a process of its own backend
-
-    return tuple(ours + peers + list(keras_peers) + floors)
+    return tuple(ours + peers + floors)
 
 
 def rule_for(name: str):

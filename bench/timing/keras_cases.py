@@ -32,18 +32,10 @@ from .torch_cases import WARMUP_STEPS, Case
 
 BACKENDS = ("jax", "torch")
 
-IMPLS = (
-    cases.Impl(
-        "keras-jax", "jax", "peer", "keras-jax",
-        "keras.optimizers.<Rule>(matching settings).stateless_apply, jitted, params and optimizer "
-        "variables donated (a KERAS_BACKEND=jax process)",
-    ),
-    cases.Impl(
-        "keras-torch", "torch", "peer", "keras-torch",
-        "keras.optimizers.<Rule>(matching settings).apply(grads, variables) "
-        "(a KERAS_BACKEND=torch process)",
-    ),
-)
+
+def handles(impl: cases.Impl) -> bool:
+    """Whether ``impl`` is one of the Keras peers (``cases.impls()``: keras-jax, keras-torch)."""
+    return impl.variant in {f"keras-{b}" for b in BACKENDS}
 
 
 def backend_of(impl: cases.Impl) -> str:

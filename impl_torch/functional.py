@@ -35,10 +35,11 @@ from torch import Tensor
 from adaptbench import rules
 from adaptbench.rules import reference
 
-from . import adadelta, adagrad, rmsprop
+from . import adagrad
 from .distributed import local_views
 from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
 from .prologue import effective_grads
+from .updates import UPDATES
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -50,12 +51,6 @@ __all__ = [
     "check_rule",
 ]
 
-#: The rule's math, by ``rule.name``: ``update(ops, rule, params, grads, state)``.
-UPDATES: dict[str, Callable] = {
-    "adagrad": adagrad.update,
-    "adadelta": adadelta.update,
-    "rmsprop": rmsprop.update,
-}
 
 #: The impl the optimizer classes use when neither ``impl`` nor ``foreach``/``fused`` says.
 DEFAULT_IMPL = "auto"

@@ -239,7 +239,7 @@ _DYNAMIC_SHAPE_OPTIONS = {"cpp.dynamic_threads": True}
 
 
 def _make(full_key):
-    from .functional import UPDATES
+    from .updates import UPDATES
 
     consts = dict(full_key[0])
     update = UPDATES[consts["name"]]
@@ -286,7 +286,7 @@ def _make_many(full_key):
     """One compiled function stepping a whole list of tensors (shapes fixed): one call,
     one guard check and one generated C++/Triton wrapper for all of them, instead of one
     compiled call (~70 us on a CPU) per tensor."""
-    from .functional import UPDATES
+    from .updates import UPDATES
 
     consts = dict(full_key[0])
     update = UPDATES[consts["name"]]
@@ -337,7 +337,7 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
         # which Inductor fuses there (no nested compile). The rule's lr is a constant of
         # that graph (Dynamo guards on it, as on torch.optim's float lr), and the step
         # counters stay tensors (``_CompiledOps``), so nothing leaves the graph.
-        from .functional import UPDATES
+        from .updates import UPDATES
 
         update = UPDATES[rule.name]
         for p, g, s in zip(params, grads, states):

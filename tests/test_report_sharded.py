@@ -52,7 +52,7 @@ def test_markdown_tables_and_plots(tmp_path):
     text = report_sharded.write(DATA, tmp_path)
     assert "### JAX SPMD, strong scaling" in text and "### torch FSDP2" in text
     assert "probe error" in text
-    assert "| adagrad | `ours-jax-step` | 8 | 1,250,000 | 25.0 | 25.00 |" in text
+    assert "| adagrad | `ours-jax-step` | — | 8 | 1,250,000 | 25.0 | 25.00 |" in text
     assert "1.25x" in text  # 25 ms on 8 devices against 20 ms on one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sharded-jax-strong.png", "sharded-torch-fsdp.png"]
 
@@ -68,3 +68,18 @@ def test_benchmark_ids_unique_and_readable():
     assert "sharded-jax-adagrad-strong-1e7-8dev-ours-jax-step" in ids
     assert "sharded-jax-rmsprop-weak-8e6-8dev-optax" in ids
     assert "sharded-torch-adadelta-fsdp-1e7-2dev-torch.optim-foreach" in ids
+
+
+def test_thread_settings_are_rows_of_their_own():
+    """The sweep runs every thread setting: the same (rule, impl, devices) at two settings
+    is two labelled rows, each scaled against its own one-device time."""
+    two = []
+    for threads, setting, median in ((2, "default", 0.020), (1, "1", 0.030)):
+        for devices, m in ((1, median), (8, 2 * median)):
+            b = _bench("jax", "strong", "adagrad", "ours-jax-step", devices, 10_000_000, m, 20.0)
+            b["extra_info"].update(threads=threads, thread_setting=setting)
+            two.append(b)
+    text = report_sharded.markdown(report_sharded.rows({"benchmarks": two}))
+    assert "| adagrad | `ours-jax-step` | 2 (default) | 8 |" in text
+    assert "| adagrad | `ours-jax-step` | 1 | 8 |" in text
+    assert text.count("| 2.00x |") == 2

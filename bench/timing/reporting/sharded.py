@@ -59,6 +59,8 @@ def rows(data: dict) -> list[dict]:
             "roofline_fraction": frac if frac is not None and frac <= 1 else None,
             "probe_error": frac is not None and frac > 1,
             "device": ei.get("device", "cpu"),
+            # the sweep runs each thread setting; their rows must not read as repeats
+            "threads": str(ei.get("threads", "—")) + (" (default)" if ei.get("thread_setting") == "default" else ""),
         })
     return out
 
@@ -68,7 +70,7 @@ def _order(value, order) -> tuple:
 
 
 def _key(r) -> tuple:
-    return (r["framework"], r["scaling"], _order(r["rule"], RULE_ORDER), r["impl"], r["devices"])
+    return (r["framework"], r["scaling"], _order(r["rule"], RULE_ORDER), r["impl"], r["threads"], r["devices"])
 
 
 def _fmt(v, spec: str) -> str:
@@ -81,21 +83,21 @@ def markdown(rs: list[dict]) -> str:
     lines = ["## Sharded parameters (scaling out)", "", MEANING, ""]
     for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
         sub = sorted((r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)), key=_key)
-        base = {(r["rule"], r["impl"]): r["median_s"] for r in sub if r["devices"] == 1}
+        base = {(r["rule"], r["impl"], r["threads"]): r["median_s"] for r in sub if r["devices"] == 1}
         strong = scaling == "strong"
         lines += [f"### {SCALING_TITLE.get(scaling, f'{framework} {scaling}')}", ""]
-        head = ["rule", "impl", "devices", "elements/device", "MB/device/step", "median ms",
+        head = ["rule", "impl", "threads", "devices", "elements/device", "MB/device/step", "median ms",
                 "GB/s per device", "probe GB/s per device", "of probe"]
         if strong:
             head.append("time vs 1 device")
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in sub:
             frac = "probe error" if r["probe_error"] else _fmt(r["roofline_fraction"], ".0%")
-            cells = [r["rule"], f"`{r['impl']}`", str(r["devices"]), f"{r['n_per_device']:,}",
+            cells = [r["rule"], f"`{r['impl']}`", r["threads"], str(r["devices"]), f"{r['n_per_device']:,}",
                      f"{r['bytes_per_device'] / 1e6:.1f}", f"{r['median_s'] * 1e3:.2f}",
                      f"{r['gbps_per_device']:.2f}", _fmt(r["probe_gbps_per_device"], ".2f"), frac]
             if strong:
-                one = base.get((r["rule"], r["impl"]))
+                one = base.get((r["rule"], r["impl"], r["threads"]))
                 cells.append("—" if one is None else f"{r['median_s'] / one:.2f}x")
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"![{framework} {scaling}](sharded-{framework}-{scaling}.png)", ""]
@@ -134,13 +136,13 @@ def plot(rs: list[dict], out, writer=None) -> list[str]:
                                  layout="constrained")
         for ax, rule in zip(axes[0], rules):
             rr = sorted((r for r in sub if r["rule"] == rule), key=_key)
-            impls = sorted({r["impl"] for r in rr})
+            impls = sorted({(r["impl"], r["threads"]) for r in rr})
             counts = sorted({r["devices"] for r in rr})
             if len(counts) > 1:
                 for i, impl in enumerate(impls):
-                    pts = [r for r in rr if r["impl"] == impl]
+                    pts = [r for r in rr if (r["impl"], r["threads"]) == impl]
                     ax.plot([r["devices"] for r in pts], [r["gbps_per_device"] for r in pts],
-                            marker="o", color=f"C{i}", label=impl)
+                            marker="o", color=f"C{i}", label=f"{impl[0]}, {impl[1]} threads")
                 probe: dict[int, float] = {}
                 for r in rr:  # the best probe per device count, as bench/timing/probe.py's roofline
                     if r["probe_gbps_per_device"]:
@@ -152,9 +154,10 @@ def plot(rs: list[dict], out, writer=None) -> list[str]:
                 ax.set_xticks(counts, [str(c) for c in counts])
                 ax.set_xlabel("devices")
             else:
-                ax.bar(range(len(impls)), [next(r["gbps_per_device"] for r in rr if r["impl"] == i) for i in impls],
+                ax.bar(range(len(impls)),
+                       [next(r["gbps_per_device"] for r in rr if (r["impl"], r["threads"]) == i) for i in impls],
                        color=[f"C{k}" for k in range(len(impls))])
-                ax.set_xticks(range(len(impls)), impls, rotation=35, ha="right")
+                ax.set_xticks(range(len(impls)), [f"{i}, {t} thr." for i, t in impls], rotation=35, ha="right")
                 probes = [r["probe_gbps_per_device"] for r in rr if r["probe_gbps_per_device"]]
                 if probes:
                     ax.axhline(max(probes), linestyle=":", color="gray", label="probe a+b (roofline)")

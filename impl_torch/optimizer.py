@@ -68,7 +68,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
-from . import functional, loading
+from . import functional, loading, validated
 from .functional import DEFAULT_IMPL, IMPLS, init_state
 
 __all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
@@ -302,6 +302,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             self._config, self.rule_class, groups, state.get("state", {}), _STATE_KEYS[self.rule_class.name]
         )
         super().__setstate__(state)
+        self.__dict__.pop("_checks", None)  # what earlier steps checked is gone with them
 
     def share_memory(self) -> None:
         """Moves every state tensor, ``step`` included, to shared memory
@@ -359,40 +360,96 @@ class _RuleOptimizer(torch.optim.Optimizer):
         grad_scale = getattr(self, "grad_scale", None)
 
         # Every group is validated before any state is created, cast or stepped, so that a
-        # step that raises changes nothing (lazy state is committed only afterwards).
-        work = []
+        # step that raises changes nothing (lazy state is committed only afterwards). A
+        # group unchanged since its last validated step is accepted by ``validated``.
+        checks = self.__dict__.setdefault("_checks", [])
+        traced = torch.compiler.is_compiling()
+        work, fresh = [], []
         for gi, group in enumerate(self.param_groups):
-            rule, impl = self._config(group)
-            functional.check_impl(impl)
-            differentiable = bool(group.get("differentiable"))
-            params, grads, states, index = [], [], [], []
-            for j, p in enumerate(group["params"]):
-                if p.grad is None:
+            check = None if traced or gi >= len(checks) else checks[gi]
+            if check is not None:
+                values = validated.hyperparameters(group, self._hyper_keys)
+                config = check.config(group, values)
+                same = config is not None
+                if not same:  # e.g. a scheduler's new lr: the stepped tensors may still be valid
+                    config = self._config(group)
+                    same = (
+                        config[1] == check.impl
+                        and bool(group.get("differentiable")) == check.differentiable
+                        and _same_state_layout(config[0], check.rule)
+                    )
+                lists = check.reuse(group["params"], self.state) if same else None
+                if lists is not None:
+                    rule, impl = config
+                    if check.rule is not rule or check.group is not group:
+                        check.adopt(group, values, rule)
+                    if not check.plain:
+                        lists = functional.local_views(rule, *lists, where=_group_names(gi, check.index))
+                    work.append((rule, impl, check.differentiable, *lists, lists))
                     continue
-                state = self.state.get(p)
-                params.append(p)
-                grads.append(p.grad)
-                states.append(state if state else init_state(rule, p))
-                index.append(j)
-            names = _group_names(gi, index)
-            checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
-            functional.check_devices(impl, checked[0])
-            # DTensors as this rank's local shards: views of the very tensors committed below.
-            work.append(
-                (rule, impl, differentiable, *checked, functional.local_views(rule, *checked, where=names))
-            )
+            work.append(self._check_group(gi, group))
+            fresh.append(gi)
 
-        for _, _, _, params, _, states, _ in work:
+        for gi in fresh:
+            _, _, _, params, _, states, _ = work[gi]
             for k, (p, state) in enumerate(zip(params, states)):
                 live = self.state[p]
                 if state is not live:
                     live.update(state)
                     states[k] = live
+        if not traced:
+            self._record_checks(fresh, work)
         if grad_scale is not None:
             _unscale_([g for _, _, _, _, grads, _, _ in work for g in grads], grad_scale)
         for rule, impl, differentiable, _, _, _, local in work:
             if local[0]:
                 functional.run(rule, impl, *local, differentiable=differentiable)
+
+    def _check_group(self, gi: int, group: dict) -> tuple:
+        """The full check of one group: ``(rule, impl, differentiable, params, grads,
+        states, local views)``, the states new dicts where lazy state is still to be
+        created or a state to be cast (committed by the caller once every group passed)."""
+        rule, impl = self._config(group)
+        functional.check_impl(impl)
+        differentiable = bool(group.get("differentiable"))
+        params, grads, states, index = [], [], [], []
+        for j, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            state = self.state.get(p)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state if state else init_state(rule, p))
+            index.append(j)
+        names = _group_names(gi, index)
+        checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
+        functional.check_devices(impl, checked[0])
+        # DTensors as this rank's local shards: views of the very tensors committed below.
+        return (rule, impl, differentiable, *checked, functional.local_views(rule, *checked, where=names))
+
+    def _record_checks(self, fresh: list[int], work: list) -> None:
+        """Remember what the full checks of this step saw (``validated.GroupCheck``)."""
+        checks = self._checks
+        del checks[len(self.param_groups):]
+        checks.extend([None] * (len(self.param_groups) - len(checks)))
+        for gi in fresh:
+            rule, impl, differentiable, params, _, states, local = work[gi]
+            group = self.param_groups[gi]
+            checks[gi] = validated.GroupCheck(
+                group, validated.hyperparameters(group, self._hyper_keys), rule, impl,
+                differentiable, params, states, plain=local[0] is params,
+            )
+
+    @property
+    def _hyper_keys(self) -> tuple:
+        return _rule_fields(self.rule_class) + _FLAG_KEYS
+
+
+def _same_state_layout(rule, other) -> bool:
+    """Whether a parameter validated for ``other`` needs the same state under ``rule``
+    (a scheduler's new ``lr`` keeps it; ``momentum``, ``centered`` or ``complex_as_real``
+    change what the state must hold)."""
+    return rule.state_names == other.state_names and rule.complex_as_real == other.complex_as_real
 
 
 class Adagrad(_RuleOptimizer):

@@ -389,6 +389,13 @@ def _auto(rule, params, grads, states) -> None:
     ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` tensors and ``"foreach"`` for more.
     Where torch.compile is unavailable (``fused.unavailable_reason()``) never ``"fused"``:
     the default must work everywhere, while an explicit ``impl="fused"`` raises."""
+    _run_plan(_auto_plan(rule, params), rule, params, grads, states)
+
+
+def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
+    """``_auto``'s choice for ``params``: ``(impl function, indices)`` per (device, dtype)
+    group, indices None when one group holds them all. Depends on the rule's name and the
+    parameters' devices, dtypes and sizes only."""
     from . import fused
 
     compiled = fused.unavailable_reason() is None
@@ -396,6 +403,7 @@ def _auto(rule, params, grads, states) -> None:
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
+    plan = []
     for (device, dtype), idx in groups.items():
         if (
             compiled
@@ -408,10 +416,42 @@ def _auto(rule, params, grads, states) -> None:
             impl = _loop
         else:
             impl = _foreach
-        if len(groups) == 1:
+        plan.append((impl, None if len(groups) == 1 else idx))
+    return plan
+
+
+def _run_plan(plan, rule, params, grads, states) -> None:
+    for impl, idx in plan:
+        if idx is None:
             impl(rule, params, grads, states)
         else:
             impl(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
+
+
+def dense_runner(rule, impl: str, params, *, differentiable: bool = False) -> Callable:
+    """``fn(rule, params, grads, states)``: ``run`` for these ``params`` (checked, local
+    tensors) with dense gradients, every choice that depends only on the parameters (their
+    dtypes, devices and sizes; ``"auto"``'s impl per group) made now rather than at every
+    step. The caller guarantees that the parameters keep those properties and that the rule
+    keeps its name and ``complex_as_real`` (the optimizer classes hold one per validated
+    group, ``validated.GroupCheck``)."""
+    complex_params = any(p.is_complex() for p in params)
+    if differentiable or (complex_params and not rule.complex_as_real):
+        return functools.partial(_run_impl, impl, differentiable)
+    if impl == "auto":
+        return functools.partial(_run_plan, _auto_plan(rule, params))
+    if impl == "loop" or not complex_params:
+        return functools.partial(_run_registered, impl)
+    return functools.partial(_run_impl, impl, False)
+
+
+def _run_impl(impl, differentiable, rule, params, grads, states) -> None:
+    run(rule, impl, params, grads, states, differentiable=differentiable)
+
+
+def _run_registered(impl, rule, params, grads, states) -> None:
+    # looked up at every call: ``register_impl(..., replace=True)`` takes effect at once
+    _IMPL_TABLE[impl](rule, params, grads, states)
 
 
 _IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach, "fused": _fused, "auto": _auto}

@@ -68,7 +68,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
-from . import functional, loading, validated
+from . import functional, loading, step_hooks, validated
 from .functional import DEFAULT_IMPL, IMPLS, init_state
 
 __all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
@@ -219,6 +219,10 @@ class _RuleOptimizer(torch.optim.Optimizer):
     # Keys torch.optim's groups may lack (an older torch or torch.optim itself), with the
     # value that gives torch.optim's meaning, used when a state dict is loaded.
     _setstate_defaults: dict = {}
+
+    # torch.optim.Optimizer wraps ``step`` with this (``_patch_step_function``): the same
+    # hooks and profiler range, the range opened only while a profiler records.
+    profile_hook_step = staticmethod(step_hooks.hooked_step)
 
     def __init__(self, params, defaults: dict) -> None:
         super().__init__(params, defaults)
@@ -385,30 +389,31 @@ class _RuleOptimizer(torch.optim.Optimizer):
                         check.adopt(group, values, rule)
                     if not check.plain:
                         lists = functional.local_views(rule, *lists, where=_group_names(gi, check.index))
-                    work.append((rule, impl, check.differentiable, *lists, lists))
+                    work.append((rule, check.runner, *lists, lists))
                     continue
             work.append(self._check_group(gi, group))
             fresh.append(gi)
 
         for gi in fresh:
-            _, _, _, params, _, states, _ = work[gi]
+            _, _, params, _, states, _ = work[gi]
             for k, (p, state) in enumerate(zip(params, states)):
                 live = self.state[p]
                 if state is not live:
                     live.update(state)
                     states[k] = live
-        if not traced:
+        if fresh and not traced:
             self._record_checks(fresh, work)
         if grad_scale is not None:
-            _unscale_([g for _, _, _, _, grads, _, _ in work for g in grads], grad_scale)
-        for rule, impl, differentiable, _, _, _, local in work:
+            _unscale_([g for _, _, _, grads, _, _ in work for g in grads], grad_scale)
+        for rule, runner, _, _, _, local in work:
             if local[0]:
-                functional.run(rule, impl, *local, differentiable=differentiable)
+                runner(rule, *local)
 
     def _check_group(self, gi: int, group: dict) -> tuple:
-        """The full check of one group: ``(rule, impl, differentiable, params, grads,
-        states, local views)``, the states new dicts where lazy state is still to be
-        created or a state to be cast (committed by the caller once every group passed)."""
+        """The full check of one group: ``(rule, runner, params, grads, states, local
+        views)``, the states new dicts where lazy state is still to be created or a state
+        to be cast (committed by the caller once every group passed); ``runner(rule,
+        *local)`` steps it (``functional.run``)."""
         rule, impl = self._config(group)
         functional.check_impl(impl)
         differentiable = bool(group.get("differentiable"))
@@ -425,7 +430,9 @@ class _RuleOptimizer(torch.optim.Optimizer):
         checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
         functional.check_devices(impl, checked[0])
         # DTensors as this rank's local shards: views of the very tensors committed below.
-        return (rule, impl, differentiable, *checked, functional.local_views(rule, *checked, where=names))
+        local = functional.local_views(rule, *checked, where=names)
+        runner = functools.partial(_run, impl, differentiable)
+        return (rule, runner, *checked, local)
 
     def _record_checks(self, fresh: list[int], work: list) -> None:
         """Remember what the full checks of this step saw (``validated.GroupCheck``)."""
@@ -433,16 +440,24 @@ class _RuleOptimizer(torch.optim.Optimizer):
         del checks[len(self.param_groups):]
         checks.extend([None] * (len(self.param_groups) - len(checks)))
         for gi in fresh:
-            rule, impl, differentiable, params, _, states, local = work[gi]
+            rule, runner, params, grads, states, local = work[gi]
+            if any(g.layout != torch.strided for g in grads):
+                continue  # sparse gradients: the full check at every step
+            impl, differentiable = runner.args
             group = self.param_groups[gi]
             checks[gi] = validated.GroupCheck(
                 group, validated.hyperparameters(group, self._hyper_keys), rule, impl,
                 differentiable, params, states, plain=local[0] is params,
+                runner=functional.dense_runner(rule, impl, local[0], differentiable=differentiable),
             )
 
     @property
     def _hyper_keys(self) -> tuple:
         return _rule_fields(self.rule_class) + _FLAG_KEYS
+
+
+def _run(impl: str, differentiable: bool, rule, params, grads, states) -> None:
+    functional.run(rule, impl, params, grads, states, differentiable=differentiable)
 
 
 def _same_state_layout(rule, other) -> bool:

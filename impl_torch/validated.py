@@ -50,14 +50,16 @@ def hyperparameters(group: dict, keys: tuple) -> tuple:
 class GroupCheck:
     """One param group's last validated step: see the module docstring."""
 
-    __slots__ = ("group", "values", "rule", "impl", "differentiable", "entries", "index", "plain")
+    __slots__ = ("group", "values", "rule", "impl", "differentiable", "entries", "index", "plain", "runner")
 
-    def __init__(self, group, values, rule, impl, differentiable, params, states, plain: bool):
+    def __init__(self, group, values, rule, impl, differentiable, params, states, plain: bool, runner):
         """``params``/``states``: the group's stepped tensors and their live state dicts, as
         the step that validated them ran them; ``plain``: no ``DTensor`` among them (a
-        ``DTensor`` step needs ``local_views`` again for its new gradients)."""
+        ``DTensor`` step needs ``local_views`` again for its new gradients); ``runner``:
+        ``functional.dense_runner`` for them."""
         self.adopt(group, values, rule)
         self.impl, self.differentiable, self.plain = impl, differentiable, plain
+        self.runner = runner
         stepped = {id(p): s for p, s in zip(params, states)}
         entries = []
         for p in group["params"]:

@@ -25,9 +25,20 @@ the step advances):
   (``_fresh_function``), so that Dynamo's per-code-object cache
   (``torch._dynamo.config.recompile_limit``, 8) is not shared by all of them.
 - Shapes: contiguous tensors are stepped as flat 1-D views and compiled with
-  ``dynamic=True``: one graph per (configuration, dtype, device, step dtype) covers every
-  size >= 2 (size 1, i.e. scalars, is specialised by Dynamo: a second graph). Non-contiguous
-  tensors are passed as they are (Dynamo guards on their strides: a graph per layout).
+  ``dynamic=True``: one graph per (configuration, dtype, device, step dtype, thread count)
+  covers every size >= 2 (sizes 0 and 1 are specialised by Dynamo: graphs of their own).
+  Non-contiguous tensors are passed as they are (Dynamo guards on their strides: a graph
+  per layout).
+
+How a step is called: Dynamo's frame evaluation and guard check cost far more than the
+kernel on small tensors (measured at one thread, 16 fp32 elements: 75-150 us per call
+through ``torch.compile`` against ~3 us of C++). So a compiled step of contiguous tensors
+goes through Dynamo once, to be traced and compiled, and is then called directly
+(``_Direct``: the Inductor-compiled function, with the arguments in the order Dynamo passed
+them), the key above standing in for Dynamo's guards. Inductor's options are applied
+while it compiles only (``_inductor``), not patched into its config on every call; the
+compile key is cached per rule, and ``lr`` tensors are reused while ``lr`` is unchanged
+(``_lr_tensor``). Non-contiguous tensors keep Dynamo's guarded call.
 
 Bitwise agreement with ``"loop"`` is not expected (Inductor may contract to FMAs and uses
 its own vectorised ``sqrt``/division); agreement is within ``rules.tolerance`` (see
@@ -213,6 +224,10 @@ def check_device(param: Tensor, where: str = "param") -> None:
 
 _COMPILED: dict = {}
 
+#: Inductor compilations made by this module (every graph, the Dynamo-guarded ones for
+#: non-contiguous tensors included): a step that raises it compiled (``fused_step`` logs).
+_COMPILES = [0]
+
 
 def compiled_count() -> int:
     """How many compiled step functions (configurations) exist."""
@@ -222,6 +237,84 @@ def compiled_count() -> int:
 def _fresh_function(fn, name: str):
     code = fn.__code__.replace(co_name=name)
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _inductor(options: dict):
+    """A ``torch.compile`` backend: Inductor (``compile_fx``) with ``options`` patched into
+    its config while it compiles only. ``torch.compile(options=...)`` instead patches them
+    in and out on every call of the compiled function (``torch.utils._config_module``
+    ``patch``; measured ~20 us per call)."""
+
+    def backend(gm, example_inputs):
+        from torch._inductor.compile_fx import compile_fx
+
+        _COMPILES[0] += 1
+        with torch._inductor.config.patch(options):
+            return compile_fx(gm, example_inputs)
+
+    return backend
+
+
+class _Direct:
+    """A compiled step called without Dynamo after its first call.
+
+    A call through ``torch.compile``'s frame evaluation costs ~40-70 us on a CPU
+    (Dynamo's guard check, ``eval_frame``, the config patch) against ~3 us for the
+    generated C++ kernel. So the first call goes through Dynamo (which traces the rule's
+    math with ``_CompiledOps`` and hands the graph to Inductor), and the Inductor-compiled
+    function Dynamo would call, together with the order in which Dynamo passed it our
+    arguments, is kept; every later call passes the arguments straight to it.
+
+    What Dynamo's guards checked on every call is checked by the caller's key instead
+    (``_fused_groups``): the configuration, dtype, device, step dtype and thread count,
+    and the layout: only contiguous tensors come here, as flat 1-D views of one size
+    ``n`` (any ``n >= 2`` for the dynamic-shape graph; Dynamo specialises 0 and 1) or,
+    for ``_make_many``, their exact shapes. The compiled function itself still runs
+    AOTAutograd's wrapper (autograd version counters of the updated tensors) and
+    Inductor's per-input size/stride asserts where enabled."""
+
+    def __init__(self, fn, dynamic: bool, options: dict):
+        self._compiled = None
+        self._order: list[int] = []
+        self._first: list = []
+        inductor = _inductor(options)
+
+        def backend(gm, example_inputs):
+            compiled = inductor(gm, example_inputs)
+
+            def record(*args):
+                self._first[:] = [compiled, args]
+                return compiled(*args)
+
+            return record
+
+        self._dynamo = torch.compile(fn, backend=backend, dynamic=dynamic, fullgraph=True)
+
+    def __call__(self, n: int, flat: list, *args) -> None:
+        """Steps with ``args`` (the compiled function's arguments); ``flat``: every
+        tensor among them, once; ``n``: their common size."""
+        if self._compiled is not None:
+            self._compiled(*[flat[i] if i >= 0 else n for i in self._order])
+            return
+        # Dynamo turns the float hyperparameters closed over by the function into graph
+        # inputs under dynamic=True; they are the configuration's constants (the key).
+        with torch._dynamo.config.patch(specialize_float=True):
+            self._dynamo(*args)
+        compiled, passed = self._first
+        order = []
+        for a in passed:
+            if isinstance(a, Tensor):
+                index = next((i for i, t in enumerate(flat) if t is a), None)
+            else:
+                index = -1 if type(a) is int and a == n else None
+            if index is None:
+                raise RuntimeError(
+                    f"impl='fused': the compiled step takes an input ({type(a).__name__}) "
+                    f"that is not one of the step's tensors or their size (torch "
+                    f"{torch.__version__} is not supported by this impl)"
+                )
+            order.append(index)
+        self._compiled, self._order, self._first = compiled, order, []
 
 
 #: Inductor options of the dynamic-shape (per-tensor) graph. Inductor's C++ backend decides
@@ -238,7 +331,7 @@ def _fresh_function(fn, name: str):
 _DYNAMIC_SHAPE_OPTIONS = {"cpp.dynamic_threads": True}
 
 
-def _make(full_key):
+def _one_step_function(full_key):
     from .updates import UPDATES
 
     consts = dict(full_key[0])
@@ -252,12 +345,29 @@ def _make(full_key):
             state[n] = t
         update(_CompiledOps, rule, p, g, state)
 
-    fn = _fresh_function(one_step, f"fused_{consts['name']}_{len(_COMPILED)}")
-    return torch.compile(fn, dynamic=True, fullgraph=True, options=_DYNAMIC_SHAPE_OPTIONS)
+    return _fresh_function(one_step, f"fused_{consts['name']}_{len(_COMPILED)}")
 
 
+def _make(full_key):
+    """The per-tensor step of contiguous tensors, called directly (``_Direct``): one
+    dynamic-shape graph for every size >= 2, static graphs for sizes 0 and 1."""
+    dynamic = full_key[-1] >= 2
+    return _Direct(_one_step_function(full_key), dynamic, _DYNAMIC_SHAPE_OPTIONS)
+
+
+def _make_guarded(full_key):
+    """The per-tensor step of non-contiguous tensors, through Dynamo on every call: it
+    guards on their strides (a graph per layout)."""
+    return torch.compile(
+        _one_step_function(full_key), backend=_inductor(_DYNAMIC_SHAPE_OPTIONS),
+        dynamic=True, fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
 def _key(rule) -> tuple:
-    """The compile key: every field but ``lr`` (passed as a tensor), plus the rule's name."""
+    """The compile key: every field but ``lr`` (passed as a tensor), plus the rule's name.
+    Cached per rule (frozen, hashable): ``dataclasses.asdict`` costs ~15 us."""
     fields = dataclasses.asdict(rule)
     fields.pop("lr")
     fields["name"] = rule.name
@@ -265,15 +375,31 @@ def _key(rule) -> tuple:
     return tuple(sorted(fields.items()))
 
 
-def _get(key, make=None):
+def _get(key, make):
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _COMPILED[key] = (make or _make)(key if make is None else key[1:])
+        fn = _COMPILED[key] = make(key)
     return fn
 
 
+_LR: dict[float, Tensor] = {}
+
+
+def _lr_tensor(lr: float) -> Tensor:
+    """``lr`` as the float64 0-dim CPU tensor the compiled steps take. One tensor per
+    value, made here and only ever read (never a tensor the user holds), so reusing it
+    while ``lr`` is unchanged is safe; a new value gets a new tensor. Bounded: a schedule
+    that changes ``lr`` every step would otherwise keep one tensor per step."""
+    t = _LR.get(lr)
+    if t is None:
+        if len(_LR) >= 64:
+            _LR.clear()
+        t = _LR[lr] = torch.tensor(lr, dtype=torch.float64)
+    return t
+
+
 def _flat(t: Tensor) -> Tensor:
-    return t.view(-1)
+    return t if t.dim() == 1 else t.view(-1)
 
 
 def _at_least_1d(t: Tensor) -> Tensor:
@@ -284,11 +410,11 @@ def _at_least_1d(t: Tensor) -> Tensor:
 
 def _make_many(full_key):
     """One compiled function stepping a whole list of tensors (shapes fixed): one call,
-    one guard check and one generated C++/Triton wrapper for all of them, instead of one
-    compiled call (~70 us on a CPU) per tensor."""
+    one generated C++/Triton wrapper for all of them, instead of one compiled call per
+    tensor. Called directly after its first call (``_Direct``)."""
     from .updates import UPDATES
 
-    consts = dict(full_key[0])
+    consts = dict(full_key[1])  # full_key[0] is "many"
     update = UPDATES[consts["name"]]
     names = consts["state_names"]
 
@@ -301,21 +427,15 @@ def _make_many(full_key):
             update(_CompiledOps, rule, ps[i], gs[i], state)
 
     fn = _fresh_function(many_steps, f"fused_many_{consts['name']}_{len(_COMPILED)}")
-    # Dynamo's guards already pin every input's shape and strides (dynamic=False); the
-    # generated wrapper's own per-input size/stride asserts would check them again.
-    return torch.compile(fn, dynamic=False, fullgraph=True, options={"size_asserts": False})
+    # The key fixes every input's shape (the tensors are contiguous), as Dynamo's guards
+    # did; the generated wrapper's own per-input size/stride asserts would check them again.
+    return _Direct(fn, False, {"size_asserts": False})
 
 
 #: Lists of at least this many contiguous tensors of one dtype and device are stepped by
 #: one compiled call (``_make_many``); compile time grows with the list, so a handful of
 #: tensors keeps the per-tensor path, which one graph serves for every size.
 MANY_MIN_TENSORS = 4
-
-
-def _graphs_compiled() -> int:
-    from torch._dynamo.utils import counters
-
-    return counters["stats"]["unique_graphs"]
 
 
 def _log_compile(rule, impl, tensors, numel, dtype, device, seconds) -> None:
@@ -346,9 +466,15 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
     check_available()
     for i, p in enumerate(params):
         check_device(p, f"params[{i}]")
-    before, start = _graphs_compiled(), time.perf_counter()
-    _fused_groups(rule, params, grads, states)
-    if _graphs_compiled() != before and logger.isEnabledFor(logging.INFO):
+    before, start = _COMPILES[0], time.perf_counter()
+    if torch.is_grad_enabled():
+        # The compiled steps are inference graphs; the functional step and the optimizers
+        # already run under no_grad, a direct call might not.
+        with torch.no_grad():
+            _fused_groups(rule, params, grads, states)
+    else:
+        _fused_groups(rule, params, grads, states)
+    if _COMPILES[0] != before and logger.isEnabledFor(logging.INFO):
         _log_compile(rule, impl, len(params), sum(p.numel() for p in params),
                      params[0].dtype, params[0].device, time.perf_counter() - start)
 
@@ -356,27 +482,42 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
 def _fused_groups(rule, params, grads, states) -> None:
     key = _key(rule)
     names = rule.state_names
-    lr = torch.tensor(float(rule.lr), dtype=torch.float64)
+    lr = _lr_tensor(float(rule.lr))
+    # Dynamo guarded on the thread count (a recompile when it changes); so does the key.
+    threads = torch.get_num_threads()
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
-        tensors = [p, grads[i]] + [states[i][n] for n in names]
-        contiguous = all(t.is_contiguous() for t in tensors)
+        contiguous = p.is_contiguous() and grads[i].is_contiguous() and all(
+            states[i][n].is_contiguous() for n in names
+        )
         groups.setdefault((p.dtype, p.device, states[i]["step"].dtype, contiguous), []).append(i)
     for (dtype, device, step_dtype, contiguous), idx in groups.items():
         if contiguous and len(idx) >= MANY_MIN_TENSORS:
-            # Flat 1-D views throughout: Inductor takes a 0-dim float64 CPU input as a
+            # 1-D views of 0-dim tensors: Inductor takes a 0-dim float64 CPU input as a
             # Python scalar, and an in-place update of one would be lost (seen: a scalar
             # fp64 parameter never moved); the step counters likewise as 1-element views.
-            shapes = tuple(params[i].numel() for i in idx)
-            fn = _get(("many", key, dtype, device.type, step_dtype, shapes), _make_many)
-            fn([_at_least_1d(params[i]) for i in idx], [_at_least_1d(grads[i]) for i in idx],
-               [_at_least_1d(states[i]["step"]) for i in idx], lr,
-               [[_at_least_1d(states[i][n]) for i in idx] for n in names])
+            shapes = tuple(tuple(params[i].shape) for i in idx)
+            fn = _get(("many", key, dtype, device, step_dtype, threads, shapes), _make_many)
+            ps = [_at_least_1d(params[i]) for i in idx]
+            gs = [_at_least_1d(grads[i]) for i in idx]
+            steps = [_at_least_1d(states[i]["step"]) for i in idx]
+            st = [[_at_least_1d(states[i][n]) for i in idx] for n in names]
+            flat = ps + gs + steps + [lr] + [t for ts in st for t in ts]
+            fn(-1, flat, ps, gs, steps, lr, st)
             continue
-        # one compiled function (own Dynamo cache) per configuration, dtype and device
-        fn = _get((key, dtype, device.type, step_dtype))
+        if not contiguous:
+            # one compiled function (own Dynamo cache) per configuration, dtype and device
+            fn = _get((key, dtype, device.type, step_dtype), _make_guarded)
+            for i in idx:
+                fn(params[i], grads[i], states[i]["step"].view(1), lr,
+                   *[states[i][n] for n in names])
+            continue
         for i in idx:
-            tensors = [params[i], grads[i]] + [states[i][n] for n in names]
-            if contiguous:
-                tensors = [_flat(t) for t in tensors]
-            fn(tensors[0], tensors[1], states[i]["step"].view(1), lr, *tensors[2:])
+            p = params[i]
+            n = p.numel()
+            # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands for
+            # every size from 2 up (the dynamic-shape graph)
+            fn = _get((key, dtype, device, step_dtype, threads, min(n, 2)), _make)
+            flat = [_flat(p), _flat(grads[i]), states[i]["step"].view(1), lr]
+            flat += [_flat(states[i][nm]) for nm in names]
+            fn(n, flat, *flat)

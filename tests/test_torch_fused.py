@@ -233,3 +233,109 @@ def test_a_compiling_step_logs_once_what_it_compiled_and_how_long(caplog, impl):
     for part in ("rmsprop", f"impl={impl!r}", "1 tensor,", f"{n} elements", "torch.float64", "cpu"):
         assert part in message, message
     assert re.search(r"in \d+\.\d\d s", message), message
+
+
+def _direct_case(rule, shapes, dtype, steps, lrs=None):
+    """Steps ``shapes`` with impl="fused" and impl="loop" from the same start, with the
+    lr of step k ``lrs[k]``, and checks params and state after every step."""
+    gen = torch.Generator().manual_seed(1)
+    ref = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in shapes]
+    params = [p.clone() for p in ref]
+    ref_states = [impl_torch.init_state(rule, p) for p in ref]
+    states = [impl_torch.init_state(rule, p) for p in params]
+    for k in range(steps):
+        r = rule.replace(lr=lrs[k]) if lrs else rule
+        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype) for p in ref]
+        old = [p.clone() for p in ref]
+        impl_torch.step(r, ref, grads, ref_states, impl="loop")
+        impl_torch.step(r, params, grads, states, impl="fused")
+        for p, e, o, s, es in zip(params, ref, old, states, ref_states):
+            assert s["step"].item() == es["step"].item() == k + 1
+            if p.numel():
+                _agree(p, e, o, str(dtype).removeprefix("torch."))
+                for n in rule.state_names:
+                    _agree(s[n], es[n], es[n], str(dtype).removeprefix("torch."))
+        # re-synchronise, as in test_fused_agrees_with_loop_after_every_step
+        for p, e in zip(params, ref):
+            p.copy_(e)
+        for s, es in zip(states, ref_states):
+            for n in rule.state_names:
+                s[n].copy_(es[n])
+
+
+@pytest.mark.parametrize("n_tensors", [1, fused.MANY_MIN_TENSORS], ids=["per-tensor", "one-call"])
+def test_lr_changing_every_step_reaches_the_directly_called_step(n_tensors):
+    """After its first call a compiled step is called without Dynamo (``fused._Direct``):
+    a new lr every step (Adagrad's rate computed from it and the advancing step counter)
+    must still reach the kernel, on both the per-tensor and the one-call path."""
+    rule = rules.preset("adagrad", "torch").replace(lr_decay=0.3, weight_decay=0.05)
+    shapes = [(7,), (3, 5), (2,), (4, 1)][:n_tensors]
+    _direct_case(rule, shapes, torch.float32, 5, lrs=[0.1, 0.02, 0.3, 0.3, 0.005])
+
+
+def test_sizes_zero_one_and_many_share_no_compiled_step():
+    """Sizes 0 and 1 get graphs of their own (Dynamo specialises them); every size from 2
+    one dynamic-shape graph, called directly."""
+    rule = rules.preset("rmsprop", "torch").replace(momentum=0.5, nesterov=True)
+    for shapes in ([(0,)], [(1,)], [(2,)], [(5, 3)], [(1000,)]):
+        _direct_case(rule, shapes, torch.float32, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.complex64], ids=str)
+def test_direct_step_other_dtypes(dtype):
+    """16-bit dtypes (computed in float32 by Inductor: within tolerance) and complex
+    parameters (stepped as real views) on the directly called path."""
+    if dtype.is_complex:
+        rule = rules.preset("adadelta", "torch").replace(weight_decay=0.1)
+        gen = torch.Generator().manual_seed(3)
+        params = [torch.randn(6, dtype=dtype, generator=gen)]
+        ref = [p.clone() for p in params]
+        states = [impl_torch.init_state(rule, p) for p in params]
+        ref_states = [impl_torch.init_state(rule, p) for p in ref]
+        for _ in range(3):
+            grads = [torch.randn(6, dtype=dtype, generator=gen)]
+            impl_torch.step(rule, params, grads, states, impl="fused")
+            impl_torch.step(rule, ref, grads, ref_states, impl="loop")
+        torch.testing.assert_close(torch.view_as_real(params[0]), torch.view_as_real(ref[0]))
+        return
+    # Inductor computes 16-bit math in float32 and rounds once (functional.AUTO_FUSED_DTYPES),
+    # so the reference is the loop in float32 from the same 16-bit values, rounded.
+    rule = rules.preset("rmsprop", "torch").replace(centered=True, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(2)
+    p = torch.randn(50, generator=gen).to(dtype)
+    state = impl_torch.init_state(rule, p)
+    for _ in range(3):
+        g = torch.randn(50, generator=gen).to(dtype)
+        ref, ref_state = p.float(), {k: v.float() for k, v in state.items()}
+        impl_torch.step(rule, [ref], [g.float()], [ref_state], impl="loop")
+        impl_torch.step(rule, [p], [g], [state], impl="fused")
+        torch.testing.assert_close(p, ref.to(dtype), rtol=rules.tolerance(str(dtype)).rtol, atol=1e-5)
+        for k in rule.state_names:
+            torch.testing.assert_close(state[k], ref_state[k].to(dtype),
+                                       rtol=rules.tolerance(str(dtype)).rtol, atol=1e-5)
+
+
+def test_a_thread_count_change_gets_its_own_compiled_step():
+    """Dynamo guarded on the thread count; the directly called steps are keyed on it."""
+    rule = rules.preset("adagrad", "torch").replace(eps=1e-9)
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            _direct_case(rule, [(40,)], torch.float32, 2)
+            _direct_case(rule, [(3,)] * fused.MANY_MIN_TENSORS, torch.float32, 2)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_direct_step_bumps_autograd_versions():
+    """The updated tensors' version counters advance (AOTAutograd's wrapper runs), so a
+    graph that saved a parameter before the step notices it was modified."""
+    rule = rules.preset("adagrad", "torch")
+    p = torch.randn(10, requires_grad=True)
+    state = impl_torch.init_state(rule, p)
+    for _ in range(3):  # the third call is the directly called one's second
+        loss = (p * p).sum()
+        impl_torch.step(rule, [p.detach()], [torch.randn(10)], [state], impl="fused")
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()

@@ -355,15 +355,18 @@ def _fused(rule, params, grads, states, impl: str = "fused") -> None:
 
 
 #: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many
-#: elements in all takes ``"fused"``. Measured on the 2-core CPU (fp32, one thread, one
-#: tensor, torch.optim's defaults; median us of loop / fused): Adagrad 131,072 elements
-#: 145 / 193, 262,144: 246 / 248; Adadelta 32,768: 118 / 157, 65,536: 176 / 180, 131,072:
-#: 284 / 221; RMSprop 131,072: 156 / 184, 262,144: 259 / 238. A compiled call costs
-#: 70-130 us more than eager dispatch, and one pass over memory pays that back sooner the
-#: more passes the eager math makes (Adadelta's 9 against Adagrad's 4). Options that add
-#: eager passes (weight decay, momentum, centered) move the crossover lower still, so for
-#: them these thresholds err towards eager.
-AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 18, "adadelta": 1 << 16, "rmsprop": 3 << 16}
+#: elements in all takes ``"fused"``. Measured through the optimizer classes on the 2-core
+#: CPU (fp32, one tensor, torch.optim's defaults, median us of loop / fused at the default
+#: 2 threads; the one-thread crossovers are within a factor of 2 of these): Adagrad 2^13:
+#: 33.5 / 34.0, 2^15: 57.8 / 38.2; RMSprop 2^12: 33.2 / 31.8, 2^14: 47.1 / 35.4; Adadelta
+#: fused wins from 2^8 (48.0 / 36.6). A compiled call costs about 30 us (``fused.py``), so
+#: one pass over memory pays it back sooner the more passes the eager math makes
+#: (Adadelta's 9 against Adagrad's 4). The thresholds sit where fused wins at both thread
+#: settings, and no lower than 2^12 elements: the first step of each configuration compiles
+#: (1.5-3 s), which a model that small would take hundreds of thousands of steps to earn
+#: back. Options that add eager passes (weight decay, momentum, centered) move the
+#: crossover lower still, so for them these thresholds err towards eager.
+AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 15, "adadelta": 1 << 12, "rmsprop": 1 << 14}
 
 #: Below the fused threshold, a group of at most this many tensors takes ``"loop"``, a
 #: larger one ``"foreach"``. Measured (64-element tensors, median us loop / foreach):

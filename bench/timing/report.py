@@ -24,7 +24,8 @@ In the folder:
   temporary memory per step), the probe, training throughput, changes since the previous
   run, probe errors;
 - ``recommendation.md`` (the fastest implementation per framework, size, device, dtype
-  and thread setting) and ``headline.md`` (ours against the fastest peer);
+  and thread setting), ``headline.md`` (ours against the fastest peer) and ``targets.md``
+  (issue #15's performance targets, met or missed, with this run's numbers);
 - ``results.csv`` (one row per step benchmark), ``probe.csv`` and, when the run includes
   bench/timing/bench_training.py, ``training.csv`` (whole training steps per second on Iris);
 - ``time-<device>-<dtype>-<threads>.png`` and ``roofline-<device>-<dtype>-<threads>.png``.
@@ -45,6 +46,7 @@ from .reporting.files import atomic_write_bytes, atomic_write_text
 from .reporting.fmt import csv_table, fmt_bytes, fmt_pct, fmt_us, fmt_x, table, us
 from .reporting.markdown import markdown
 from .reporting.recommend import recommendation
+from .reporting.targets import targets
 from .reporting.store import CURRENT, PREVIOUS, RESULTS_ROOT, default_json, ingest, output_folder
 from .reporting.tables import TRAINING_COLUMNS, csv_text, headline, probe_csv_text
 
@@ -77,6 +79,7 @@ def generate(json_path, out=None) -> Path:
     atomic_write_text(out / "probe.csv", probe_csv_text(probes))
     atomic_write_text(out / "headline.md", headline(steps))
     atomic_write_text(out / "recommendation.md", recommendation(steps))
+    atomic_write_text(out / "targets.md", targets(steps, training))
     if training:
         recs = [{**r, "median_us": us(r["median_s"]), "iqr_us": us(r.get("iqr_s")),
                  "previous_median_us": us(r.get("prev_median_s"))} for r in training]

@@ -6,6 +6,7 @@ from .data import DEVICE_ORDER, DTYPE_ORDER, FASTER, IMPL_ORDER, RULE_ORDER, SIZ
 from .fmt import FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_us, fmt_util, fmt_x, ordered, table, threads_label
 from .freshness import freshness
 from .recommend import labels, recommendation
+from .targets import targets
 from .store import PREVIOUS
 from .tables import headline
 
@@ -142,6 +143,7 @@ def markdown(data: dict, steps: list[dict], probes: list[dict], previous: dict |
     out += _how_made(data, previous, json_name)
     out += freshness(data)
     out += [recommendation(steps, level=2), "Also in `recommendation.md`.", ""]
+    out += [targets(steps, list(training), level=2), "Also in `targets.md`.", ""]
     out += ["## Headline: our fastest against the fastest peer, per framework", "",
             "Median us per step (% of the bandwidth roofline); speedup = peer / ours (below 1: ours is slower). "
             "The floor is what a jitted call on the same arguments costs with nothing inside: no step can beat "

@@ -1,0 +1,199 @@
+"""The performance targets of issue #15, judged from one run: ``targets.md``.
+
+Every number comes from the run's rows (``data.rows``, ``data.training_rows``); nothing is
+typed in. Per thread setting:
+
+1. 1e7 fp32: our fused Adagrad (``ours-torch-fused``) >= 1.0x torch.optim's ``fused=True``;
+   every rule's fused step >= 85 % of the in-place bandwidth probe.
+2. Our default step (``ours-torch-auto``) >= 1.0x torch.optim's default (on a CPU its
+   for-loop, ``torch.optim-loop``; on CUDA ``foreach``) at every rule and size, and >= 1.0x
+   torch.optim's fastest variant from 1e5 elements up.
+3. The compiled training step (``torch.compile`` around forward, backward and ``step``):
+   ours against torch.optim in the same setup (measured; no ratio is promised).
+4. JAX Adadelta at 1e7: ``make_step`` (``ours-jax-step``) >= 2.5x optax (goal 4x).
+5. CUDA rows present (``make bench-gpu`` on a machine with a GPU).
+6. Temporary memory at 1e7: the fused paths and ``make_step`` allocate less than one
+   parameter-sized tensor.
+
+A target whose rows the run lacks says so ("not in this run"). A ratio is peer median /
+ours; "within noise" marks a gap smaller than the two rows' IQRs or 5 %
+(``recommend.within_noise``): the run does not separate them.
+"""
+
+from __future__ import annotations
+
+from .data import RULE_ORDER, SIZE_ORDER, order_key
+from .fmt import fmt_bytes, fmt_us, table, threads_label
+from .recommend import within_noise
+
+PROBE_TARGET = 0.85
+ADADELTA_JAX_TARGET, ADADELTA_JAX_GOAL = 2.5, 4.0
+TORCH_DEFAULT = {"cpu": "torch.optim-loop", "cuda": "torch.optim-foreach"}
+FROM_1E5 = ("1e5", "1e6", "tfm100", "1e7")
+RULES = ("adagrad", "adadelta", "rmsprop")
+BIG = "1e7"
+NO_ROWS = "not in this run"
+
+
+def _index(steps: list[dict]) -> dict:
+    return {(r["device"], r["dtype"], r["tag"], r["rule"], r["size"], r["impl"]): r for r in steps}
+
+
+def _settings(steps: list[dict]) -> list[tuple]:
+    """(device, tag, a row of it) per device and thread setting, fp32 only, in run order."""
+    seen: dict[tuple, dict] = {}
+    for r in steps:
+        if r["dtype"] == "fp32":
+            seen.setdefault((r["device"], r["tag"]), r)
+    return [(device, tag, row) for (device, tag), row in seen.items()]
+
+
+def _ratio(peer: dict | None, ours: dict | None) -> tuple[float | None, bool]:
+    if peer is None or ours is None:
+        return None, False
+    return peer["median_s"] / ours["median_s"], within_noise(*sorted((peer, ours), key=lambda r: r["median_s"]))
+
+
+def _status(value: float | None, target: float, noisy: bool = False) -> str:
+    if value is None:
+        return NO_ROWS
+    if value >= target:
+        return "met"
+    return "missed (within noise)" if noisy else "missed"
+
+
+def _fused_vs_torch(idx, device, tag) -> list[str]:
+    ours = idx.get((device, "fp32", tag, "adagrad", BIG, "ours-torch-fused"))
+    peer = idx.get((device, "fp32", tag, "adagrad", BIG, "torch.optim-fused"))
+    ratio, noisy = _ratio(peer, ours)
+    result = NO_ROWS if ratio is None else (
+        f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, torch.optim {fmt_us(peer['median_s'])} us; "
+        f"% of probe: ours {_pct(ours)}, torch.optim {_pct(peer)})"
+    )
+    return ["1e7 fp32 Adagrad: ours fused >= 1.0x torch.optim `fused=True`", result, _status(ratio, 1.0, noisy)]
+
+
+def _pct(row: dict) -> str:
+    f = row.get("roofline_fraction")
+    return "probe error" if row.get("probe_error") or f is None else f"{100 * f:.0f} %"
+
+
+def _fused_vs_probe(idx, device, tag) -> list[str]:
+    parts, worst = [], None
+    for rule in RULES:
+        row = idx.get((device, "fp32", tag, rule, BIG, "ours-torch-fused"))
+        if row is None or row.get("probe_error") or row.get("roofline_fraction") is None:
+            continue
+        parts.append(f"{rule} {_pct(row)}")
+        worst = row["roofline_fraction"] if worst is None else min(worst, row["roofline_fraction"])
+    result = ", ".join(parts) if parts else NO_ROWS
+    return [f"1e7 fp32: every rule's fused step >= {100 * PROBE_TARGET:.0f} % of the probe", result,
+            _status(worst, PROBE_TARGET)]
+
+
+def _default_vs(idx, steps, device, tag, sizes, peer_of, label) -> list[str]:
+    """Our default step against ``peer_of(members)`` at every rule and size in ``sizes``
+    (None: every size): the worst ratio and every miss."""
+    by_case: dict[tuple, dict] = {}
+    for r in steps:
+        if r["device"] == device and r["dtype"] == "fp32" and r["tag"] == tag:
+            by_case.setdefault((r["rule"], r["size"]), {})[r["impl"]] = r
+    worst, misses, cases, all_noisy = None, [], 0, True
+    for (rule, size), members in sorted(by_case.items(), key=lambda kv: (order_key(kv[0][0], RULE_ORDER),
+                                                                          order_key(kv[0][1], SIZE_ORDER))):
+        if sizes is not None and size not in sizes:
+            continue
+        ours, peer = members.get("ours-torch-auto"), peer_of(members)
+        ratio, noisy = _ratio(peer, ours)
+        if ratio is None:
+            continue
+        cases += 1
+        worst = ratio if worst is None else min(worst, ratio)
+        if ratio < 1.0:
+            all_noisy = all_noisy and noisy
+            misses.append(f"{rule} {size} {ratio:.2f}x ({peer['impl']} {fmt_us(peer['median_s'])}, "
+                          f"ours {fmt_us(ours['median_s'])}{', within noise' if noisy else ''})")
+    if worst is None:
+        return [label, NO_ROWS, NO_ROWS]
+    result = f"worst {worst:.2f}x over {cases} cases" + (f"; below 1.0x: {'; '.join(misses)}" if misses else "")
+    return [label, result, _status(worst, 1.0, bool(misses) and all_noisy)]
+
+
+def _fastest_torch_optim(members: dict) -> dict | None:
+    peers = [r for impl, r in members.items() if impl.startswith("torch.optim-")]
+    return min(peers, key=lambda r: r["median_s"]) if peers else None
+
+
+def _adadelta_jax(idx, device, tag) -> list[str]:
+    ours = idx.get((device, "fp32", tag, "adadelta", BIG, "ours-jax-step"))
+    peer = idx.get((device, "fp32", tag, "adadelta", BIG, "optax"))
+    ratio, noisy = _ratio(peer, ours)
+    result = NO_ROWS if ratio is None else (
+        f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, optax {fmt_us(peer['median_s'])} us)"
+        + (f"; goal {ADADELTA_JAX_GOAL:.0f}x {'met' if ratio >= ADADELTA_JAX_GOAL else 'not met'}")
+    )
+    return [f"1e7 fp32 JAX Adadelta: `make_step` >= {ADADELTA_JAX_TARGET}x optax", result,
+            _status(ratio, ADADELTA_JAX_TARGET, noisy)]
+
+
+def _memory(idx, device, tag) -> list[str]:
+    label = "1e7 fp32: fused paths and `make_step` allocate no parameter-sized temporary"
+    found = [(impl, rule, idx.get((device, "fp32", tag, rule, BIG, impl)))
+             for impl in ("ours-torch-fused", "ours-torch-auto", "ours-jax-step") for rule in RULES]
+    found = [(impl, rule, r) for impl, rule, r in found if r is not None and r.get("temp_bytes") is not None]
+    if not found:
+        return [label, NO_ROWS, NO_ROWS]
+    worst: dict[str, int] = {}
+    for impl, _, r in found:
+        worst[impl] = max(worst.get(impl, 0), r["temp_bytes"])
+    # fp32: 4 bytes per element of the largest tensor (one tensor at 1e7)
+    over = [f"{impl} {rule} {fmt_bytes(r['temp_bytes'])}" for impl, rule, r in found
+            if r["temp_bytes"] >= 4 * r["n"] // max(1, r.get("n_tensors") or 1)]
+    result = ", ".join(f"{impl} at most {fmt_bytes(b)}" for impl, b in worst.items())
+    return [label, result + (f"; parameter-sized: {', '.join(over)}" if over else ""), "missed" if over else "met"]
+
+
+def _training(training: list[dict], tag: str) -> list[str]:
+    rows = {(r["rule"], r["impl"]): r for r in training if r.get("tag") == tag}
+    parts = []
+    for rule in RULES:
+        ours, peer = rows.get((rule, "torch-compiled-ours")), rows.get((rule, "torch-compiled-optim"))
+        if ours and peer:
+            parts.append(f"{rule} {peer['median_s'] / ours['median_s']:.2f}x "
+                         f"({fmt_us(ours['median_s'])} against {fmt_us(peer['median_s'])} us per call)")
+    label = "compiled training step (`torch.compile` of forward, backward, `step`): ours vs torch.optim"
+    return [label, "; ".join(parts) if parts else NO_ROWS, "measured" if parts else NO_ROWS]
+
+
+def targets(steps: list[dict], training: list[dict], level: int = 1) -> str:
+    """Markdown: one table per device and thread setting, each target with its numbers from
+    this run and met/missed; ``level`` is the heading level of the title."""
+    idx = _index(steps)
+    out = [
+        "#" * level + " Performance targets (issue #15)",
+        "",
+        "Each target judged from this run's medians (ratio = peer / ours; above 1.0x ours is faster). "
+        "\"within noise\": the gap is smaller than the rows' IQRs or 5 %. How each miss is explained: "
+        "docs/performance.md.",
+        "",
+    ]
+    settings = _settings(steps)
+    for device, tag, row in settings:
+        body = [
+            _fused_vs_torch(idx, device, tag),
+            _fused_vs_probe(idx, device, tag),
+            _default_vs(idx, steps, device, tag, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
+                        f"default step (`auto`) >= 1.0x torch.optim's default ({TORCH_DEFAULT.get(device, '-')}) "
+                        "at every rule and size"),
+            _default_vs(idx, steps, device, tag, FROM_1E5, _fastest_torch_optim,
+                        "default step >= 1.0x torch.optim's fastest variant from 1e5 up"),
+            _training(training, tag) if device == "cpu" else ["compiled training step", NO_ROWS, NO_ROWS],
+            _adadelta_jax(idx, device, tag),
+            _memory(idx, device, tag),
+        ]
+        out += ["#" * (level + 1) + f" {device}, fp32, threads {threads_label(row)}", "",
+                table(["target", "this run", "status"], body), ""]
+    if not any(device == "cuda" for device, _, _ in settings):
+        out += ["CUDA: no CUDA rows in this run (this machine has no GPU; `make bench-gpu` writes "
+                "`results/gpu-<name>/` where one is present).", ""]
+    return "\n".join(out)

@@ -373,8 +373,9 @@ class _RuleOptimizer(torch.optim.Optimizer):
         # Every group is validated before any state is created, cast or stepped, so that a
         # step that raises changes nothing (lazy state is committed only afterwards). A
         # group unchanged since its last validated step is accepted by ``validated``.
-        checks = self.__dict__.setdefault("_checks", [])
         traced = torch.compiler.is_compiling()
+        # Traced by torch.compile, the checks run once at trace time: no record is kept.
+        checks = () if traced else self.__dict__.setdefault("_checks", [])
         work, fresh = [], []
         for gi, group in enumerate(self.param_groups):
             check = None if traced or gi >= len(checks) else checks[gi]

@@ -99,6 +99,15 @@ def test_session_json_is_complete(data):
     steps = {b["extra_info"]["impl"]: b["extra_info"] for b in ours if b["extra_info"]["kind"] == "step"}
     # torch.optim's per-tensor Adagrad makes one fp32 temporary of the tensor's size (std); XLA none
     assert steps["torch.optim-loop"]["temp_bytes"] >= 4000 and steps["optax"]["temp_bytes"] == 0
+    # the call overhead (bench/timing/overhead.py): the fused steps' kernels, measured beside the sweep
+    for impl in ("ours-torch-fused", "torch.optim-fused"):
+        ei = steps[impl]
+        assert ei["kernel_calls"] == 1 and ei["kernel_s"] > 0 and ei["overhead_step_s"] > 0, ei
+        assert ei["overhead_s"] == pytest.approx(ei["overhead_step_s"] - ei["kernel_s"])
+    assert "kernel_s" not in steps["ours-torch-auto"]  # auto stays eager at 1e3 elements
+    assert steps["ours-torch-auto"]["overhead_source"].startswith("not measured")
+    assert not any("kernel_s" in ei or "overhead_error" in ei for k, ei in steps.items()
+                   if k not in ("ours-torch-fused", "torch.optim-fused"))
     mi = data["machine_info"]["adaptbench"]
     for key in ("cpu_model", "cores", "versions", "git", "torch", "jax", "threads", "env"):
         assert key in mi
@@ -453,3 +462,66 @@ def test_one_thread_setting_keeps_every_xla_flag(tmp_path):
     flags, count = proc.stdout.split("\n")[-3:-1]
     assert flags.split()[-1] == "intra_op_parallelism_threads=1"
     assert count == "4"
+
+
+def _synthetic_step(rule, size, n, impl, median_s, tag="t1", **extra) -> dict:
+    family = "ours" if impl.startswith("ours") else "peer"
+    return {
+        "name": f"test_step[{rule}-{size}-fp32-cpu-{impl}-{tag}]", "group": f"{rule}-{size}-fp32-cpu-{tag}",
+        "stats": {"median": median_s, "iqr": median_s / 10, "rounds": 9},
+        "extra_info": {"adaptbench": 1, "kind": "step", "rule": rule, "size": size, "n": n, "n_tensors": 1,
+                       "dtype": "fp32", "device": "cpu", "impl": impl, "framework": "torch", "family": family,
+                       "bytes_per_step": 20 * n, "thread_setting": "1", "threads": 1, "cpu_budget": 1,
+                       "thread_tag": tag, **extra},
+    }
+
+
+def test_call_overhead_column_and_section(tmp_path):
+    """A synthetic run: fused rows with a measured overhead, an auto row that ran no kernel,
+    a row whose measurement failed, and rows that never had one."""
+    measured = dict(overhead_step_s=32e-6, kernel_s=3e-6, overhead_s=29e-6, kernel_calls=1,
+                    overhead_source="step median less the kernels'")
+    big = dict(overhead_step_s=0.0101, kernel_s=0.0102, overhead_s=-0.0001, kernel_calls=1, overhead_source="x")
+    data = {
+        "machine_info": {}, "datetime": "2026-01-01T00:00:00",
+        "benchmarks": [
+            _synthetic_step("adagrad", "1e3", 1000, "ours-torch-fused", 30e-6, **measured),
+            _synthetic_step("adagrad", "1e3", 1000, "ours-torch-auto", 20e-6,
+                            overhead_source="not measured: no kernel ran (auto picked an eager impl at this size)"),
+            _synthetic_step("adagrad", "1e3", 1000, "torch.optim-fused", 40e-6,
+                            overhead_error="the measuring process exited"),
+            _synthetic_step("adagrad", "1e3", 1000, "torch.optim-loop", 25e-6),
+            _synthetic_step("adagrad", "1e7", 10_000_000, "ours-torch-fused", 0.0105, **big),
+        ],
+    }
+    out = tmp_path / "out"
+    _run(["--json", str(_write(tmp_path, data)), "--out", str(out)])
+    md = (out / "README.md").read_text()
+    section = md.split("## Call overhead of the fused steps")[1].split("\n## ")[0]
+    assert "enable_kernel_profile" in section and "bench/timing/overhead.py" in section
+    assert ("| cpu | fp32 | 1 (pinned) | adagrad | 1e3 | ours-torch-fused | 30.0 | 32.0 | 3.00 | 1 | 29.0 | 91% |"
+            in section)
+    assert "| adagrad | 1e7 | ours-torch-fused | 10,500 | 10,100 | 10,200 | 1 | -100 | -1% |" in section
+    rows_md = section.split("| device |")[1].split("Not measured")[0]
+    assert "ours-torch-auto" not in rows_md and "torch.optim" not in rows_md
+    assert "adagrad-1e3-fp32-cpu-t1 `torch.optim-fused`: the measuring process exited" in section
+    # the per-rule table of all numbers has the column; empty where nothing was measured
+    numbers = md.split("### adagrad: cpu, fp32, threads 1 (pinned)")[1].split("</details>")[0]
+    assert "| temp memory | call overhead us |" in numbers
+    assert "| 1e3 | ours-torch-fused |" in numbers and numbers.split("| 1e3 | ours-torch-fused |")[1].split("\n")[0] \
+        .rstrip().endswith("| 29.0 |")
+    assert numbers.split("| 1e3 | torch.optim-loop |")[1].split("\n")[0].rstrip().endswith("|  |")
+    rows = {(r["size"], r["impl"]): r for r in _csv(out / "results.csv")}
+    fused = rows[("1e3", "ours-torch-fused")]
+    assert float(fused["kernel_us"]) == pytest.approx(3.0) and float(fused["overhead_us"]) == pytest.approx(29.0)
+    assert float(fused["overhead_step_us"]) == pytest.approx(32.0) and fused["kernel_calls"] == "1"
+    assert rows[("1e3", "ours-torch-auto")]["overhead_source"].startswith("not measured")
+    assert rows[("1e3", "torch.optim-fused")]["overhead_error"] == "the measuring process exited"
+    assert rows[("1e3", "torch.optim-loop")]["kernel_us"] == rows[("1e3", "torch.optim-loop")]["overhead_us"] == ""
+
+
+def test_no_overhead_section_without_fused_rows(tmp_path):
+    data = {"machine_info": {}, "benchmarks": [_synthetic_step("adagrad", "1e3", 1000, "torch.optim-loop", 25e-6)]}
+    out = tmp_path / "out"
+    _run(["--json", str(_write(tmp_path, data)), "--out", str(out)])
+    assert "Call overhead of the fused steps" not in (out / "README.md").read_text()

@@ -8,8 +8,11 @@ The callable handed to ``benchmark`` is compiled and warmed up already, threads 
 buffers through iterations and waits for its outputs (bench/torch_cases.py,
 bench/jax_cases.py). Each benchmark's ``extra_info`` holds what the report needs: bytes per
 step, working set, cache residency, achieved GB/s and its fraction of the probe, the CPU
-utilisation while timing, and the temporary memory of one step (bench/timing/memory.py,
-measured after timing, outside the timed loop); bench/conftest.py adds the thread setting.
+utilisation while timing, the temporary memory of one step (bench/timing/memory.py,
+measured after timing, outside the timed loop) and, for the steps that run compiled or
+native fused kernels on CPU, their call overhead: step time less kernel time, measured in a
+process of its own after timing (bench/timing/overhead.py); bench/conftest.py adds the
+thread setting.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import pytest
 
 from bench import machine
-from bench.timing import cases, jax_cases, keras_cases, probe, torch_cases
+from bench.timing import cases, jax_cases, keras_cases, overhead, probe, torch_cases
 
 SCHEMA = 1
 STEP_SPECS = cases.step_specs()
@@ -103,6 +106,8 @@ def test_step(benchmark, spec: cases.StepSpec):
     del case
     if median is None:
         return
+    if overhead.applies(spec):
+        info.update(overhead.for_case(spec))
     gbps = info["bytes_per_step"] / median / 1e9
     probes = probe.roofline(spec.size, spec.dtype, spec.device, spec.arrays)
     top = probe.best(probes)

@@ -21,8 +21,9 @@ In the folder:
 - ``README.md``: how the run was made, whether the implementations changed since its
   commit, the recommendation, the headline, labels, cache residency, per-rule tables
   (median us, speedups, % of the bandwidth probe, CPU use against the thread budget,
-  temporary memory per step), the probe, training throughput, changes since the previous
-  run, probe errors;
+  temporary memory per step, the call overhead of the fused steps), the call overhead's own
+  table (step, kernel and overhead us; bench/timing/overhead.py), the probe, training
+  throughput, changes since the previous run, probe errors;
 - ``recommendation.md`` (the fastest implementation per framework, size, device, dtype
   and thread setting), ``headline.md`` (ours against the fastest peer) and ``targets.md``
   (issue #15's performance targets, met or missed, with this run's numbers);

@@ -146,6 +146,13 @@ def rows(data: dict) -> tuple[list[dict], list[dict], int]:
             "cpu_util": ei.get("cpu_util"),
             "temp_bytes": ei.get("temp_bytes"),
             "temp_source": ei.get("temp_source"),
+            # bench/timing/overhead.py: measured in a process of its own, beside the sweep
+            "overhead_step_s": ei.get("overhead_step_s"),
+            "kernel_s": ei.get("kernel_s"),
+            "overhead_s": ei.get("overhead_s"),
+            "kernel_calls": ei.get("kernel_calls"),
+            "overhead_source": ei.get("overhead_source"),
+            "overhead_error": ei.get("overhead_error"),
             **thread_fields(ei),
         }
         if kind == "probe":

@@ -8,9 +8,9 @@ def fmt_us(seconds) -> str:
     if seconds is None:
         return ""
     us = seconds * 1e6
-    if us >= 100:
+    if abs(us) >= 100:
         return f"{us:,.0f}"
-    if us >= 10:
+    if abs(us) >= 10:
         return f"{us:.1f}"
     return f"{us:.2f}"
 

@@ -136,6 +136,43 @@ def _residency(steps: list[dict], probes: list[dict], data: dict) -> list[str]:
     ]
 
 
+def _overhead(steps: list[dict]) -> list[str]:
+    """The call overhead of the steps that run fused kernels (bench/timing/overhead.py)."""
+    measured = [r for r in steps if r.get("kernel_s") is not None]
+    failed = [r for r in steps if r.get("overhead_error")]
+    if not measured and not failed:
+        return []
+    out = [
+        "## Call overhead of the fused steps", "",
+        "What a step costs beyond its kernels: the median time of `Optimizer.step()` less the median time of the "
+        "kernels one step runs (Inductor's generated C++ kernels for `ours-torch-fused`, and for `ours-torch-auto` "
+        "where auto picks fused; the native `aten::_fused_*` op for `torch.optim-fused`), both measured on CPU in "
+        "one process of its own, started beside the sweep with the same thread setting. That process builds the "
+        "same case with Inductor's `cpp.enable_kernel_profile` on (a `RECORD_FUNCTION` range around each kernel, "
+        "which changes the generated code: the sweep's own kernels never carry it), times the step with `timeit` "
+        "and runs as many steps under `torch.profiler`, in alternating blocks, summing the kernel ranges of each "
+        "step (bench/timing/overhead.py). So *step us* is that process's median, shown beside the sweep's; "
+        "share = overhead / step. Where the kernel takes most of the step (large sizes) the overhead is the "
+        "difference of two medians and within their run-to-run noise, negative at times.", "",
+    ]
+    if measured:
+        body = [[r["device"], r["dtype"], threads_label(r), r["rule"], r["size"], r["impl"], fmt_us(r["median_s"]),
+                 fmt_us(r.get("overhead_step_s")), fmt_us(r["kernel_s"]), r.get("kernel_calls", ""),
+                 fmt_us(r.get("overhead_s")), _share(r)] for r in measured]
+        out += [table(["device", "dtype", "threads", "rule", "size", "impl", "sweep median us", "step us",
+                       "kernel us", "kernels per step", "overhead us", "overhead share"], body), ""]
+    if failed:
+        out += ["Not measured (the measurement failed):", ""]
+        out += [f"- {r['rule']}-{r['size']}-{r['dtype']}-{r['device']}-{r['tag']} `{r['impl']}`: {r['overhead_error']}"
+                for r in failed] + [""]
+    return out
+
+
+def _share(row) -> str:
+    step, over = row.get("overhead_step_s"), row.get("overhead_s")
+    return "" if not step or over is None else f"{100 * over / step:.0f}%"
+
+
 def markdown(data: dict, steps: list[dict], probes: list[dict], previous: dict | None, plots: list[str],
              name: str, ignored: int, json_name: str, training: list[dict] = ()) -> str:
     out = [f"# adaptbench results: {name}", "",
@@ -201,20 +238,21 @@ def markdown(data: dict, steps: list[dict], probes: list[dict], previous: dict |
                 out += [table(["impl", *sizes], [[label(i), *(cell(i, s, "mem") for s in sizes)] for i in impls]),
                         ""]
             header = ["size", "impl", "median us", "IQR us", "rounds", "x best torch.optim", "x optax", "GB/s",
-                      "% roofline", "CPU util", "temp memory"] + (
+                      "% roofline", "CPU util", "temp memory", "call overhead us"] + (
                 ["previous -> now (ratio)"] if previous is not None else [])
             body = []
             for r in rs:
                 line = [r["size"], label(r["impl"]), fmt_us(r["median_s"]), fmt_us(r.get("iqr_s")),
                         r.get("rounds", ""), fmt_x(r.get("speedup_vs_torch_optim")),
                         fmt_x(r.get("speedup_vs_optax")), f"{r['gbps']:.3g}", fmt_pct(r), fmt_util(r),
-                        fmt_bytes(r.get("temp_bytes"))]
+                        fmt_bytes(r.get("temp_bytes")), fmt_us(r.get("overhead_s"))]
                 if previous is not None:
                     line.append(fmt_change(r))
                 body.append(line)
             out += ["<details><summary>all numbers</summary>", "", table(header, body), "", "</details>", ""]
             if any(r.get("over_budget") for r in rs):
                 out += [FLAG_NOTE, ""]
+    out += _overhead(steps)
     if probes:
         out += ["## Bandwidth probe (in-place a += b)", ""]
         body = [[p["device"], p["dtype"], threads_label(p), p["size"], p.get("working_set_arrays") or "?",

@@ -11,6 +11,7 @@ CSV_COLUMNS = (
     "speedup_vs_optax", "bytes_per_step", "gbps", "roofline_gbps", "roofline_source",
     "roofline_fraction", "probe_error", "working_set_bytes", "cache_resident",
     "thread_setting", "threads", "cpu_budget", "cpu_util", "over_budget", "temp_bytes", "temp_source",
+    "overhead_step_us", "kernel_us", "kernel_calls", "overhead_us", "overhead_source", "overhead_error",
     "previous_median_us", "change",
 )
 PROBE_COLUMNS = ("device", "dtype", "size", "n", "working_set_arrays", "probe_elements", "framework",
@@ -29,7 +30,8 @@ TRAINING_COLUMNS = ("group", "rule", "impl", "framework", "dataset", "model", "b
 def csv_text(steps: list[dict]) -> str:
     recs = [
         {**r, "median_us": us(r["median_s"]), "iqr_us": us(r.get("iqr_s")), "bytes_per_step": r["bytes"],
-         "previous_median_us": us(r.get("prev_median_s"))}
+         "overhead_step_us": us(r.get("overhead_step_s")), "kernel_us": us(r.get("kernel_s")),
+         "overhead_us": us(r.get("overhead_s")), "previous_median_us": us(r.get("prev_median_s"))}
         for r in steps
     ]
     return csv_table(CSV_COLUMNS, recs)

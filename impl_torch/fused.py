@@ -293,14 +293,23 @@ class _Direct:
     def __call__(self, n: int, flat: list, *args) -> None:
         """Steps with ``args`` (the compiled function's arguments); ``flat``: every
         tensor among them, once; ``n``: their common size."""
-        if self._compiled is not None:
+        # The same tensor twice (two parameters sharing one gradient tensor): Dynamo passes
+        # it once, so the recorded order would route one tensor to both places at later
+        # calls. Such a call goes through Dynamo, whose guards cover aliasing.
+        distinct = len(set(map(id, flat))) == len(flat)
+        if self._compiled is not None and distinct:
             self._compiled(*[flat[i] if i >= 0 else n for i in self._order])
             return
         # Dynamo turns the float hyperparameters closed over by the function into graph
-        # inputs under dynamic=True; they are the configuration's constants (the key).
-        with torch._dynamo.config.patch(specialize_float=True):
+        # inputs under dynamic=True; they are the configuration's constants (the key). And
+        # it compiles a static graph when an input is an ``nn.Parameter`` (a 1-D one is
+        # passed as it is, not as a view), which the key would then reuse for every size.
+        with torch._dynamo.config.patch(specialize_float=True, force_parameter_static_shapes=False):
             self._dynamo(*args)
         compiled, passed = self._first
+        self._first = []
+        if not distinct:
+            return
         order = []
         for a in passed:
             if isinstance(a, Tensor):
@@ -314,7 +323,7 @@ class _Direct:
                     f"{torch.__version__} is not supported by this impl)"
                 )
             order.append(index)
-        self._compiled, self._order, self._first = compiled, order, []
+        self._compiled, self._order = compiled, order
 
 
 #: Inductor options of the dynamic-shape (per-tensor) graph. Inductor's C++ backend decides

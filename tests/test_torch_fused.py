@@ -339,3 +339,43 @@ def test_direct_step_bumps_autograd_versions():
         impl_torch.step(rule, [p.detach()], [torch.randn(10)], [state], impl="fused")
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             loss.backward()
+
+
+@pytest.mark.parametrize("first", [1000, 3])
+def test_a_first_step_on_a_1d_parameter_compiles_for_every_size(first):
+    """The first fused step of a configuration on a 1-D ``nn.Parameter`` (passed to the
+    compiled function as it is, not as a view) used to compile a graph for that size only,
+    which later steps of other sizes then failed (``expected size 2000==1000``)."""
+    torch._dynamo.reset()
+    fused._COMPILED.clear()
+    for n in (first, 2000, 7):
+        p = torch.nn.Parameter(torch.randn(n))
+        p.grad = torch.randn(n)
+        q = p.detach().clone()
+        impl_torch.Adagrad([p], impl="fused", lr=0.1).step()
+        expected = q - 0.1 * p.grad / (p.grad.abs() + 1e-10)
+        torch.testing.assert_close(p.detach(), expected)
+
+
+@pytest.mark.parametrize("n_tensors", [2, fused.MANY_MIN_TENSORS + 1], ids=["per-tensor", "one-call"])
+def test_parameters_sharing_a_gradient_tensor_do_not_fix_the_compiled_order(n_tensors):
+    """Dynamo passes a tensor given twice once; a compiled step first called with one
+    gradient tensor shared by several parameters must not then route one tensor to every
+    place at later steps (seen: parameters moved by another's gradient, 2e-2 off)."""
+    torch._dynamo.reset()
+    fused._COMPILED.clear()
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(8, generator=gen)) for _ in range(n_tensors)]
+    ref = [p.detach().clone().requires_grad_() for p in ours]
+    shared = torch.randn(8, generator=gen)
+    for p, q in zip(ours, ref):
+        p.grad, q.grad = shared, shared.clone()
+    opt, ref_opt = impl_torch.Adagrad(ours, impl="fused"), impl_torch.Adagrad(ref, impl="loop")
+    for _ in range(3):
+        opt.step()
+        ref_opt.step()
+        for p, q in zip(ours, ref):
+            p.grad = torch.randn(8, generator=gen)
+            q.grad = p.grad.clone()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), q.detach())

@@ -27,8 +27,10 @@ the step advances):
 - Shapes: contiguous tensors are stepped as flat 1-D views and compiled with
   ``dynamic=True``: one graph per (configuration, dtype, device, step dtype, thread count)
   covers every size >= 2 (sizes 0 and 1 are specialised by Dynamo: graphs of their own).
-  Non-contiguous tensors are passed as they are (Dynamo guards on their strides: a graph
-  per layout).
+  Large tensors whose size is a multiple of ``ROW`` are stepped as ``(n // ROW, ROW)``
+  views instead, dynamic in the first dimension only (``_make_rows``: a loop with no
+  masked tail). Non-contiguous tensors are passed as they are (Dynamo guards on their
+  strides: a graph per layout).
 
 How a step is called: Dynamo's frame evaluation and guard check cost far more than the
 kernel on small tensors (measured at one thread, 16 fp32 elements: 75-150 us per call
@@ -268,15 +270,18 @@ class _Direct:
     What Dynamo's guards checked on every call is checked by the caller's key instead
     (``_fused_groups``): the configuration, dtype, device, step dtype and thread count,
     and the layout: only contiguous tensors come here, as flat 1-D views of one size
-    ``n`` (any ``n >= 2`` for the dynamic-shape graph; Dynamo specialises 0 and 1) or,
-    for ``_make_many``, their exact shapes. The compiled function itself still runs
+    ``n`` (any ``n >= 2`` for the dynamic-shape graph; Dynamo specialises 0 and 1), as
+    ``(n, ROW)`` views (``_make_rows``, ``n`` their row count) or, for ``_make_many``,
+    their exact shapes. The compiled function itself still runs
     AOTAutograd's wrapper (autograd version counters of the updated tensors) and
     Inductor's per-input size/stride asserts where enabled."""
 
-    def __init__(self, fn, dynamic: bool, options: dict):
+    def __init__(self, fn, dynamic: bool | None, options: dict, rows: bool = False):
         self._compiled = None
         self._order: list[int] = []
         self._first: list = []
+        # rows: the tensors are (m, ROW) views, dynamic in m only (marked on the first call)
+        self._rows = rows
         inductor = _inductor(options)
 
         def backend(gm, example_inputs):
@@ -300,6 +305,10 @@ class _Direct:
         if self._compiled is not None and distinct:
             self._compiled(*[flat[i] if i >= 0 else n for i in self._order])
             return
+        if self._rows:
+            for t in flat:
+                if t.dim() == 2:
+                    torch._dynamo.mark_dynamic(t, 0)
         # Dynamo turns the float hyperparameters closed over by the function into graph
         # inputs under dynamic=True; they are the configuration's constants (the key). And
         # it compiles a static graph when an input is an ``nn.Parameter`` (a 1-D one is
@@ -362,6 +371,30 @@ def _make(full_key):
     dynamic-shape graph for every size >= 2, static graphs for sizes 0 and 1."""
     dynamic = full_key[-1] >= 2
     return _Direct(_one_step_function(full_key), dynamic, _DYNAMIC_SHAPE_OPTIONS)
+
+
+#: Row length of ``_make_rows``' views: a multiple of every vector length Inductor's C++
+#: backend uses (16 fp32 lanes under AVX-512, 32 for 16-bit types), so the loop over
+#: ``m * ROW`` elements has no remainder.
+ROW = 64
+
+#: Contiguous tensors of at least this many elements whose size ``ROW`` divides are
+#: stepped as ``(n // ROW, ROW)`` rows (``_make_rows``); smaller ones keep the flat graph,
+#: so that a model of small tensors compiles one graph, not two. Other sizes keep the flat
+#: graph too: the remainder would need a second call, and a slice that starts past the
+#: storage's beginning makes Dynamo pass its storage offset as one more symbolic input.
+ROWS_MIN_NUMEL = 1 << 16
+
+
+def _make_rows(full_key):
+    """The per-tensor step of a large contiguous tensor of ``ROW * m`` elements, as
+    ``(m, ROW)`` views dynamic in ``m`` only (one graph for every ``m``). Under
+    ``dynamic=True`` Inductor cannot know that the flat size is a multiple of the vector
+    length: its C++ loop tests every vector for being the masked tail (compares and
+    branches in the hot loop, and a masked-tail body after the main one); with the size
+    ``ROW * m`` the tail and its test are gone. Measured at 1e7 fp32 elements: see
+    docs/performance-kernels.md (section 1c)."""
+    return _Direct(_one_step_function(full_key), None, _DYNAMIC_SHAPE_OPTIONS, rows=True)
 
 
 def _make_guarded(full_key):
@@ -524,9 +557,14 @@ def _fused_groups(rule, params, grads, states) -> None:
         for i in idx:
             p = params[i]
             n = p.numel()
+            flat = [_flat(p), _flat(grads[i]), states[i]["step"].view(1), lr]
+            flat += [_flat(states[i][nm]) for nm in names]
+            if n >= ROWS_MIN_NUMEL and n % ROW == 0:
+                fn = _get((key, dtype, device, step_dtype, threads, "rows"), _make_rows)
+                flat = [t.view(-1, ROW) if t.numel() == n else t for t in flat]
+                fn(n // ROW, flat, *flat)
+                continue
             # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands for
             # every size from 2 up (the dynamic-shape graph)
             fn = _get((key, dtype, device, step_dtype, threads, min(n, 2)), _make)
-            flat = [_flat(p), _flat(grads[i]), states[i]["step"].view(1), lr]
-            flat += [_flat(states[i][nm]) for nm in names]
             fn(n, flat, *flat)

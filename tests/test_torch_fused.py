@@ -379,3 +379,44 @@ def test_parameters_sharing_a_gradient_tensor_do_not_fix_the_compiled_order(n_te
             q.grad = p.grad.clone()
     for p, q in zip(ours, ref):
         torch.testing.assert_close(p.detach(), q.detach())
+
+
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adadelta"])
+def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name):
+    """Contiguous tensors from ``ROWS_MIN_NUMEL`` elements whose size ``ROW`` divides are
+    stepped as ``(n // ROW, ROW)`` views (``fused._make_rows``): the same elementwise math,
+    so bitwise the flat graph's result; one rows graph serves every such size, other sizes
+    keep the flat graph, and the rows kernel has no per-vector tail branch."""
+    from torch._inductor.codecache import PyCodeCache
+
+    # a configuration no other test compiles, so its kernels are loaded here
+    rule = rules.preset(name, "torch").replace(lr=0.0123, weight_decay=0.01)
+    sizes = [fused.ROWS_MIN_NUMEL, fused.ROWS_MIN_NUMEL + 3 * fused.ROW, fused.ROWS_MIN_NUMEL + 5]
+    gen = torch.Generator().manual_seed(4)
+    starts = [torch.randn(n, generator=gen) for n in sizes]
+    grads = [[torch.randn(n, generator=gen) for n in sizes] for _ in range(3)]
+
+    def run(rows_min):
+        monkeypatch.setattr(fused, "ROWS_MIN_NUMEL", rows_min)
+        params = [p.clone() for p in starts]
+        states = [impl_torch.init_state(rule, p) for p in params]
+        for gs in grads:
+            for p, g, s in zip(params, gs, states):  # one tensor per call: the per-tensor path
+                impl_torch.step(rule, [p], [g], [s], impl="fused")
+        return params, states
+
+    before = len(PyCodeCache.modules)
+    rows_params, rows_states = run(fused.ROWS_MIN_NUMEL)
+    rows_sources = [open(m.__file__).read() for m in PyCodeCache.modules[before:]]
+    flat_params, flat_states = run(1 << 62)
+    for p, q, s, t in zip(rows_params, flat_params, rows_states, flat_states):
+        assert torch.equal(p, q)
+        assert all(torch.equal(s[k], t[k]) for k in s)
+        assert s["step"].item() == len(grads)
+    key = fused._key(rule)
+    compiled = [k[-1] for k in fused._COMPILED if k[0] == key]
+    assert sorted(map(str, compiled)) == ["2", "rows"]
+    kernels = [src for src in rows_sources if "extern \"C\"" in src and "x0" in src]
+    rows_kernels = [src for src in kernels if f"{fused.ROW}L*ks0" in src]
+    assert rows_kernels, kernels
+    assert all("C10_UNLIKELY" not in src and "#pragma omp parallel" in src for src in rows_kernels)

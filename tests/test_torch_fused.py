@@ -420,3 +420,28 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
     rows_kernels = [src for src in kernels if f"{fused.ROW}L*ks0" in src]
     assert rows_kernels, kernels
     assert all("C10_UNLIKELY" not in src and "#pragma omp parallel" in src for src in rows_kernels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adadelta"])
+def test_lr_in_the_working_dtype_is_bitwise_the_float64_lr(monkeypatch, name, dtype):
+    """Where ``lr`` is only a multiplier, rounding it to the working dtype before the graph
+    (``_lr_dtype``) gives bitwise what casting a float64 ``lr`` inside the graph gave
+    (16-bit steps keep a float64 ``lr``: rounding it to 16 bits changed their results)."""
+    rule = rules.preset(name, "torch", lr=0.0123456789)
+    assert fused._lr_dtype(rule, dtype) == (torch.float32 if dtype == torch.float32 else torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    results = []
+    for lr_dtype in (None, torch.float64):
+        if lr_dtype is not None:
+            monkeypatch.setattr(fused, "_lr_dtype", lambda rule, dtype: torch.float64)
+        torch._dynamo.reset()
+        fused._COMPILED.clear()
+        gen.manual_seed(3)
+        p = torch.randn(5000, generator=gen).to(dtype)
+        state = impl_torch.init_state(rule, p)
+        for _ in range(3):
+            g = torch.randn(5000, generator=gen).to(dtype)
+            impl_torch.step(rule, [p], [g], [state], impl="fused")
+        results.append(p)
+    assert torch.equal(results[0], results[1])

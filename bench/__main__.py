@@ -12,6 +12,7 @@ commands:
                                     machine's default thread count and at one pinned thread, then report
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
                                     (a slice goes to results/<machine>/slices/<time>/)
+  readme [--check]                  copy the report's generated files into README.md's marked blocks
   train ...                         the training experiment (bench/training/train.py)
   gpu [--out DIR]                   CUDA tests, then the CUDA sweep into results/gpu-<name>/ (make bench-gpu)
 """
@@ -31,6 +32,10 @@ def main(argv=None) -> int:
         from bench.timing import report
 
         return report.main(rest)
+    if command == "readme":
+        from bench.timing.reporting import readme
+
+        return readme.main(rest)
     if command == "gpu":
         from bench.timing import gpu
 

@@ -439,7 +439,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
         functional.check_devices(impl, checked[0])
         # DTensors as this rank's local shards: views of the very tensors committed below.
         local = functional.local_views(rule, *checked, where=names)
-        runner = functools.partial(_run, impl, differentiable)
+        runner = functools.partial(functional._run_impl, impl, differentiable)
         return (rule, runner, *checked, local)
 
     def _record_checks(self, fresh: list[int], work: list) -> None:
@@ -462,10 +462,6 @@ class _RuleOptimizer(torch.optim.Optimizer):
     @property
     def _hyper_keys(self) -> tuple:
         return _rule_fields(self.rule_class) + _FLAG_KEYS
-
-
-def _run(impl: str, differentiable: bool, rule, params, grads, states) -> None:
-    functional.run(rule, impl, params, grads, states, differentiable=differentiable)
 
 
 def _same_state_layout(rule, other) -> bool:

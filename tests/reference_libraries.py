@@ -62,3 +62,17 @@ def max_relative_difference(a, b) -> float:
         for x, y in zip(step_a, step_b, strict=True):
             worst = max(worst, float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-300))))
     return worst
+
+
+def optax_for(rule) -> optax.GradientTransformation:
+    """optax's own transformation for an optax-convention Adagrad or RMSprop ``rules``
+    object, with every ``optax.rmsprop`` option the rule carries (``momentum`` 0 is
+    optax's ``None``: no trace)."""
+    if rule.name == "adagrad":
+        return optax.adagrad(rule.lr, initial_accumulator_value=rule.initial_accumulator_value, eps=rule.eps)
+    if rule.name == "rmsprop":
+        return optax.rmsprop(
+            rule.lr, decay=rule.alpha, eps=rule.eps, centered=rule.centered, momentum=rule.momentum or None,
+            nesterov=rule.nesterov, bias_correction=rule.bias_correction, initial_scale=rule.initial_scale,
+        )
+    raise ValueError(f"no optax counterpart mapped for {rule.name!r}")

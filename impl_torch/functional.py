@@ -27,6 +27,7 @@ called as ``fn(rule, params, grads, states)`` with checked lists (no ``None`` gr
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -135,18 +136,19 @@ def _list_names(kind: str, i: int) -> str:
     return f"{kind}[{i}]"
 
 
-def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool = False):
+def _check(rule, params, grads, states, *, where=_list_names, cast_state: list | None = None):
     """Validate everything up front; return the lists without the ``None``-grad entries.
 
     ``where(kind, i)`` names entry ``i`` of ``"params"``, ``"grads"`` or ``"states"`` in
     errors (the optimizer classes name ``param_groups[g]['params'][j]``).
-    ``cast_state=True`` is the optimizer classes' policy for a parameter converted after its
+    ``cast_state`` (a list) is the optimizer classes' policy for a parameter converted after its
     state was made (``model.double()``, ``model.to(device)``): a state tensor shaped like its
     parameter but of another dtype or device is no error; the returned state is then a
     shallow copy of that dict holding the tensor cast and moved to the parameter's dtype and
-    device (``Tensor.to``: torch.optim's rule when it loads a state dict). The caller's dicts
-    are never modified, so a caller that commits the copies only once every check passed
-    changes nothing when one fails.
+    device (``Tensor.to``: torch.optim's rule when it loads a state dict), and its position
+    in the returned lists is appended to ``cast_state``. The caller's dicts are never
+    modified, so a caller that commits the copies only once every check passed changes
+    nothing when one fails.
     """
     if isinstance(params, Tensor) or isinstance(grads, Tensor) or isinstance(states, Mapping):
         raise TypeError("params, grads and states must be sequences (lists), one entry per tensor")
@@ -199,12 +201,14 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: bool =
             ref = p.real if real_moments and name in reference.SECOND_MOMENTS else p
             if t.shape == ref.shape and t.dtype == ref.dtype and t.device == ref.device:
                 continue
-            elif cast_state and t.shape == ref.shape:
+            elif cast_state is not None and t.shape == ref.shape:
                 cast = dict(s) if cast is None else cast
                 cast[name] = t.to(dtype=ref.dtype, device=ref.device)
             else:
                 ref_where = pw if ref is p else (lambda pw=pw: f"{pw()}.real")
                 _same_place(t, ref, lambda i=i, name=name: f"{where('states', i)}[{name!r}]", ref_where)
+        if cast is not None:
+            cast_state.append(len(keep_p))
         keep_p.append(p)
         keep_g.append(g)
         keep_s.append(s if cast is None else cast)
@@ -347,26 +351,27 @@ def _foreach(rule, params, grads, states) -> None:
 
 def _fused(rule, params, grads, states, impl: str = "fused") -> None:
     """One pass over memory per tensor: the same math through ``torch.compile``
-    (``fused.py``); ``RuntimeError`` where torch.compile is unavailable. ``impl``: who
-    chose it, for the message logged when a step compiles."""
+    (``fused.py``); ``RuntimeError`` where torch.compile is unavailable, and
+    ``fused.CompileFailed`` (a ``RuntimeError``) when a compile fails at step time.
+    ``impl``: who chose it (``"auto"`` steps per tensor: one graph per shape class)."""
     from . import fused
 
     fused.fused_step(rule, *_as_real(rule, params, grads, states), impl=impl)
 
 
-#: Under ``impl="auto"``, a (device, dtype) group of tensors holding at least this many
-#: elements in all takes ``"fused"``. Measured through the optimizer classes on the 2-core
-#: CPU (fp32, one tensor, torch.optim's defaults, median us of loop / fused at the default
-#: 2 threads; the one-thread crossovers are within a factor of 2 of these): Adagrad 2^13:
-#: 33.5 / 34.0, 2^15: 57.8 / 38.2; RMSprop 2^12: 33.2 / 31.8, 2^14: 47.1 / 35.4; Adadelta
-#: fused wins from 2^8 (48.0 / 36.6). A compiled call costs about 30 us (``fused.py``), so
-#: one pass over memory pays it back sooner the more passes the eager math makes
-#: (Adadelta's 9 against Adagrad's 4). The thresholds sit where fused wins at both thread
-#: settings, and no lower than 2^12 elements: the first step of each configuration compiles
-#: (1.5-3 s), which a model that small would take hundreds of thousands of steps to earn
-#: back. Options that add eager passes (weight decay, momentum, centered) move the
-#: crossover lower still, so for them these thresholds err towards eager.
-AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 15, "adadelta": 1 << 12, "rmsprop": 1 << 14}
+#: Under ``impl="auto"``, a (device, dtype) group takes ``"fused"`` for its tensors of at
+#: least ``AUTO_FUSED_MIN_TENSOR_NUMEL`` elements when those hold at least this many
+#: elements in all; everything else in the group is stepped eagerly, bitwise torch.optim.
+#: So no group below 2**20 elements ever compiles by default, and the first step compiles
+#: at most one graph per shape class (flat, rows; ``fused.py``), whatever the number of
+#: tensors. Why 2**20: the first fused step compiles (measured on the 2-core CPU, fp32,
+#: docs/performance.md "When auto compiles"), and below that size the per-step saving
+#: over the eager step does not pay a compile back within a normal run.
+AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 20, "adadelta": 1 << 20, "rmsprop": 1 << 20}
+
+#: A tensor smaller than this stays eager under ``"auto"`` even in a large group: the
+#: fused step's per-call cost (~10-30 us on a CPU) is what it saves on it.
+AUTO_FUSED_MIN_TENSOR_NUMEL = 1 << 16
 
 #: Below the fused threshold, a group of at most this many tensors takes ``"loop"``, a
 #: larger one ``"foreach"``. Measured (64-element tensors, median us loop / foreach):
@@ -384,43 +389,103 @@ AUTO_LOOP_MAX_TENSORS = 3
 #: a step computes, so these dtypes stay eager at every size.
 AUTO_FUSED_DTYPES = (torch.float32, torch.float64)
 
+logger = logging.getLogger("impl_torch")
+
+# Reasons already logged at WARNING, once each.
+_WARNED: set[str] = set()
+# Set by the first compile that failed at step time under "auto": later plans stay eager
+# rather than fail (and pay for) the same compile again.
+_STEP_TIME_FAILURE: list[str] = []
+
+
+def _eager(count: int) -> Callable:
+    return _loop if count <= AUTO_LOOP_MAX_TENSORS else _foreach
+
+
+class _AutoFused:
+    """``"auto"``'s fused part of one group. A compile that fails at step time
+    (``fused.CompileFailed``: no usable compiler, a cache it cannot write) sends this
+    group's tensors not stepped yet through the eager impl, says so once at WARNING, and
+    keeps the group eager from then on; the step completes, each tensor stepped once."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __call__(self, rule, params, grads, states) -> None:
+        if self.failed:
+            _eager(len(params))(rule, params, grads, states)
+            return
+        from . import fused
+
+        try:
+            _fused(rule, params, grads, states, impl="auto")
+        except fused.CompileFailed as exc:
+            self.failed = True
+            _STEP_TIME_FAILURE[:] = [str(exc)]
+            reason = f"{exc} ({exc.__cause__!r})" if exc.__cause__ is not None else str(exc)
+            if str(exc) not in _WARNED:
+                _WARNED.add(str(exc))
+                logger.warning("impl_torch: %s; impl='auto' steps this group eagerly (loop/foreach, "
+                               "torch.optim's result) from now on", reason)
+            done = set(exc.stepped)
+            rest = [i for i in range(len(params)) if i not in done]
+            if rest:
+                _eager(len(rest))(rule, [params[i] for i in rest], [grads[i] for i in rest],
+                                  [states[i] for i in rest])
+
 
 def _auto(rule, params, grads, states) -> None:
-    """The default: each (device, dtype) group to the impl measured fastest for it:
-    ``"fused"`` from ``AUTO_FUSED_MIN_NUMEL[rule.name]`` elements in all (float32 and
-    float64 only, ``AUTO_FUSED_DTYPES``, on a device the fused impl supports), else
-    ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` tensors and ``"foreach"`` for more.
-    Where torch.compile is unavailable (``fused.unavailable_reason()``) never ``"fused"``:
-    the default must work everywhere, while an explicit ``impl="fused"`` raises."""
+    """The default: per (device, dtype) group, ``"fused"`` for its tensors of at least
+    ``AUTO_FUSED_MIN_TENSOR_NUMEL`` elements when they hold ``AUTO_FUSED_MIN_NUMEL[rule]``
+    elements in all (float32 and float64 only, ``AUTO_FUSED_DTYPES``, on a device the fused
+    impl supports, where Inductor can compile: ``fused.unavailable_reason()``), and
+    ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` other tensors, ``"foreach"`` for more.
+    The default must work everywhere, while an explicit ``impl="fused"`` raises."""
     _run_plan(_auto_plan(rule, params), rule, params, grads, states)
 
 
 def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
-    """``_auto``'s choice for ``params``: ``(impl function, indices)`` per (device, dtype)
-    group, indices None when one group holds them all. Depends on the rule's name and the
-    parameters' devices, dtypes and sizes only."""
+    """``_auto``'s choice for ``params``: ``(impl function, indices)`` per part of each
+    (device, dtype) group, indices None when one part holds them all. Depends on the rule's
+    name and the parameters' devices, dtypes and sizes only; asks whether Inductor can
+    compile (``fused.unavailable_reason``, probed once per process, logging one WARNING
+    when it cannot) only for a group large enough to want it."""
     from . import fused
 
-    compiled = fused.unavailable_reason() is None
     threshold = AUTO_FUSED_MIN_NUMEL[rule.name]
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
     plan = []
     for (device, dtype), idx in groups.items():
+        big = [i for i in idx if params[i].numel() >= AUTO_FUSED_MIN_TENSOR_NUMEL]
         if (
-            compiled
-            and dtype in AUTO_FUSED_DTYPES
+            dtype in AUTO_FUSED_DTYPES
             and device.type in fused.SUPPORTED_DEVICE_TYPES
-            and sum(params[i].numel() for i in idx) >= threshold
+            and sum(params[i].numel() for i in big) >= threshold
+            and _can_compile(fused)
         ):
-            impl = functools.partial(_fused, impl="auto")
-        elif len(idx) <= AUTO_LOOP_MAX_TENSORS:
-            impl = _loop
-        else:
-            impl = _foreach
-        plan.append((impl, None if len(groups) == 1 else idx))
+            plan.append((_AutoFused(), big))
+            idx = [i for i in idx if params[i].numel() < AUTO_FUSED_MIN_TENSOR_NUMEL]
+            if not idx:
+                continue
+        plan.append((_eager(len(idx)), idx))
+    if len(plan) == 1 and len(plan[0][1]) == len(params):
+        return [(plan[0][0], None)]
     return plan
+
+
+def _can_compile(fused) -> bool:
+    reason = fused.unavailable_reason() or (_STEP_TIME_FAILURE[0] if _STEP_TIME_FAILURE else None)
+    if reason is None:
+        return True
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        logger.warning("impl_torch: torch.compile is unavailable here (%s); impl='auto' steps "
+                       "eagerly (loop/foreach, torch.optim's result)", reason)
+    return False
 
 
 def _run_plan(plan, rule, params, grads, states) -> None:

@@ -59,15 +59,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
-import shutil
 import sys
+import threading
 import time
-import types
 
 import torch
 from torch import Tensor
 
+from . import torch_private
 from .ops import TensorOps
 
 __all__ = [
@@ -119,6 +118,8 @@ class _CompiledOps(TensorOps):
     def add(x: Tensor, other, alpha: float = 1) -> Tensor:
         if not isinstance(other, Tensor):
             return x + other
+        if other.dim() == 0:  # a hyperparameter (eps): every stepped tensor is >= 1-D here
+            return x + _CompiledOps._scalar(other, x)
         if _is_one(alpha):
             return x + other
         return x + other * _CompiledOps._scalar(alpha, x)
@@ -152,27 +153,40 @@ class _CompiledOps(TensorOps):
         return x.copy_(x + (a * _CompiledOps._scalar(value, x)) / b)
 
     @staticmethod
-    def lerp_(x: Tensor, end: Tensor, weight: float) -> Tensor:
-        if abs(weight) < 0.5:
-            return x.copy_(x + (end - x) * weight)
-        return x.copy_(end - (end - x) * (1 - weight))
+    def lerp_(x: Tensor, end: Tensor, weight) -> Tensor:
+        # The kernel's branch on |w| < 0.5, taken on the runtime weight (a tensor).
+        w = _CompiledOps._scalar(weight, x)
+        diff = end - x
+        return x.copy_(torch.where(w.abs() < 0.5, x + diff * w, end - diff * (1 - w)))
 
 
 class _RuleView:
-    """The rule's fields as attributes, with ``lr`` a tensor (built inside the trace)."""
+    """The rule as the compiled step sees it (built inside the trace): its structure
+    (booleans, ``state_names``, ``has_*``) as Python values, every numeric field a 0-dim
+    tensor input."""
 
-    def __init__(self, fields: dict, lr: Tensor):
-        for name, value in fields.items():
+    def __init__(self, structure: dict, numeric: tuple[str, ...], values):
+        for name, value in structure.items():
             setattr(self, name, value)
-        self.lr = lr
+        for name, value in zip(numeric, values):
+            setattr(self, name, value)
 
 
 # --- availability ------------------------------------------------------------------------
 
+_PROBE_LOCK = threading.Lock()
+_PROBED: list = []
 
-@functools.lru_cache(maxsize=None)
+
 def _probe() -> str | None:
-    """None when torch.compile works here, else the reason it does not."""
+    """None when Inductor can compile here, else the reason (once per process)."""
+    with _PROBE_LOCK:
+        if not _PROBED:
+            _PROBED.append(_find_problem())
+        return _PROBED[0]
+
+
+def _find_problem() -> str | None:
     try:
         import torch._dynamo  # noqa: F401
     except Exception as exc:  # pragma: no cover - depends on the platform
@@ -184,18 +198,16 @@ def _probe() -> str | None:
             return f"torch.compile is not supported on this platform/Python {sys.version.split()[0]} ({exc})"
     if sys.platform == "win32":
         return "torch.compile's Inductor CPU backend is not supported on Windows by this impl"
-    cxx = os.environ.get("CXX") or "g++"
-    if shutil.which(cxx) is None and shutil.which("c++") is None and shutil.which("clang++") is None:
-        return (
-            f"no C++ compiler found ({cxx!r}, 'c++', 'clang++' not on PATH); Inductor needs one "
-            f"to generate the CPU kernels"
-        )
-    return None
+    return torch_private.compiler_problem()
 
 
 def unavailable_reason() -> str | None:
-    """Why ``impl="fused"`` cannot run here, or None when it can."""
-    if torch.compiler.is_compiling():
+    """Why ``impl="fused"`` cannot run here, or None when it can: torch.compile works on
+    this platform, and Inductor's C++ compiler (found as Inductor finds it, ``CXX`` or
+    ``torch._inductor.config.cpp.cxx`` first) compiles a one-line file into its cache
+    directory, which must be writable (``torch_private.compiler_problem``). Probed once
+    per process (a compiler run, ~0.1-0.5 s), when first asked."""
+    if torch.compiler.is_dynamo_compiling():
         return None  # traced by a user's torch.compile, which therefore works
     return _probe()
 
@@ -223,6 +235,17 @@ def check_device(param: Tensor, where: str = "param") -> None:
         )
 
 
+class CompileFailed(RuntimeError):
+    """A compiled step could not be compiled (Inductor, its C++ compiler or its cache
+    failed at step time). ``stepped``: the indices, in the lists given to
+    ``fused_step``, of the tensors already stepped before the failure (each exactly once);
+    the others are unchanged. The original exception is ``__cause__``."""
+
+    def __init__(self, message: str, stepped: list[int]):
+        super().__init__(message)
+        self.stepped = stepped
+
+
 # --- compiled step per configuration -----------------------------------------------------
 
 _COMPILED: dict = {}
@@ -232,108 +255,13 @@ _COMPILED: dict = {}
 _COMPILES = [0]
 
 
+def _count_compile() -> None:
+    _COMPILES[0] += 1
+
+
 def compiled_count() -> int:
-    """How many compiled step functions (configurations) exist."""
+    """How many compiled step functions (kernels: configuration x shape class) exist."""
     return len(_COMPILED)
-
-
-def _fresh_function(fn, name: str):
-    code = fn.__code__.replace(co_name=name)
-    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-
-
-def _inductor(options: dict):
-    """A ``torch.compile`` backend: Inductor (``compile_fx``) with ``options`` patched into
-    its config while it compiles only. ``torch.compile(options=...)`` instead patches them
-    in and out on every call of the compiled function (``torch.utils._config_module``
-    ``patch``; measured ~20 us per call)."""
-
-    def backend(gm, example_inputs):
-        from torch._inductor.compile_fx import compile_fx
-
-        _COMPILES[0] += 1
-        with torch._inductor.config.patch(options):
-            return compile_fx(gm, example_inputs)
-
-    return backend
-
-
-class _Direct:
-    """A compiled step called without Dynamo after its first call.
-
-    A call through ``torch.compile``'s frame evaluation costs ~40-70 us on a CPU
-    (Dynamo's guard check, ``eval_frame``, the config patch) against ~3 us for the
-    generated C++ kernel. So the first call goes through Dynamo (which traces the rule's
-    math with ``_CompiledOps`` and hands the graph to Inductor), and the Inductor-compiled
-    function Dynamo would call, together with the order in which Dynamo passed it our
-    arguments, is kept; every later call passes the arguments straight to it.
-
-    What Dynamo's guards checked on every call is checked by the caller's key instead
-    (``_fused_groups``): the configuration, dtype, device, step dtype and thread count,
-    and the layout: only contiguous tensors come here, as flat 1-D views of one size
-    ``n`` (any ``n >= 2`` for the dynamic-shape graph; Dynamo specialises 0 and 1), as
-    ``(n, ROW)`` views (``_make_rows``, ``n`` their row count) or, for ``_make_many``,
-    their exact shapes. The compiled function itself still runs
-    AOTAutograd's wrapper (autograd version counters of the updated tensors) and
-    Inductor's per-input size/stride asserts where enabled."""
-
-    def __init__(self, fn, dynamic: bool | None, options: dict, rows: bool = False):
-        self._compiled = None
-        self._order: list[int] = []
-        self._first: list = []
-        # rows: the tensors are (m, ROW) views, dynamic in m only (marked on the first call)
-        self._rows = rows
-        inductor = _inductor(options)
-
-        def backend(gm, example_inputs):
-            compiled = inductor(gm, example_inputs)
-
-            def record(*args):
-                self._first[:] = [compiled, args]
-                return compiled(*args)
-
-            return record
-
-        self._dynamo = torch.compile(fn, backend=backend, dynamic=dynamic, fullgraph=True)
-
-    def __call__(self, n: int, flat: list, *args) -> None:
-        """Steps with ``args`` (the compiled function's arguments); ``flat``: every
-        tensor among them, once; ``n``: their common size."""
-        # The same tensor twice (two parameters sharing one gradient tensor): Dynamo passes
-        # it once, so the recorded order would route one tensor to both places at later
-        # calls. Such a call goes through Dynamo, whose guards cover aliasing.
-        distinct = len(set(map(id, flat))) == len(flat)
-        if self._compiled is not None and distinct:
-            self._compiled(*[flat[i] if i >= 0 else n for i in self._order])
-            return
-        if self._rows:
-            for t in flat:
-                if t.dim() == 2:
-                    torch._dynamo.mark_dynamic(t, 0)
-        # Dynamo turns the float hyperparameters closed over by the function into graph
-        # inputs under dynamic=True; they are the configuration's constants (the key). And
-        # it compiles a static graph when an input is an ``nn.Parameter`` (a 1-D one is
-        # passed as it is, not as a view), which the key would then reuse for every size.
-        with torch._dynamo.config.patch(specialize_float=True, force_parameter_static_shapes=False):
-            self._dynamo(*args)
-        compiled, passed = self._first
-        self._first = []
-        if not distinct:
-            return
-        order = []
-        for a in passed:
-            if isinstance(a, Tensor):
-                index = next((i for i, t in enumerate(flat) if t is a), None)
-            else:
-                index = -1 if type(a) is int and a == n else None
-            if index is None:
-                raise RuntimeError(
-                    f"impl='fused': the compiled step takes an input ({type(a).__name__}) "
-                    f"that is not one of the step's tensors or their size (torch "
-                    f"{torch.__version__} is not supported by this impl)"
-                )
-            order.append(index)
-        self._compiled, self._order = compiled, order
 
 
 #: Inductor options of the dynamic-shape (per-tensor) graph. Inductor's C++ backend decides
@@ -353,25 +281,26 @@ _DYNAMIC_SHAPE_OPTIONS = {"cpp.dynamic_threads": True}
 def _one_step_function(full_key):
     from .updates import UPDATES
 
-    consts = dict(full_key[0])
-    update = UPDATES[consts["name"]]
-    names = consts["state_names"]
+    structure, numeric = dict(full_key[0][0]), full_key[0][1]
+    update = UPDATES[structure["name"]]
+    names = structure["state_names"]
 
-    def one_step(p, g, step, lr, *state_tensors):
-        rule = _RuleView(consts, lr)
+    def one_step(p, g, step, hypers, *state_tensors):
+        rule = _RuleView(structure, numeric, hypers)
         state = {"step": step}
         for n, t in zip(names, state_tensors):
             state[n] = t
         update(_CompiledOps, rule, p, g, state)
 
-    return _fresh_function(one_step, f"fused_{consts['name']}_{len(_COMPILED)}")
+    return torch_private.fresh_function(one_step, f"fused_{structure['name']}_{len(_COMPILED)}")
 
 
 def _make(full_key):
-    """The per-tensor step of contiguous tensors, called directly (``_Direct``): one
-    dynamic-shape graph for every size >= 2, static graphs for sizes 0 and 1."""
+    """The per-tensor step of contiguous tensors: one dynamic-shape graph for every size
+    >= 2, static graphs for sizes 0 and 1."""
     dynamic = full_key[-1] >= 2
-    return _Direct(_one_step_function(full_key), dynamic, _DYNAMIC_SHAPE_OPTIONS)
+    return torch_private.compiled_call(_one_step_function(full_key), dynamic=dynamic,
+                                       options=_DYNAMIC_SHAPE_OPTIONS, on_compile=_count_compile)
 
 
 #: Row length of ``_make_rows``' views: a multiple of every vector length Inductor's C++
@@ -395,66 +324,97 @@ def _make_rows(full_key):
     branches in the hot loop, and a masked-tail body after the main one); with the size
     ``ROW * m`` the tail and its test are gone. Measured at 1e7 fp32 elements: see
     docs/performance-kernels.md (section 1c)."""
-    return _Direct(_one_step_function(full_key), None, _DYNAMIC_SHAPE_OPTIONS, rows=True)
+    return torch_private.compiled_call(_one_step_function(full_key), dynamic=None,
+                                       options=_DYNAMIC_SHAPE_OPTIONS, on_compile=_count_compile,
+                                       rows=True)
 
 
 def _make_guarded(full_key):
     """The per-tensor step of non-contiguous tensors, through Dynamo on every call: it
     guards on their strides (a graph per layout)."""
     return torch.compile(
-        _one_step_function(full_key), backend=_inductor(_DYNAMIC_SHAPE_OPTIONS),
+        _one_step_function(full_key),
+        backend=torch_private.inductor_backend(_DYNAMIC_SHAPE_OPTIONS, _count_compile),
         dynamic=True, fullgraph=True,
     )
 
 
 @functools.lru_cache(maxsize=1024)
 def _key(rule) -> tuple:
-    """The compile key: every field but ``lr`` (passed as a tensor), plus the rule's name.
-    Cached per rule (frozen, hashable): ``dataclasses.asdict`` costs ~15 us."""
-    fields = dataclasses.asdict(rule)
-    fields.pop("lr")
-    fields["name"] = rule.name
-    fields["state_names"] = tuple(rule.state_names)
-    return tuple(sorted(fields.items()))
+    """The compile key: the rule's structure (its name, booleans, ``state_names`` and
+    ``has_*`` properties, ``rules.<Rule>.STRUCTURE``), and the names of its numeric fields,
+    which are inputs (:func:`_hyper_tensors`). Cached per rule (frozen, hashable)."""
+    structure = {"name": rule.name, "state_names": tuple(rule.state_names)}
+    numeric = []
+    for field in dataclasses.fields(rule):
+        value = getattr(rule, field.name)
+        if type(value) is bool:
+            structure[field.name] = value
+        else:
+            numeric.append(field.name)
+    for name in rule.STRUCTURE:
+        structure[name] = getattr(rule, name)
+    return tuple(sorted(structure.items())), tuple(numeric)
 
 
 def _get(key, make):
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _COMPILED[key] = make(key)
+        fn = _COMPILED.setdefault(key, make(key))
     return fn
 
 
-_LR: dict[tuple, Tensor] = {}
+_HYPERS: dict[tuple, Tensor] = {}
+
+#: Numeric fields that a rule only ever uses as a multiplier or addend of the tensors,
+#: cast to the working dtype there (``_CompiledOps._scalar``), given whether that is so
+#: for this rule: rounding them once to a float32/float64 working dtype before the graph
+#: gives the same number, and the kernel no longer loads and converts a double in its
+#: inner loop (measured at 1e7 fp32, one thread, in a hand-compiled copy of Inductor's
+#: kernel, for lr: 4.80 ms against 4.68 ms; torch.optim's fused Adagrad 4.66 ms). The rule
+#: computes with ``lr`` under Adagrad's ``lr_decay`` (``lr / (1 + (t-1)*lr_decay)``) and
+#: decoupled weight decay (``1 - lr*weight_decay``), with ``weight_decay`` under the
+#: latter; ``alpha``, ``rho`` and ``lr_decay`` always (``1 - alpha``).
+_MULTIPLIER_ONLY = {
+    "lr": lambda rule: not (getattr(rule, "has_lr_decay", False)
+                            or (rule.decoupled_weight_decay and rule.has_weight_decay)),
+    "eps": lambda rule: True,
+    "momentum": lambda rule: True,
+    "weight_decay": lambda rule: not rule.decoupled_weight_decay,
+}
 
 
-def _lr_dtype(rule, dtype: torch.dtype) -> torch.dtype:
-    """The dtype ``lr`` enters the graph in: float64 where the rule computes with it
-    (Adagrad's ``lr / (1 + (t-1)*lr_decay)``, decoupled weight decay's
-    ``1 - lr*weight_decay``), as the loop computes with a Python float; otherwise the
-    working dtype when that is float32 or float64. There ``lr`` is only ever a multiplier
-    cast to the working dtype (``_CompiledOps._scalar``), and rounding it once to that dtype
-    here gives the same number (negation is exact), while the kernel no longer loads and
-    converts a double in its inner loop (measured at 1e7 fp32, one thread, in a
-    hand-compiled copy of Inductor's kernel: 4.80 ms against 4.68 ms; torch.optim's fused
-    Adagrad 4.66 ms). 16-bit steps keep float64: Inductor computes them in float32 and
-    does not round a float64 ``lr`` to 16 bits on the way (tested: a 16-bit ``lr`` changes
-    the result)."""
-    computes = getattr(rule, "lr_decay", 0) != 0 or (rule.decoupled_weight_decay and rule.weight_decay != 0)
-    return dtype if dtype in (torch.float32, torch.float64) and not computes else torch.float64
+def _hyper_dtype(rule, name: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype hyperparameter ``name`` enters the graph in: the working dtype for the
+    ``_MULTIPLIER_ONLY`` fields when it is float32 or float64, else float64 (as the loop
+    computes with Python floats). 16-bit steps keep float64: Inductor computes them in
+    float32 and does not round a float64 scalar to 16 bits on the way (tested: a 16-bit
+    ``lr`` changes the result)."""
+    only = _MULTIPLIER_ONLY.get(name)
+    if only is not None and dtype in (torch.float32, torch.float64) and only(rule):
+        return dtype
+    return torch.float64
 
 
-def _lr_tensor(lr: float, dtype: torch.dtype) -> Tensor:
-    """``lr`` as the 0-dim CPU tensor of ``dtype`` the compiled steps take. One tensor per
-    value, made here and only ever read (never a tensor the user holds), so reusing it
-    while ``lr`` is unchanged is safe; a new value gets a new tensor. Bounded: a schedule
-    that changes ``lr`` every step would otherwise keep one tensor per step."""
-    t = _LR.get((lr, dtype))
+def _hyper_tensor(name: str, value: float, dtype: torch.dtype) -> Tensor:
+    """``value`` as the 0-dim CPU tensor of ``dtype`` the compiled steps take for field
+    ``name``. One tensor per (field, value, dtype), made here and only ever read (never a
+    tensor the user holds), so reusing it while the value is unchanged is safe; a new value
+    gets a new tensor. Bounded: a schedule that changes a value every step would otherwise
+    keep one tensor per step. Per field, so that two fields of equal value are two inputs
+    (one tensor in two places would send the step through Dynamo, ``torch_private``)."""
+    key = (name, value, dtype)
+    t = _HYPERS.get(key)
     if t is None:
-        if len(_LR) >= 64:
-            _LR.clear()
-        t = _LR[(lr, dtype)] = torch.tensor(lr, dtype=dtype)
+        if len(_HYPERS) >= 256:
+            _HYPERS.clear()
+        t = _HYPERS[key] = torch.tensor(value, dtype=dtype)
     return t
+
+
+def _hyper_tensors(rule, numeric: tuple[str, ...], dtype: torch.dtype) -> list[Tensor]:
+    """The rule's numeric fields (``_key``'s order) as the compiled step's inputs."""
+    return [_hyper_tensor(n, float(getattr(rule, n)), _hyper_dtype(rule, n, dtype)) for n in numeric]
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -464,31 +424,36 @@ def _flat(t: Tensor) -> Tensor:
 def _make_many(full_key):
     """One compiled function stepping a whole list of tensors (shapes fixed): one call,
     one generated C++/Triton wrapper for all of them, instead of one compiled call per
-    tensor. Called directly after its first call (``_Direct``)."""
+    tensor. Compile time grows with the list (about 0.2 s a tensor on the 2-core CPU), so
+    only ``impl="fused"`` takes it, for lists up to ``MANY_MAX_TENSORS``."""
     from .updates import UPDATES
 
-    consts = dict(full_key[1])  # full_key[0] is "many"
-    update = UPDATES[consts["name"]]
-    names = consts["state_names"]
+    structure, numeric = dict(full_key[1][0]), full_key[1][1]  # full_key[0] is "many"
+    update = UPDATES[structure["name"]]
+    names = structure["state_names"]
 
-    def many_steps(ps, gs, steps, lr, states):
-        rule = _RuleView(consts, lr)
+    def many_steps(ps, gs, steps, hypers, states):
+        rule = _RuleView(structure, numeric, hypers)
         for i in range(len(ps)):
             state = {"step": steps[i]}
             for j, n in enumerate(names):
                 state[n] = states[j][i]
             update(_CompiledOps, rule, ps[i], gs[i], state)
 
-    fn = _fresh_function(many_steps, f"fused_many_{consts['name']}_{len(_COMPILED)}")
+    fn = torch_private.fresh_function(many_steps, f"fused_many_{structure['name']}_{len(_COMPILED)}")
     # The key fixes every input's shape (the tensors are contiguous), as Dynamo's guards
     # did; the generated wrapper's own per-input size/stride asserts would check them again.
-    return _Direct(fn, False, {"size_asserts": False})
+    return torch_private.compiled_call(fn, dynamic=False, options={"size_asserts": False},
+                                       on_compile=_count_compile)
 
 
-#: Lists of at least this many contiguous tensors of one dtype and device are stepped by
-#: one compiled call (``_make_many``); compile time grows with the list, so a handful of
-#: tensors keeps the per-tensor path, which one graph serves for every size.
+#: Lists of at least this many contiguous tensors of one dtype and device, and at most
+#: ``MANY_MAX_TENSORS``, are stepped by one compiled call (``_make_many``) under
+#: ``impl="fused"``; compile time grows with the list, so a handful of tensors keeps the
+#: per-tensor path, which one graph serves for every size, and so do longer lists (the
+#: first step's compile stays bounded: 200 tensors took 45 s as one graph).
 MANY_MIN_TENSORS = 4
+MANY_MAX_TENSORS = 32
 
 
 def _log_compile(rule, impl, tensors, numel, dtype, device, seconds) -> None:
@@ -504,12 +469,14 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
     """The ``"fused"`` impl: ``fn(rule, params, grads, states)`` for the dispatch table.
 
     ``impl`` names the impl that chose this path (``"fused"`` or ``"auto"``) for the INFO
-    message logged when a step compiles (``logger``)."""
-    if torch.compiler.is_compiling():
+    message logged when a step compiles (``logger``); under ``"auto"`` every list is
+    stepped per tensor (one graph per shape class, whatever the number of tensors).
+    Raises ``CompileFailed`` when a compile fails, the tensors stepped before it named."""
+    if torch.compiler.is_dynamo_compiling():
         # Traced by a user's torch.compile: the same math goes into the user's graph,
-        # which Inductor fuses there (no nested compile). The rule's lr is a constant of
-        # that graph (Dynamo guards on it, as on torch.optim's float lr), and the step
-        # counters stay tensors (``_CompiledOps``), so nothing leaves the graph.
+        # which Inductor fuses there (no nested compile). The rule's hyperparameters are
+        # constants of that graph (Dynamo guards on them, as on torch.optim's float lr),
+        # and the step counters stay tensors (``_CompiledOps``), so nothing leaves it.
         from .updates import UPDATES
 
         update = UPDATES[rule.name]
@@ -518,20 +485,34 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
         return
     check_available()
     before, start = _COMPILES[0], time.perf_counter()
-    if torch.is_grad_enabled():
-        # The compiled steps are inference graphs; the functional step and the optimizers
-        # already run under no_grad, a direct call might not.
-        with torch.no_grad():
-            _fused_groups(rule, params, grads, states)
-    else:
-        _fused_groups(rule, params, grads, states)
+    stepped: list[int] = []
+    try:
+        with torch.no_grad():  # the compiled steps are inference graphs
+            _fused_groups(rule, params, grads, states, impl == "fused", stepped)
+    except CompileFailed:
+        raise
+    except Exception as exc:
+        if _COMPILES[0] == before and not _compiling_error(exc):
+            raise
+        raise CompileFailed(
+            f"impl={impl!r}: compiling the fused {rule.name} step failed "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+            list(stepped),
+        ) from exc
     if _COMPILES[0] != before and logger.isEnabledFor(logging.INFO):
         _log_compile(rule, impl, len(params), sum(p.numel() for p in params),
                      params[0].dtype, params[0].device, time.perf_counter() - start)
 
 
-def _fused_groups(rule, params, grads, states) -> None:
-    key = _key(rule)
+def _compiling_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came from torch.compile's machinery (Dynamo, Inductor, its C++
+    build) rather than from the step's own arithmetic."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (OSError,))
+
+
+def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int]) -> None:
+    structure, numeric = key = _key(rule)
     names = rule.state_names
     # Dynamo guarded on the thread count (a recompile when it changes); so does the key.
     threads = torch.get_num_threads()
@@ -544,8 +525,8 @@ def _fused_groups(rule, params, grads, states) -> None:
     for (dtype, device, step_dtype, contiguous), idx in groups.items():
         check_device(params[idx[0]], f"params[{idx[0]}]")  # the first on this device
     for (dtype, device, step_dtype, contiguous), idx in groups.items():
-        lr = _lr_tensor(float(rule.lr), _lr_dtype(rule, dtype))
-        if contiguous and len(idx) >= MANY_MIN_TENSORS:
+        hypers = _hyper_tensors(rule, numeric, dtype)
+        if many and contiguous and MANY_MIN_TENSORS <= len(idx) <= MANY_MAX_TENSORS:
             # 1-D views of 0-dim tensors: Inductor takes a 0-dim float64 CPU input as a
             # Python scalar, and an in-place update of one would be lost (seen: a scalar
             # fp64 parameter never moved); the step counters likewise as 1-element views.
@@ -556,27 +537,33 @@ def _fused_groups(rule, params, grads, states) -> None:
             gs = [t if t.dim() else t.view(1) for t in (grads[i] for i in idx)]
             steps = [states[i]["step"].view(1) for i in idx]
             st = [[t if t.dim() else t.view(1) for t in (states[i][n] for i in idx)] for n in names]
-            flat = ps + gs + steps + [lr] + [t for ts in st for t in ts]
-            fn(-1, flat, ps, gs, steps, lr, st)
+            flat = ps + gs + steps + hypers + [t for ts in st for t in ts]
+            fn(-1, flat, ps, gs, steps, hypers, st)
+            stepped.extend(idx)
             continue
         if not contiguous:
             # one compiled function (own Dynamo cache) per configuration, dtype and device
             fn = _get((key, dtype, device.type, step_dtype), _make_guarded)
             for i in idx:
-                fn(params[i], grads[i], states[i]["step"].view(1), lr,
+                fn(params[i], grads[i], states[i]["step"].view(1), hypers,
                    *[states[i][n] for n in names])
+                stepped.append(i)
             continue
         for i in idx:
             p = params[i]
             n = p.numel()
-            flat = [_flat(p), _flat(grads[i]), states[i]["step"].view(1), lr]
+            step = states[i]["step"].view(1)
+            flat = [_flat(p), _flat(grads[i]), step, *hypers]
             flat += [_flat(states[i][nm]) for nm in names]
             if n >= ROWS_MIN_NUMEL and n % ROW == 0:
                 fn = _get((key, dtype, device, step_dtype, threads, "rows"), _make_rows)
                 flat = [t.view(-1, ROW) if t.numel() == n else t for t in flat]
-                fn(n // ROW, flat, *flat)
-                continue
-            # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands for
-            # every size from 2 up (the dynamic-shape graph)
-            fn = _get((key, dtype, device, step_dtype, threads, min(n, 2)), _make)
-            fn(n, flat, *flat)
+                k = 3 + len(hypers)
+                fn(n // ROW, flat, flat[0], flat[1], step, hypers, *flat[k:])
+            else:
+                # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands
+                # for every size from 2 up (the dynamic-shape graph)
+                fn = _get((key, dtype, device, step_dtype, threads, min(n, 2)), _make)
+                k = 3 + len(hypers)
+                fn(n, flat, flat[0], flat[1], step, hypers, *flat[k:])
+            stepped.append(i)

@@ -81,6 +81,9 @@ from .functional import DEFAULT_IMPL, IMPLS, init_state
 __all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
 
 _FLAG_KEYS = ("foreach", "fused", "capturable", "differentiable", "impl")
+# The flags that choose the code a group runs, not the rule it computes: kept from the
+# optimizer, not the checkpoint, by ``load_state_dict``.
+_RUN_KEYS = ("foreach", "fused", "differentiable", "impl")
 
 
 def _resolve(rule_class, values: tuple, flags: tuple):
@@ -247,7 +250,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"param group lacks {missing}")
         values = tuple(_hyper_value(k, group[k]) for k in fields)
         flags = tuple(group.get(k) for k in _FLAG_KEYS)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_dynamo_compiling():
             # Traced inside a user's torch.compile: the (rule, impl) that construction
             # and eager steps resolved (Dynamo cannot build the frozen rules dataclass).
             # Dynamo shows every group with capturable=True while it traces an optimizer
@@ -300,7 +303,20 @@ class _RuleOptimizer(torch.optim.Optimizer):
         bare ``KeyError``), shaped like the parameter (``ValueError`` naming the index and
         the state's name); ``step`` becomes a CPU float32 scalar (float64 under a float64
         default dtype), so that a counter saved in bfloat16/float16 counts on.
-        A ``ValueError``/``TypeError`` leaves the optimizer unchanged."""
+        A ``ValueError``/``TypeError`` leaves the optimizer unchanged.
+
+        How each group runs stays as this optimizer was built (``_RUN_KEYS``: ``impl``,
+        ``foreach``, ``fused``, ``differentiable``), whatever the checkpoint says: a state
+        dict saved from ``impl="fused"`` loaded into ``impl="loop"`` keeps ``"loop"``
+        (torch.optim takes these from the checkpoint too; here they describe the code
+        that runs, not the rule it computes)."""
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if isinstance(groups, list) and len(groups) == len(self.param_groups):
+            kept = [
+                {**saved, **{k: ours[k] for k in _RUN_KEYS if k in ours}} if isinstance(saved, dict) else saved
+                for saved, ours in zip(groups, self.param_groups)
+            ]
+            state_dict = {**state_dict, "param_groups": kept}
         super().load_state_dict(state_dict)
 
     def __setstate__(self, state: dict) -> None:
@@ -360,23 +376,28 @@ class _RuleOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
-            self._step()
-        return loss
-
-    def _step(self) -> None:
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and float(found_inf) != 0:
-            return
-        grad_scale = getattr(self, "grad_scale", None)
+            return loss
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            # The runners are called here, not in a helper: the frames under the user's
+            # ``step()`` are as few as torch.optim's (tests/test_torch_step_path.py).
+            for rule, runner, _, _, _, local in self._checked_work():
+                if local[0]:
+                    runner(rule, *local)
+        return loss
 
+    def _checked_work(self) -> list:
+        """``(rule, runner, params, grads, states, local views)`` per group, every group
+        validated and lazy state committed, gradients unscaled (AMP)."""
+        grad_scale = getattr(self, "grad_scale", None)
         # Every group is validated before any state is created, cast or stepped, so that a
         # step that raises changes nothing (lazy state is committed only afterwards). A
         # group unchanged since its last validated step is accepted by ``validated``.
-        traced = torch.compiler.is_compiling()
+        traced = torch.compiler.is_dynamo_compiling()
         # Traced by torch.compile, the checks run once at trace time: no record is kept.
         checks = () if traced else self.__dict__.setdefault("_checks", [])
-        work, fresh = [], []
+        work, fresh, pending = [], [], {}
         for gi, group in enumerate(self.param_groups):
             check = None if traced or gi >= len(checks) else checks[gi]
             if check is not None:
@@ -399,48 +420,51 @@ class _RuleOptimizer(torch.optim.Optimizer):
                         lists = functional.local_views(rule, *lists, where=_group_names(gi, check.index))
                     work.append((rule, check.runner, *lists, lists))
                     continue
-            work.append(self._check_group(gi, group))
+            *checked, pending[gi] = self._check_group(gi, group)
+            work.append(tuple(checked))
             fresh.append(gi)
 
         for gi in fresh:
             _, _, params, _, states, _ = work[gi]
-            for k, (p, state) in enumerate(zip(params, states)):
-                live = self.state[p]
-                if state is not live:
-                    live.update(state)
-                    states[k] = live
+            for k in pending[gi]:
+                # A new or cast state (a dict of ours): committed now that every group passed.
+                live = self.state[params[k]]
+                live.update(states[k])
+                states[k] = live
         if fresh and not traced:
             self._record_checks(fresh, work)
         if grad_scale is not None:
             _unscale_([g for _, _, _, grads, _, _ in work for g in grads], grad_scale)
-        for rule, runner, _, _, _, local in work:
-            if local[0]:
-                runner(rule, *local)
+        return work
 
     def _check_group(self, gi: int, group: dict) -> tuple:
         """The full check of one group: ``(rule, runner, params, grads, states, local
-        views)``, the states new dicts where lazy state is still to be created or a state
-        to be cast (committed by the caller once every group passed); ``runner(rule,
-        *local)`` steps it (``functional.run``)."""
+        views, pending)``, the states new dicts where lazy state is still to be created or
+        a state to be cast, at the positions ``pending`` (committed by the caller once every
+        group passed); ``runner(rule, *local)`` steps it (``functional.run``)."""
         rule, impl = self._config(group)
         functional.check_impl(impl)
         differentiable = bool(group.get("differentiable"))
-        params, grads, states, index = [], [], [], []
+        params, grads, states, index, pending = [], [], [], [], []
         for j, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
             state = self.state.get(p)
+            if not state:
+                pending.append(len(params))
             params.append(p)
             grads.append(p.grad)
             states.append(state if state else init_state(rule, p))
             index.append(j)
         names = _group_names(gi, index)
-        checked = functional._check(rule, params, grads, states, where=names, cast_state=True)
+        cast: list[int] = []
+        checked = functional._check(rule, params, grads, states, where=names, cast_state=cast)
+        pending = sorted(set(pending) | set(cast))
         functional.check_devices(impl, checked[0])
         # DTensors as this rank's local shards: views of the very tensors committed below.
         local = functional.local_views(rule, *checked, where=names)
         runner = functools.partial(functional._run_impl, impl, differentiable)
-        return (rule, runner, *checked, local)
+        return (rule, runner, *checked, local, pending)
 
     def _record_checks(self, fresh: list[int], work: list) -> None:
         """Remember what the full checks of this step saw (``validated.GroupCheck``)."""

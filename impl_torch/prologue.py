@@ -25,7 +25,7 @@ def effective_grads(ops, rule, params, grads, steps):
         grads = ops.neg(grads)
         owned = True
     ops.increment_(steps)
-    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
+    if rule.has_weight_decay and not rule.decoupled_weight_decay:
         if owned:
             ops.add_(grads, params, alpha=rule.weight_decay)
         else:
@@ -41,6 +41,6 @@ def decay_params_(ops, rule, params, minus_lrs) -> None:
     tensor from ``ops.scalar_map``: Adagrad's ``-clr``). Does nothing unless
     ``rule.decoupled_weight_decay`` and ``rule.weight_decay != 0``.
     """
-    if rule.decoupled_weight_decay and rule.weight_decay != 0:
+    if rule.decoupled_weight_decay and rule.has_weight_decay:
         wd = rule.weight_decay
         ops.mul_(params, ops.scalar_map(lambda minus_lr: 1 + minus_lr * wd, minus_lrs))

@@ -80,7 +80,7 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
 
     decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, steps))
 
-    if rule.momentum > 0:
+    if rule.has_momentum:
         bufs = state["momentum_buffer"]
         ops.mul_(bufs, rule.momentum)
         ops.addcdiv_(bufs, grads, avg)

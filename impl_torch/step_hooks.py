@@ -27,7 +27,11 @@ import functools
 from itertools import chain
 
 import torch
-from torch.optim import optimizer as _torch_optimizer
+
+from .torch_private import profiler_enabled, step_hook_dicts
+
+# torch.optim's registration functions add to these very dicts.
+_GLOBAL_PRE, _GLOBAL_POST = step_hook_dicts()
 
 __all__ = ["hooked_step"]
 
@@ -40,18 +44,23 @@ def hooked_step(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         self = args[0]
-        if torch.compiler.is_compiling() or torch.autograd._profiler_enabled():
+        if torch.compiler.is_dynamo_compiling() or profiler_enabled():
             with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
                 return _run_with_hooks(func, self, args, kwargs)
-        return _run_with_hooks(func, self, args, kwargs)
+        if _GLOBAL_PRE or _GLOBAL_POST or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
+            return _run_with_hooks(func, self, args, kwargs)
+        # No hook and no profiler (the usual step): one frame less under the user's call.
+        out = func(*args, **kwargs)
+        self._optimizer_step_code()
+        return out
 
     return wrapper
 
 
 def _run_with_hooks(func, self, args, kwargs):
     pre = self._optimizer_step_pre_hooks
-    if _torch_optimizer._global_optimizer_pre_hooks or pre:
-        for hook in chain(_torch_optimizer._global_optimizer_pre_hooks.values(), pre.values()):
+    if _GLOBAL_PRE or pre:
+        for hook in chain(_GLOBAL_PRE.values(), pre.values()):
             result = hook(self, args, kwargs)
             if result is None:
                 continue
@@ -63,7 +72,7 @@ def _run_with_hooks(func, self, args, kwargs):
     out = func(*args, **kwargs)
     self._optimizer_step_code()
     post = self._optimizer_step_post_hooks
-    if post or _torch_optimizer._global_optimizer_post_hooks:
-        for hook in chain(post.values(), _torch_optimizer._global_optimizer_post_hooks.values()):
+    if post or _GLOBAL_POST:
+        for hook in chain(post.values(), _GLOBAL_POST.values()):
             hook(self, args, kwargs)
     return out

@@ -131,9 +131,10 @@ def test_non_contiguous_params():
 
 
 def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
-    """impl="auto" (the default): a (device, dtype) group from the rule's
-    AUTO_FUSED_MIN_NUMEL elements in all goes to fused; a smaller one to loop when it has
-    at most AUTO_LOOP_MAX_TENSORS tensors, else to foreach; every tensor is stepped once."""
+    """impl="auto" (the default): in a (device, dtype) group whose tensors of at least
+    AUTO_FUSED_MIN_TENSOR_NUMEL elements hold the rule's AUTO_FUSED_MIN_NUMEL in all, those
+    go to fused; the rest of it, and smaller groups, to loop when they have at most
+    AUTO_LOOP_MAX_TENSORS tensors, else to foreach; every tensor is stepped once."""
     routed = {}
 
     def spy(name, real):
@@ -159,17 +160,17 @@ def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
         r.grad = p.grad.clone()
     opt.step()
     ref_opt.step()
-    assert routed == {"fused": [sorted([15, big // 2, 1000, big // 2])], "loop": [[15] * few],
+    assert routed == {"fused": [[big // 2, big // 2]], "loop": [[15, 1000], [15] * few],
                       "foreach": [[15] * (few + 1)]}
     for p, r in zip(params, reference):
         _agree(p.detach(), r, r, str(r.dtype).removeprefix("torch."))
 
 
-def test_auto_thresholds_follow_the_rules():
-    # Adadelta's eager math makes the most passes over memory, Adagrad's the fewest.
+def test_auto_never_compiles_a_group_below_2_to_the_20():
     t = functional.AUTO_FUSED_MIN_NUMEL
     assert set(t) == {"adagrad", "adadelta", "rmsprop"}
-    assert t["adadelta"] < t["rmsprop"] < t["adagrad"]
+    assert all(v >= 1 << 20 for v in t.values())
+    assert functional.AUTO_FUSED_MIN_TENSOR_NUMEL <= min(t.values())
 
 
 @pytest.mark.parametrize("n_tensors, same_as", [(1, "foreach=False"), (4, "foreach=True")])
@@ -422,19 +423,30 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
     assert all("C10_UNLIKELY" not in src and "#pragma omp parallel" in src for src in rows_kernels)
 
 
+WORKING_DTYPE_CASES = [
+    ("adagrad", {}),
+    ("adagrad", {"weight_decay": 0.0123}),
+    ("rmsprop", {"momentum": 0.9, "weight_decay": 0.0123, "centered": True}),
+    ("adadelta", {"weight_decay": 0.0123}),
+]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adadelta"])
-def test_lr_in_the_working_dtype_is_bitwise_the_float64_lr(monkeypatch, name, dtype):
-    """Where ``lr`` is only a multiplier, rounding it to the working dtype before the graph
-    (``_lr_dtype``) gives bitwise what casting a float64 ``lr`` inside the graph gave
-    (16-bit steps keep a float64 ``lr``: rounding it to 16 bits changed their results)."""
-    rule = rules.preset(name, "torch", lr=0.0123456789)
-    assert fused._lr_dtype(rule, dtype) == (torch.float32 if dtype == torch.float32 else torch.float64)
+@pytest.mark.parametrize("name, overrides", WORKING_DTYPE_CASES, ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_multipliers_in_the_working_dtype_are_bitwise_float64_ones(monkeypatch, name, overrides, dtype):
+    """Where a hyperparameter (``lr``, ``eps``, ``momentum``, coupled ``weight_decay``) is
+    only a multiplier or addend, rounding it to the working dtype before the graph
+    (``_hyper_dtype``) gives bitwise what casting a float64 one inside the graph gave
+    (16-bit steps keep float64: rounding ``lr`` to 16 bits changed their results)."""
+    rule = rules.preset(name, "torch", lr=0.0123456789, eps=1.23456789e-7, **overrides)
+    expected = torch.float32 if dtype == torch.float32 else torch.float64
+    assert fused._hyper_dtype(rule, "lr", dtype) == expected
+    assert fused._hyper_dtype(rule, "eps", dtype) == expected
     gen = torch.Generator().manual_seed(3)
     results = []
-    for lr_dtype in (None, torch.float64):
-        if lr_dtype is not None:
-            monkeypatch.setattr(fused, "_lr_dtype", lambda rule, dtype: torch.float64)
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(fused, "_hyper_dtype", lambda rule, name, dtype: torch.float64)
         torch._dynamo.reset()
         fused._COMPILED.clear()
         gen.manual_seed(3)

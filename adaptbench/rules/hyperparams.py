@@ -99,6 +99,16 @@ class _Rule:
         """Per-parameter state tensors besides ``step``, named as torch.optim names them."""
         raise NotImplementedError
 
+    #: The properties that say which terms of the formula are present (``has_*``), as
+    #: opposed to the numbers in them: what a compiled step specialises on, while every
+    #: numeric field stays an input of it (``impl_torch/fused.py``).
+    STRUCTURE: ClassVar[tuple[str, ...]] = ("has_weight_decay",)
+
+    @property
+    def has_weight_decay(self) -> bool:
+        """Whether the ``weight_decay`` term is present (``weight_decay != 0``)."""
+        return self.weight_decay != 0
+
     @property
     def accesses_per_element(self) -> int:
         """Element-sized accesses that one step must make: read p, g, each state; write p, each state.
@@ -134,6 +144,13 @@ class Adagrad(_Rule):
         _check_nonnegative("lr_decay", self.lr_decay)
         _check_nonnegative("initial_accumulator_value", self.initial_accumulator_value)
         _check_bool("mask_zero_accumulator", self.mask_zero_accumulator)
+
+    STRUCTURE: ClassVar[tuple[str, ...]] = _Rule.STRUCTURE + ("has_lr_decay",)
+
+    @property
+    def has_lr_decay(self) -> bool:
+        """Whether ``clr`` decays with the step count (``lr_decay != 0``)."""
+        return self.lr_decay != 0
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -211,12 +228,19 @@ class RMSprop(_Rule):
         for field in ("centered", "nesterov", "bias_correction"):
             _check_bool(field, getattr(self, field))
 
+    STRUCTURE: ClassVar[tuple[str, ...]] = _Rule.STRUCTURE + ("has_momentum",)
+
+    @property
+    def has_momentum(self) -> bool:
+        """Whether a momentum buffer is kept (``momentum > 0``)."""
+        return self.momentum > 0
+
     @property
     def state_names(self) -> tuple[str, ...]:
         names = ("square_avg",)
         if self.centered:
             names += ("grad_avg",)
-        if self.momentum > 0:
+        if self.has_momentum:
             names += ("momentum_buffer",)
         return names
 

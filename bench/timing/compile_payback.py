@@ -1,0 +1,87 @@
+"""When does the fused step's first-step compile pay for itself? The measurement behind
+``impl_torch.functional.AUTO_FUSED_MIN_NUMEL``.
+
+``python -m bench.timing.compile_payback [--sizes 18 20 22] [--steps 60]`` prints a
+Markdown table: per rule, the first ``impl="fused"`` step (the compile, with Inductor's
+cache cold: a new ``TORCHINDUCTOR_CACHE_DIR``; and warm: a second process on the same
+directory), then per size the median step of ``impl="loop"`` (torch.optim's
+``foreach=False``, what ``auto`` runs below the threshold) and of ``impl="fused"`` in µs,
+and how many steps the saving takes to repay the warm and the cold compile. fp32, one
+contiguous tensor, torch.optim's defaults, the machine's default thread count. Each
+(rule, cache state) runs in a process of its own, since compiled kernels stay in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_CHILD = r"""
+import json, statistics, sys, time, torch, impl_torch
+name, sizes, steps = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], int(sys.argv[3])
+cls = getattr(impl_torch, name)
+out = {"threads": torch.get_num_threads(), "sizes": {}}
+for k, n in enumerate(sizes):
+    row = {}
+    for impl in ("fused", "loop"):
+        p = torch.nn.Parameter(torch.randn(n)); p.grad = torch.randn(n)
+        opt = cls([p], impl=impl)
+        t0 = time.perf_counter(); opt.step(); first = time.perf_counter() - t0
+        if impl == "fused" and k == 0:
+            out["first_step_s"] = first
+        opt.step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter(); opt.step(); times.append(time.perf_counter() - t0)
+        row[impl] = statistics.median(times) * 1e6
+    out["sizes"][n] = row
+print(json.dumps(out))
+"""
+
+
+def _child(name: str, sizes: list[int], steps: int, cache: str) -> dict:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-c", _CHILD, name, ",".join(map(str, sizes)), str(steps)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[18, 20, 22], help="log2 of the sizes")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per impl and size")
+    args = parser.parse_args(argv)
+    sizes = [1 << s for s in args.sizes]
+    print(f"Made by `python -m bench.timing.compile_payback --sizes {' '.join(map(str, args.sizes))} "
+          f"--steps {args.steps}` on {time.strftime('%Y-%m-%d')}.\n")
+    print("| rule | compile cold, s | compile warm, s | elements | loop µs | fused µs | saving µs "
+          "| steps to repay warm | steps to repay cold |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    threads = None
+    for name in ("Adagrad", "Adadelta", "RMSprop"):
+        with tempfile.TemporaryDirectory(prefix="compile_payback_") as cache:
+            cold = _child(name, sizes, args.steps, cache)
+            warm = _child(name, sizes, args.steps, cache)
+        threads = warm["threads"]
+        for n in sizes:
+            loop = statistics.median([cold["sizes"][str(n)]["loop"], warm["sizes"][str(n)]["loop"]])
+            fused = statistics.median([cold["sizes"][str(n)]["fused"], warm["sizes"][str(n)]["fused"]])
+            saving = loop - fused
+            repay = (lambda s: f"{s / (saving * 1e-6):,.0f}") if saving > 0 else (lambda s: "never")
+            print(f"| {name} | {cold['first_step_s']:.2f} | {warm['first_step_s']:.2f} | 2^{n.bit_length() - 1} "
+                  f"| {loop:,.0f} | {fused:,.0f} | {saving:,.0f} | {repay(warm['first_step_s'])} "
+                  f"| {repay(cold['first_step_s'])} |")
+    print(f"\nfp32, one tensor, torch.optim's defaults, {threads} threads (the default here); "
+          "µs are medians of the cold and warm processes' medians.")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,51 +7,60 @@ The rule's math is NOT written again here: each tensor's step calls the same
 tensor once and writes ``p`` and each state once (fp32 Adagrad/RMSprop: 20 B per element,
 Adadelta 28 B), where the eager loop makes several passes with temporaries.
 
-How the trace is made to stay valid across steps (no recompilation when ``lr`` changes or
-the step advances):
+How the trace is made to stay valid across steps (no recompilation when a hyperparameter
+changes or the step advances):
 
 - ``_CompiledOps`` is ``TensorOps`` with the step count kept a tensor: ``values(step)``
   returns the step as a float64 0-dim tensor (not ``.item()``), so Adagrad's
   ``clr = lr / (1 + (t-1)*lr_decay)`` is computed inside the graph in float64, as the loop
   computes it in Python floats, and cast to the working dtype where it meets the tensors,
   as the loop's scalar argument is.
-- ``lr`` is passed in as a 0-dim CPU tensor (``_RuleView`` is the rule with ``lr``
-  replaced by it): float64 where the rule computes with it, else already in the working
-  dtype (``_lr_dtype``); every other hyperparameter is a compile-time constant, so a compiled
-  function exists per rule configuration with ``lr`` left out (``_key``). ``lr`` and
-  ``clr`` reach the in-place ops as tensors, for which ``_CompiledOps`` spells
-  ``add_(x, y, alpha=a)`` as ``x += y * a`` and ``addcdiv_(x, a, b, value=v)`` as
-  ``x += (v * a) / b`` (the CPU kernel's order).
-- Each (configuration, dtype, device type, step dtype) gets its own copy of the code object
-  (``_fresh_function``), so that Dynamo's per-code-object cache
+- Every numeric field of the rule (``lr``, ``eps``, ``weight_decay``, ``lr_decay``,
+  ``rho``, ``alpha``, ``momentum``, ...) is passed in as a 0-dim CPU tensor
+  (``_RuleView``): float64 where the rule computes with it (``1 - alpha``), else already in
+  the working dtype (``_hyper_dtype``). A compiled function exists per rule *structure*
+  (``_key``: booleans, ``state_names`` and the ``has_*`` properties of
+  ``rules.<Rule>.STRUCTURE``, e.g. momentum on or off), so a schedule that cycles
+  ``momentum`` or ``alpha`` never recompiles. The scalars reach the in-place ops as
+  tensors, for which ``_CompiledOps`` spells ``add_(x, y, alpha=a)`` as ``x += y * a``,
+  ``addcdiv_(x, a, b, value=v)`` as ``x += (v * a) / b`` (the CPU kernel's order) and
+  ``lerp_``'s branch on ``|w| < 0.5`` as a ``where`` on the runtime weight.
+- Each compiled function gets its own copy of the code object
+  (``torch_private.fresh_function``), so that Dynamo's per-code-object cache
   (``torch._dynamo.config.recompile_limit``, 8) is not shared by all of them.
 - Shapes: contiguous tensors are stepped as flat 1-D views and compiled with
-  ``dynamic=True``: one graph per (configuration, dtype, device, step dtype, thread count)
+  ``dynamic=True``: one graph per (structure, dtype, device, step dtype, thread count)
   covers every size >= 2 (sizes 0 and 1 are specialised by Dynamo: graphs of their own).
   Large tensors whose size is a multiple of ``ROW`` are stepped as ``(n // ROW, ROW)``
   views instead, dynamic in the first dimension only (``_make_rows``: a loop with no
   masked tail). Non-contiguous tensors are passed as they are (Dynamo guards on their
-  strides: a graph per layout).
+  strides: a graph per layout). Under ``impl="fused"`` a list of ``MANY_MIN_TENSORS`` to
+  ``MANY_MAX_TENSORS`` contiguous tensors is one graph of fixed shapes (``_make_many``);
+  ``"auto"`` steps per tensor, so its first step compiles one graph per shape class.
 
 How a step is called: Dynamo's frame evaluation and guard check cost far more than the
 kernel on small tensors (measured at one thread, 16 fp32 elements: 75-150 us per call
 through ``torch.compile`` against ~3 us of C++). So a compiled step of contiguous tensors
 goes through Dynamo once, to be traced and compiled, and is then called directly
-(``_Direct``: the Inductor-compiled function, with the arguments in the order Dynamo passed
-them), the key above standing in for Dynamo's guards. Inductor's options are applied
-while it compiles only (``_inductor``), not patched into its config on every call; the
-compile key is cached per rule, and ``lr`` tensors are reused while ``lr`` is unchanged
-(``_lr_tensor``). Non-contiguous tensors keep Dynamo's guarded call.
+(``torch_private.compiled_call``: the Inductor-compiled function, with the arguments in the
+order Dynamo passed them), the key above standing in for Dynamo's guards; on a torch
+version ``torch_private`` does not know, the guarded call. Inductor's options are applied
+while it compiles only, the compile key is cached per rule, and the scalar tensors are
+reused while their values are unchanged (``_hyper_tensor``). Non-contiguous tensors keep
+Dynamo's guarded call.
 
 Bitwise agreement with ``"loop"`` is not expected (Inductor may contract to FMAs and uses
 its own vectorised ``sqrt``/division); agreement is within ``rules.tolerance`` (see
 tests/test_torch_fused.py for the measured ulps).
 
 Availability: ``check_available()`` raises ``RuntimeError`` naming the reason when
-``torch.compile`` cannot be used here (no working Dynamo on this Python/platform, no C++
-compiler for Inductor's CPU backend). The optimizer classes call it at construction when
-``fused`` is selected; the functional ``step(..., impl="fused")`` calls it on every call.
-There is no silent fall-back to an eager impl.
+``torch.compile`` cannot be used here (no working Dynamo on this Python/platform; no C++
+compiler for Inductor's CPU backend, one that fails on a one-line file, or a cache
+directory it cannot write: ``torch_private.compiler_problem``, probed once per process).
+The optimizer classes call it at construction when ``fused`` is selected; the functional
+``step(..., impl="fused")`` calls it on every call. ``impl="fused"`` never falls back to
+an eager impl; a compile that fails at step time raises ``CompileFailed``, on which
+``"auto"`` steps the rest eagerly (``functional._AutoFused``).
 """
 
 from __future__ import annotations
@@ -59,7 +68,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import sys
 import threading
 import time
 
@@ -182,23 +190,8 @@ def _probe() -> str | None:
     """None when Inductor can compile here, else the reason (once per process)."""
     with _PROBE_LOCK:
         if not _PROBED:
-            _PROBED.append(_find_problem())
+            _PROBED.append(torch_private.compiler_problem())
         return _PROBED[0]
-
-
-def _find_problem() -> str | None:
-    try:
-        import torch._dynamo  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the platform
-        return f"torch._dynamo cannot be imported ({type(exc).__name__}: {exc})"
-    if hasattr(torch._dynamo, "is_dynamo_supported"):
-        try:
-            torch._dynamo.is_dynamo_supported()
-        except Exception as exc:
-            return f"torch.compile is not supported on this platform/Python {sys.version.split()[0]} ({exc})"
-    if sys.platform == "win32":
-        return "torch.compile's Inductor CPU backend is not supported on Windows by this impl"
-    return torch_private.compiler_problem()
 
 
 def unavailable_reason() -> str | None:

@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import types
@@ -227,13 +228,24 @@ _PROBE_SOURCE = 'extern "C" int impl_torch_probe(int x) { return x + 1; }\n'
 
 
 def compiler_problem(timeout_s: float = 120.0) -> str | None:
-    """What stops Inductor's CPU backend from compiling here, or None.
+    """What stops torch.compile's Inductor CPU backend from compiling here, or None.
 
     Finds the C++ compiler as Inductor does (``torch._inductor.cpp_builder.get_cpp_compiler``:
     ``CXX`` or ``torch._inductor.config.cpp.cxx``, then its search list), compiles and links
     a one-function shared library with it, and checks that Inductor's cache directory
     (``TORCHINDUCTOR_CACHE_DIR`` or its default) can be created and written. Costs one
-    compiler run (~0.1-0.5 s); callers cache the answer."""
+    compiler run (~0.1-0.5 s); callers cache the answer. Before that: Dynamo imports and
+    supports this platform and Python (``torch._dynamo.is_dynamo_supported``), not Windows."""
+    try:
+        import torch._dynamo
+    except Exception as exc:  # pragma: no cover - depends on the platform
+        return f"torch._dynamo cannot be imported ({type(exc).__name__}: {exc})"
+    try:
+        torch._dynamo.is_dynamo_supported()
+    except Exception as exc:
+        return f"torch.compile is not supported on this platform/Python {sys.version.split()[0]} ({exc})"
+    if sys.platform == "win32":
+        return "torch.compile's Inductor CPU backend is not supported on Windows by this impl"
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
         from torch._inductor.runtime.cache_dir_utils import cache_dir

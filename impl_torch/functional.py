@@ -235,21 +235,6 @@ def _check_sparse_grad(rule, p: Tensor, g: Tensor, gw: str, pw: str) -> None:
         )
 
 
-def _split_complex_abs_sq(rule, params, grads, states):
-    """(other lists, complex lists stepped with ``|g|^2`` moments): under
-    ``complex_as_real=False`` complex parameters take the per-tensor math through
-    ``AbsSqOps`` whatever the impl."""
-    if rule.complex_as_real or not any(p.is_complex() for p in params):
-        return (params, grads, states), ([], [], [])
-    rest, cplx = ([], [], []), ([], [], [])
-    for p, g, s in zip(params, grads, states):
-        target = cplx if p.is_complex() else rest
-        target[0].append(p)
-        target[1].append(g)
-        target[2].append(s)
-    return rest, cplx
-
-
 def _as_real(rule, params, grads, states):
     """Complex tensors replaced by real views (``torch.view_as_real``: a trailing dimension
     of 2, real and imaginary parts), as torch.optim steps complex parameters: every rule
@@ -270,44 +255,84 @@ def _as_real(rule, params, grads, states):
     return out_p, out_g, out_s
 
 
-def _split_sparse(params, grads, states):
-    """(dense lists, sparse lists): sparse gradients take ``adagrad.sparse_update``."""
-    if not any(g.layout != torch.strided for g in grads):
-        return (params, grads, states), ([], [], [])
-    dense, sparse = ([], [], []), ([], [], [])
-    for p, g, s in zip(params, grads, states):
-        target = dense if g.layout == torch.strided else sparse
-        target[0].append(p)
-        target[1].append(g)
-        target[2].append(s)
-    return dense, sparse
-
-
-def run(rule, impl: str, params, grads, states, *, differentiable: bool = False) -> None:
-    """Dispatch checked lists (no ``None`` grads) to ``impl``: complex parameters as real
-    views, sparse gradients (Adagrad) through ``adagrad.sparse_update``, and with
-    ``differentiable`` the per-tensor math through ``AutogradOps`` (the caller sets the
-    grad mode)."""
-    (params, grads, states), sparse = _split_sparse(params, grads, states)
-    (params, grads, states), cplx = _split_complex_abs_sq(rule, params, grads, states)
-    if differentiable and (cplx[0] or sparse[0]):
+def plan(rule, impl: str, params, grads, *, differentiable: bool = False) -> list[tuple[Callable, list[int] | None]]:
+    """The one dispatcher: how checked lists (no ``None`` grads) are stepped under ``impl``,
+    as parts ``(fn, indices)``, each stepped by ``fn(rule, params, grads, states)`` on the
+    entries at ``indices`` (None: all of them). Sparse gradients (Adagrad) take
+    ``adagrad.sparse_update``; complex parameters under ``complex_as_real=False`` the
+    per-tensor math through ``AbsSqOps``; with ``differentiable`` the rest the per-tensor
+    math through ``AutogradOps`` (the caller sets the grad mode); else ``"auto"``'s choice
+    per (device, dtype) group (``_auto_plan``), ``"loop"``, or the registered impl (complex
+    tensors as real views). Depends on the rule's name and ``complex_as_real``, the
+    parameters' dtypes, devices and sizes and the gradients' layouts only, so the optimizer
+    classes make it once per validated group (``plan.GroupPlan``)."""
+    sparse = [i for i, g in enumerate(grads) if g.layout != torch.strided]
+    abs_sq = [] if rule.complex_as_real else [i for i, p in enumerate(params) if p.is_complex()]
+    if differentiable and (sparse or abs_sq):
         raise ValueError(
             "differentiable=True steps dense gradients and complex parameters as real views "
             "only (not sparse gradients, not complex_as_real=False)"
         )
-    for p, g, s in zip(*sparse):
-        adagrad.sparse_update(rule, p, g, s)
-    update = UPDATES[rule.name]
-    for p, g, s in zip(*cplx):
-        update(AbsSqOps, rule, p, g, s)
-    if not params:
-        return
+    parts: list[tuple[Callable, list[int] | None]] = []
+    if sparse:
+        parts.append((_sparse, sparse))
+    if abs_sq:
+        parts.append((_abs_sq, abs_sq))
+    special = set(sparse) | set(abs_sq)
+    rest = [i for i in range(len(params)) if i not in special]
+    if not rest:
+        return parts
     if differentiable:
-        _loop(rule, params, grads, states, AutogradOps)
-        return
-    if impl not in ("loop", "auto"):  # those two view complex tensors themselves
-        params, grads, states = _as_real(rule, params, grads, states)
-    _IMPL_TABLE[impl](rule, params, grads, states)
+        main = [(_differentiable, None)]
+    elif impl == "auto":
+        main = _auto_plan(rule, [params[i] for i in rest])
+    elif impl == "loop":
+        main = [(_loop, None)]
+    else:
+        complex_params = any(params[i].is_complex() for i in rest)
+        main = [(_Registered(impl, real_views=complex_params), None)]
+    if not special:
+        return main
+    return parts + [(fn, rest if idx is None else [rest[i] for i in idx]) for fn, idx in main]
+
+
+def run_plan(parts, rule, params, grads, states) -> None:
+    """Steps the lists by ``parts`` (``plan``)."""
+    for fn, idx in parts:
+        if idx is None:
+            fn(rule, params, grads, states)
+        else:
+            fn(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
+
+
+class _Registered:
+    """A part stepped by a registered impl, looked up at every call (``register_impl(...,
+    replace=True)`` takes effect at once); complex tensors as real views when some are."""
+
+    __slots__ = ("impl", "real_views")
+
+    def __init__(self, impl: str, real_views: bool):
+        self.impl, self.real_views = impl, real_views
+
+    def __call__(self, rule, params, grads, states) -> None:
+        if self.real_views:
+            params, grads, states = _as_real(rule, params, grads, states)
+        _IMPL_TABLE[self.impl](rule, params, grads, states)
+
+
+def _sparse(rule, params, grads, states) -> None:
+    for p, g, s in zip(params, grads, states):
+        adagrad.sparse_update(rule, p, g, s)
+
+
+def _abs_sq(rule, params, grads, states) -> None:
+    update = UPDATES[rule.name]
+    for p, g, s in zip(params, grads, states):
+        update(AbsSqOps, rule, p, g, s)
+
+
+def _differentiable(rule, params, grads, states) -> None:
+    _loop(rule, params, grads, states, AutogradOps)
 
 
 def _loop(rule, params, grads, states, ops=TensorOps) -> None:
@@ -443,7 +468,7 @@ def _auto(rule, params, grads, states) -> None:
     impl supports, where Inductor can compile: ``fused.unavailable_reason()``), and
     ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` other tensors, ``"foreach"`` for more.
     The default must work everywhere, while an explicit ``impl="fused"`` raises."""
-    _run_plan(_auto_plan(rule, params), rule, params, grads, states)
+    run_plan(_auto_plan(rule, params), rule, params, grads, states)
 
 
 def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
@@ -486,40 +511,6 @@ def _can_compile(fused) -> bool:
         logger.warning("impl_torch: torch.compile is unavailable here (%s); impl='auto' steps "
                        "eagerly (loop/foreach, torch.optim's result)", reason)
     return False
-
-
-def _run_plan(plan, rule, params, grads, states) -> None:
-    for impl, idx in plan:
-        if idx is None:
-            impl(rule, params, grads, states)
-        else:
-            impl(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
-
-
-def dense_runner(rule, impl: str, params, *, differentiable: bool = False) -> Callable:
-    """``fn(rule, params, grads, states)``: ``run`` for these ``params`` (checked, local
-    tensors) with dense gradients, every choice that depends only on the parameters (their
-    dtypes, devices and sizes; ``"auto"``'s impl per group) made now rather than at every
-    step. The caller guarantees that the parameters keep those properties and that the rule
-    keeps its name and ``complex_as_real`` (the optimizer classes hold one per validated
-    group, ``validated.GroupCheck``)."""
-    complex_params = any(p.is_complex() for p in params)
-    if differentiable or (complex_params and not rule.complex_as_real):
-        return functools.partial(_run_impl, impl, differentiable)
-    if impl == "auto":
-        return functools.partial(_run_plan, _auto_plan(rule, params))
-    if impl == "loop" or not complex_params:
-        return functools.partial(_run_registered, impl)
-    return functools.partial(_run_impl, impl, False)
-
-
-def _run_impl(impl, differentiable, rule, params, grads, states) -> None:
-    run(rule, impl, params, grads, states, differentiable=differentiable)
-
-
-def _run_registered(impl, rule, params, grads, states) -> None:
-    # looked up at every call: ``register_impl(..., replace=True)`` takes effect at once
-    _IMPL_TABLE[impl](rule, params, grads, states)
 
 
 _IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach, "fused": _fused, "auto": _auto}
@@ -621,5 +612,6 @@ def step(
         check_devices(impl, params)
     if not params:
         return
+    params, grads, states = local_views(rule, params, grads, states)
     with torch.set_grad_enabled(differentiable):
-        run(rule, impl, *local_views(rule, params, grads, states), differentiable=differentiable)
+        run_plan(plan(rule, impl, params, grads, differentiable=differentiable), rule, params, grads, states)

@@ -442,11 +442,13 @@ def _make_many(full_key):
 
 #: Lists of at least this many contiguous tensors of one dtype and device, and at most
 #: ``MANY_MAX_TENSORS``, are stepped by one compiled call (``_make_many``) under
-#: ``impl="fused"``; compile time grows with the list, so a handful of tensors keeps the
-#: per-tensor path, which one graph serves for every size, and so do longer lists (the
-#: first step's compile stays bounded: 200 tensors took 45 s as one graph).
+#: ``impl="fused"``; compile time grows with the list (about 0.2 s a tensor), so a handful
+#: of tensors keeps the per-tensor path, which one graph serves for every size, and so do
+#: longer lists: the first step's compile stays bounded (200 tensors took 45 s as one
+#: graph, 10,000 did not finish in 9 minutes). 128 keeps a 100-tensor model (the
+#: benchmark's tfm100) one call.
 MANY_MIN_TENSORS = 4
-MANY_MAX_TENSORS = 32
+MANY_MAX_TENSORS = 128
 
 
 def _log_compile(rule, impl, tensors, numel, dtype, device, seconds) -> None:

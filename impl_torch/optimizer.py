@@ -31,11 +31,12 @@ the other rules refuse them (``TypeError``), as torch.optim does. With ``fused=T
 ``grad_scale``/``found_inf`` from ``torch.amp.GradScaler`` (see ``step``). Every param
 group builds and validates its ``rules`` object when it is added (constructor and
 ``add_param_group``) and again at each step whose hyperparameters differ from the last
-validated ones (so LR schedulers that write ``group["lr"]`` take effect). A step checks its
-parameters, gradients and state in full only when something they depend on changed since
-the last validated step (``validated.py``: the same tensors with the same shapes, dtypes and
-devices, the same state tensors); otherwise it checks each gradient's shape, dtype, device
-and layout against its parameter and goes on. With the hooks' wrapper (``step_hooks.py``,
+validated ones (so LR schedulers that write ``group["lr"]`` take effect). Each group has a
+plan (``plan.py``: which kernel steps which tensors, ``functional.plan``), made by a full
+check of its parameters, gradients and state and kept while nothing it depends on changes
+(the same tensors with the same shapes, dtypes and devices, the same state tensors); a
+step then checks each gradient's shape, dtype, device and layout against its parameter and
+runs the plan. With the hooks' wrapper (``step_hooks.py``,
 the profiler range opened only while a profiler records) a small model's step costs less
 Python than torch.optim's.
 
@@ -75,7 +76,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
-from . import functional, loading, step_hooks, validated
+from . import functional, loading, plan, step_hooks
 from .functional import DEFAULT_IMPL, IMPLS, init_state
 
 __all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
@@ -329,7 +330,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             self._config, self.rule_class, groups, state.get("state", {}), _STATE_KEYS[self.rule_class.name]
         )
         super().__setstate__(state)
-        self.__dict__.pop("_checks", None)  # what earlier steps checked is gone with them
+        self.__dict__.pop("_plans", None)  # what earlier steps checked is gone with them
 
     def share_memory(self) -> None:
         """Moves every state tensor, ``step`` included, to shared memory
@@ -380,68 +381,68 @@ class _RuleOptimizer(torch.optim.Optimizer):
         if found_inf is not None and float(found_inf) != 0:
             return loss
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
-            # The runners are called here, not in a helper: the frames under the user's
-            # ``step()`` are as few as torch.optim's (tests/test_torch_step_path.py).
-            for rule, runner, _, _, _, local in self._checked_work():
+            # The plans are run from here, not from a helper: the frames under the user's
+            # ``step()`` are no more than torch.optim's (tests/test_torch_default_path.py).
+            for rule, parts, local in self._planned_groups():
                 if local[0]:
-                    runner(rule, *local)
+                    functional.run_plan(parts, rule, *local)
         return loss
 
-    def _checked_work(self) -> list:
-        """``(rule, runner, params, grads, states, local views)`` per group, every group
-        validated and lazy state committed, gradients unscaled (AMP)."""
+    def _planned_groups(self) -> list:
+        """``(rule, parts, (params, grads, states))`` per group, the lists this rank's local
+        tensors: every group validated (or accepted by its plan, ``plan.GroupPlan``) and
+        lazy state committed, gradients unscaled (AMP)."""
         grad_scale = getattr(self, "grad_scale", None)
         # Every group is validated before any state is created, cast or stepped, so that a
-        # step that raises changes nothing (lazy state is committed only afterwards). A
-        # group unchanged since its last validated step is accepted by ``validated``.
+        # step that raises changes nothing (lazy state is committed only afterwards).
         traced = torch.compiler.is_dynamo_compiling()
-        # Traced by torch.compile, the checks run once at trace time: no record is kept.
-        checks = () if traced else self.__dict__.setdefault("_checks", [])
-        work, fresh, pending = [], [], {}
+        # Traced by torch.compile, the checks run once at trace time: no plan is kept.
+        plans = () if traced else self.__dict__.setdefault("_plans", [])
+        work, fresh = [], []
         for gi, group in enumerate(self.param_groups):
-            check = None if traced or gi >= len(checks) else checks[gi]
-            if check is not None:
-                values = validated.hyperparameters(group, self._hyper_keys)
-                config = check.config(group, values)
+            kept = None if traced or gi >= len(plans) else plans[gi]
+            if kept is not None:
+                values = plan.hyperparameters(group, self._hyper_keys)
+                config = kept.config(group, values)
                 same = config is not None
                 if not same:  # e.g. a scheduler's new lr: the stepped tensors may still be valid
                     config = self._config(group)
                     same = (
-                        config[1] == check.impl
-                        and bool(group.get("differentiable")) == check.differentiable
-                        and _same_state_layout(config[0], check.rule)
+                        config[1] == kept.impl
+                        and bool(group.get("differentiable")) == kept.differentiable
+                        and _same_state_layout(config[0], kept.rule)
                     )
-                lists = check.reuse(group["params"], self.state) if same else None
+                lists = kept.reuse(group["params"], self.state) if same else None
                 if lists is not None:
                     rule, impl = config
-                    if check.rule is not rule or check.group is not group:
-                        check.adopt(group, values, rule)
-                    if not check.plain:
-                        lists = functional.local_views(rule, *lists, where=_group_names(gi, check.index))
-                    work.append((rule, check.runner, *lists, lists))
+                    if kept.rule is not rule or kept.group is not group:
+                        kept.adopt(group, values, rule)
+                    if not kept.plain:
+                        lists = functional.local_views(rule, *lists, where=_group_names(gi, kept.index))
+                    work.append((rule, kept.parts, lists))
                     continue
-            *checked, pending[gi] = self._check_group(gi, group)
-            work.append(tuple(checked))
+            work.append(self._check_group(gi, group))
             fresh.append(gi)
 
         for gi in fresh:
-            _, _, params, _, states, _ = work[gi]
-            for k in pending[gi]:
+            _, _, _, (params, _, states), pending, _ = work[gi]
+            for k in pending:
                 # A new or cast state (a dict of ours): committed now that every group passed.
                 live = self.state[params[k]]
                 live.update(states[k])
                 states[k] = live
         if fresh and not traced:
-            self._record_checks(fresh, work)
+            self._keep_plans(fresh, work)
+        work = [(w[0], w[2], w[5]) if gi in fresh else w for gi, w in enumerate(work)]
         if grad_scale is not None:
-            _unscale_([g for _, _, _, grads, _, _ in work for g in grads], grad_scale)
+            _unscale_([g for _, _, (_, grads, _) in work for g in grads], grad_scale)
         return work
 
     def _check_group(self, gi: int, group: dict) -> tuple:
-        """The full check of one group: ``(rule, runner, params, grads, states, local
-        views, pending)``, the states new dicts where lazy state is still to be created or
-        a state to be cast, at the positions ``pending`` (committed by the caller once every
-        group passed); ``runner(rule, *local)`` steps it (``functional.run``)."""
+        """The full check of one group: ``(rule, impl, parts, (params, grads, states),
+        pending, local views)``, the states new dicts where lazy state is still to be
+        created or a state to be cast, at the positions ``pending`` (committed by the caller
+        once every group passed); ``parts``: ``functional.plan`` for the local views."""
         rule, impl = self._config(group)
         functional.check_impl(impl)
         differentiable = bool(group.get("differentiable"))
@@ -459,28 +460,26 @@ class _RuleOptimizer(torch.optim.Optimizer):
         names = _group_names(gi, index)
         cast: list[int] = []
         checked = functional._check(rule, params, grads, states, where=names, cast_state=cast)
-        pending = sorted(set(pending) | set(cast))
         functional.check_devices(impl, checked[0])
         # DTensors as this rank's local shards: views of the very tensors committed below.
         local = functional.local_views(rule, *checked, where=names)
-        runner = functools.partial(functional._run_impl, impl, differentiable)
-        return (rule, runner, *checked, local, pending)
+        parts = functional.plan(rule, impl, local[0], local[1], differentiable=differentiable)
+        return (rule, impl, parts, checked, sorted(set(pending) | set(cast)), local)
 
-    def _record_checks(self, fresh: list[int], work: list) -> None:
-        """Remember what the full checks of this step saw (``validated.GroupCheck``)."""
-        checks = self._checks
-        del checks[len(self.param_groups):]
-        checks.extend([None] * (len(self.param_groups) - len(checks)))
+    def _keep_plans(self, fresh: list[int], work: list) -> None:
+        """Keep each freshly checked group's plan with what its check saw (``plan.GroupPlan``)."""
+        plans = self._plans
+        del plans[len(self.param_groups):]
+        plans.extend([None] * (len(self.param_groups) - len(plans)))
         for gi in fresh:
-            rule, runner, params, grads, states, local = work[gi]
-            if any(g.layout != torch.strided for g in grads):
-                continue  # sparse gradients: the full check at every step
-            impl, differentiable = runner.args
+            rule, impl, parts, (params, grads, states), _, local = work[gi]
             group = self.param_groups[gi]
-            checks[gi] = validated.GroupCheck(
-                group, validated.hyperparameters(group, self._hyper_keys), rule, impl,
-                differentiable, params, states, plain=local[0] is params,
-                runner=functional.dense_runner(rule, impl, local[0], differentiable=differentiable),
+            if any(g.layout != torch.strided for g in grads):
+                plans[gi] = None  # sparse gradients: the full check at every step
+                continue
+            plans[gi] = plan.GroupPlan(
+                group, plan.hyperparameters(group, self._hyper_keys), rule, impl,
+                bool(group.get("differentiable")), params, states, plain=local[0] is params, parts=parts,
             )
 
     @property

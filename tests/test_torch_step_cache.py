@@ -1,4 +1,4 @@
-"""A step reuses what the previous step checked (``impl_torch/validated.py``) only while
+"""A step reuses what the previous step checked (``impl_torch/plan.py``) only while
 nothing it depends on changed.
 
 Differential: two identical optimizers take the same steps; one keeps its record of the
@@ -145,13 +145,13 @@ def _run(name, change, cached: bool, **kw):
     for seed in range(3):
         _backward(model, seed)
         if not cached:
-            opt.__dict__.pop("_checks", None)
+            opt.__dict__.pop("_plans", None)
         opt.step()
         opt.zero_grad()
     _backward(model, 3)
     change(model, opt)
     if not cached:
-        opt.__dict__.pop("_checks", None)
+        opt.__dict__.pop("_plans", None)
     try:
         opt.step()
         outcome = None
@@ -195,7 +195,7 @@ def test_a_tensor_lr_changed_in_place_takes_effect(name):
                 lr.fill_(0.5)
             _backward(model, seed)
             if not cached:
-                opt.__dict__.pop("_checks", None)
+                opt.__dict__.pop("_plans", None)
             opt.step()
             opt.zero_grad()
         steps[cached] = [p.detach().clone() for p in model.parameters()]
@@ -210,10 +210,10 @@ def test_the_record_is_reused_and_dropped_at_load():
     opt = impl_torch.Adagrad(model.parameters())
     _backward(model, 0)
     opt.step()
-    first = opt._checks[0]
+    first = opt._plans[0]
     opt.step()
-    assert opt._checks[0] is first
+    assert opt._plans[0] is first
     opt.load_state_dict(opt.state_dict())
-    assert "_checks" not in opt.__dict__
+    assert "_plans" not in opt.__dict__
     opt.step()
-    assert opt._checks[0] is not first
+    assert opt._plans[0] is not first

@@ -1,11 +1,16 @@
-"""What the optimizer classes checked at a step, reused while nothing it depends on changed.
+"""One param group's plan: what its last full check saw, and how it is stepped.
+
+The optimizer classes keep one :class:`GroupPlan` per param group: the parts that step it
+(``functional.plan``: which kernel steps which tensors, chosen once from the rule's name,
+the parameters' dtypes, devices and sizes), and what the full check that made it saw. It
+is the one cache on a warm step's path; a step runs each group's plan.
 
 A step validates every parameter group (``functional._check``: types, shapes, dtypes,
 devices, state keys; the group's rule and impl from its hyperparameters) before it modifies
 anything. Redoing all of that at every step cost more than the arithmetic for small models
 (2 tensors: about 30 us of Python against 33 us of kernels on the 2-core CPU, where
-torch.optim's whole step takes about 60 us). A :class:`GroupCheck` records what one
-successful validation of one group saw, and :meth:`GroupCheck.reuse` accepts the next step
+torch.optim's whole step takes about 60 us). A :class:`GroupPlan` records what one
+successful validation of one group saw, and :meth:`GroupPlan.reuse` accepts the next step
 without the full check when, by identity and metadata:
 
 - the group is the same dict, holding the same hyperparameter objects (``is``, so that
@@ -36,7 +41,7 @@ import operator
 import torch
 from torch import Tensor
 
-__all__ = ["GroupCheck", "hyperparameters"]
+__all__ = ["GroupPlan", "hyperparameters"]
 
 _STRIDED = torch.strided
 
@@ -47,19 +52,19 @@ def hyperparameters(group: dict, keys: tuple) -> tuple:
     return tuple(map(group.get, keys))
 
 
-class GroupCheck:
-    """One param group's last validated step: see the module docstring."""
+class GroupPlan:
+    """One param group's plan and last validated step: see the module docstring."""
 
-    __slots__ = ("group", "values", "rule", "impl", "differentiable", "entries", "index", "plain", "runner")
+    __slots__ = ("group", "values", "rule", "impl", "differentiable", "entries", "index", "plain", "parts")
 
-    def __init__(self, group, values, rule, impl, differentiable, params, states, plain: bool, runner):
+    def __init__(self, group, values, rule, impl, differentiable, params, states, plain: bool, parts):
         """``params``/``states``: the group's stepped tensors and their live state dicts, as
         the step that validated them ran them; ``plain``: no ``DTensor`` among them (a
-        ``DTensor`` step needs ``local_views`` again for its new gradients); ``runner``:
-        ``functional.dense_runner`` for them."""
+        ``DTensor`` step needs ``local_views`` again for its new gradients); ``parts``:
+        ``functional.plan`` for their local tensors."""
         self.adopt(group, values, rule)
         self.impl, self.differentiable, self.plain = impl, differentiable, plain
-        self.runner = runner
+        self.parts = parts
         stepped = {id(p): s for p, s in zip(params, states)}
         entries = []
         for p in group["params"]:

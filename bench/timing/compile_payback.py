@@ -1,14 +1,17 @@
 """When does the fused step's first-step compile pay for itself? The measurement behind
 ``impl_torch.functional.AUTO_FUSED_MIN_NUMEL``.
 
-``python -m bench.timing.compile_payback [--sizes 18 20 22] [--steps 60]`` prints a
-Markdown table: per rule, the first ``impl="fused"`` step (the compile, with Inductor's
+``python -m bench.timing.compile_payback [--sizes 18 20 22] [--steps 60]`` prints two
+Markdown tables. The first: per rule, the first ``impl="fused"`` step (the compile, with Inductor's
 cache cold: a new ``TORCHINDUCTOR_CACHE_DIR``; and warm: a second process on the same
 directory), then per size the median step of ``impl="loop"`` (torch.optim's
 ``foreach=False``, what ``auto`` runs below the threshold) and of ``impl="fused"`` in µs,
 and how many steps the saving takes to repay the warm and the cold compile. fp32, one
 contiguous tensor, torch.optim's defaults, the machine's default thread count. Each
 (rule, cache state) runs in a process of its own, since compiled kernels stay in memory.
+The second: the first RMSprop step (momentum 0.9) of models of 10, 200 and 10,000
+tensors, by the default and by ``impl="fused"``, each in a fresh process on a warm cache,
+against torch.optim's first step: how long it takes and how many graphs it compiles.
 """
 
 from __future__ import annotations
@@ -45,6 +48,40 @@ print(json.dumps(out))
 """
 
 
+_COUNT_CHILD = r"""
+import json, sys, time, torch, impl_torch
+from impl_torch import fused
+count, numel, impl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ps = [torch.nn.Parameter(torch.randn(numel)) for _ in range(count)]
+for p in ps:
+    p.grad = torch.randn(numel)
+if impl == "torch.optim":
+    opt = torch.optim.RMSprop(ps, momentum=0.9)
+else:
+    opt = impl_torch.RMSprop(ps, momentum=0.9, impl=None if impl == "auto" else impl)
+t0 = time.perf_counter(); opt.step(); first = time.perf_counter() - t0
+t0 = time.perf_counter(); opt.step(); second = time.perf_counter() - t0
+print(json.dumps({"first_s": first, "second_s": second,
+                  "graphs": fused._COMPILES[0] if impl != "torch.optim" else 0}))
+"""
+
+#: (tensors, elements each): the issue's many-small-tensor models, and large ones that
+#: the default fuses.
+COUNT_CASES = ((10, 512), (200, 512), (10_000, 8), (10, 1 << 17), (200, 1 << 16))
+
+
+def _count_child(count: int, numel: int, impl: str, cache: str, timeout_s: float) -> dict | None:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        run = subprocess.run([sys.executable, "-c", _COUNT_CHILD, str(count), str(numel), impl],
+                             env=env, capture_output=True, text=True, check=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def _child(name: str, sizes: list[int], steps: int, cache: str) -> dict:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,6 +95,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[18, 20, 22], help="log2 of the sizes")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per impl and size")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per first-step process")
     args = parser.parse_args(argv)
     sizes = [1 << s for s in args.sizes]
     print(f"Made by `python -m bench.timing.compile_payback --sizes {' '.join(map(str, args.sizes))} "
@@ -80,7 +118,19 @@ def main(argv=None) -> None:
                   f"| {loop:,.0f} | {fused:,.0f} | {saving:,.0f} | {repay(warm['first_step_s'])} "
                   f"| {repay(cold['first_step_s'])} |")
     print(f"\nfp32, one tensor, torch.optim's defaults, {threads} threads (the default here); "
-          "µs are medians of the cold and warm processes' medians.")
+          "µs are medians of the cold and warm processes' medians.\n")
+    print("| model | impl | first step, s | graphs compiled | second step, ms |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="compile_payback_") as cache:
+        for count, numel in COUNT_CASES:
+            for impl in ("torch.optim", "auto", "fused"):
+                _count_child(count, numel, impl, cache, args.timeout)  # warms the cache
+                out = _count_child(count, numel, impl, cache, args.timeout)
+                cells = (["> %d s" % args.timeout, "?", "?"] if out is None else
+                         [f"{out['first_s']:.2f}", str(out["graphs"]), f"{out['second_s'] * 1e3:.1f}"])
+                print(f"| {count:,} x {numel:,} | {impl} | " + " | ".join(cells) + " |")
+    print("\nRMSprop, momentum 0.9, fp32; each row a fresh process on an Inductor cache warmed by "
+          "the same model's run just before.")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 VENV_FLAGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench bench-full bench-gpu report clean-venv
+.PHONY: install test test-torch-latest bench bench-full bench-gpu report clean-venv
 
 install: $(STAMP)
 
@@ -23,6 +23,24 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(PY) -m pytest --benchmark-skip -n $(TEST_WORKERS) --dist loadfile
+
+# The torch-side tests on torch's newest release: a second venv with torch 2.14.1
+# (constraints-torch-latest.txt) and without JAX, so every test module that needs JAX skips
+# (pytest.importorskip) and all the rest of tests/ runs; --require-tests fails a run in
+# which no test ran. Not in CI (see README).
+LATEST_VENV ?= .venv-torch-latest
+LATEST_CONSTRAINTS ?= constraints-torch-latest.txt
+LATEST_PY := $(LATEST_VENV)/bin/python
+LATEST_STAMP := $(LATEST_VENV)/.installed
+
+$(LATEST_STAMP): pyproject.toml $(LATEST_CONSTRAINTS)
+	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install --quiet -c $(LATEST_CONSTRAINTS) -e ".[torch,dev]"
+	touch $@
+
+test-torch-latest: $(LATEST_STAMP)
+	$(LATEST_PY) -c "import importlib.util as u, torch; assert u.find_spec('jax') is None, 'JAX is installed in $(LATEST_VENV): the selection would change'; print('torch', torch.__version__)"
+	$(LATEST_PY) -m pytest --benchmark-skip -n $(TEST_WORKERS) --dist loadfile --require-tests tests
 
 bench: $(STAMP)
 	$(PY) -m bench run

@@ -1,4 +1,4 @@
-"""Shared fixtures: the ulp report printed after the parity tests."""
+"""Shared fixtures: the ulp report printed after the parity tests; the --require-tests guard."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ import collections
 import pytest
 
 _ULPS: dict[tuple[str, str, str], float] = collections.defaultdict(float)
+
+# --require-tests (`make test-torch-latest`): a run in which no test ran is a failure (exit 1),
+# never pytest's exit code 5 (nothing collected) nor a green run of nothing but skips.
+_NOTHING_RAN = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--require-tests", action="store_true",
+                     help="exit 1 when no test ran: nothing collected, or every test skipped or deselected")
 
 
 @pytest.fixture
@@ -20,11 +29,21 @@ def ulp_report():
     return record
 
 
+def _ran(config) -> int:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return 0
+    return sum(len(reporter.stats.get(k, [])) for k in ("passed", "failed", "error", "xfailed", "xpassed"))
+
+
 def pytest_sessionfinish(session):
     """An xdist worker hands its ulps to the controller, which prints the one summary."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["adaptbench_ulps"] = [[*key, ulps] for key, ulps in _ULPS.items()]
+    elif session.config.getoption("require_tests") and _ran(session.config) == 0:
+        session.config.stash[_NOTHING_RAN] = True
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -35,9 +54,12 @@ def pytest_testnodedown(node, error):
 
 
 def pytest_terminal_summary(terminalreporter):
+    tr = terminalreporter
+    if tr.config.stash.get(_NOTHING_RAN, False):
+        tr.write_line("--require-tests: no test ran (nothing collected, or every test skipped or deselected)",
+                      red=True, bold=True)
     if not _ULPS:
         return
-    tr = terminalreporter
     tr.section("single-step error against the float64 oracle (max ulps of the working dtype)")
     impls = sorted({k[0] for k in _ULPS})
     columns = sorted({(k[1], k[2]) for k in _ULPS})

@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import torch
+import pytest
 
-from bench.timing import gpu
+pytest.importorskip("jax")
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+
+from bench.timing import gpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,13 +12,16 @@ roundings behave like a random walk (sqrt(N)) rather than adding up in the worst
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from adaptbench import rules
-from adaptbench.rules import reference
-from tests.implementations import IMPLEMENTATIONS
-from tests.test_parity import _round
+pytest.importorskip("jax")
+
+import numpy as np  # noqa: E402
+
+from adaptbench import rules  # noqa: E402
+from adaptbench.rules import reference  # noqa: E402
+from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.test_parity import _round  # noqa: E402
 
 STEPS = 1000
 SHAPES = [(4, 3), (3,)]

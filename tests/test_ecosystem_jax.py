@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import inspect
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-import impl_jax
-from adaptbench import rules
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
 
 FACTORIES = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
 STATIC = {

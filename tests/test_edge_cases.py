@@ -16,18 +16,22 @@ test_jax_transforms.py ``test_invalid_hyperparameters_name_the_argument``).
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
-import torch
 
-import impl_jax
-import impl_torch
-from adaptbench import rules
-from tests.implementations import IMPLEMENTATIONS
-from tests.reference_libraries import optax_trajectory
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+
+import impl_jax  # noqa: E402
+import impl_torch  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.reference_libraries import optax_trajectory  # noqa: E402
 
 NAMES = ["adagrad", "adadelta", "rmsprop"]
 IMPLS = [i for i in IMPLEMENTATIONS if "strided" not in i.id]

@@ -1,16 +1,20 @@
 """impl_jax on complex parameters, in both conventions (``complex_as_real``), and
 optax.rmsprop's options: against the float64/complex128 oracle and against optax."""
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-import impl_jax
-from adaptbench import rules
-from adaptbench.rules import reference
-from tests.reference_libraries import optax_for
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from adaptbench.rules import reference  # noqa: E402
+from tests.reference_libraries import optax_for  # noqa: E402
 
 STEPS = 5
 RNG = np.random.default_rng(3)

@@ -3,13 +3,16 @@
 gradient must have its parameter's dtype, each state leaf the dtype
 ``rules.reference.state_dtype`` gives for it."""
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
-import impl_jax
-from adaptbench import rules
+pytest.importorskip("jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
 
 
 def test_complex_gradient_of_a_real_param_is_refused():

@@ -6,14 +6,17 @@ shapes only (``jax.ShapeDtypeStruct``), so 1e7-element steps cost no memory here
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
-import impl_jax
-from adaptbench import rules
-from impl_jax import _core
+pytest.importorskip("jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from impl_jax import _core  # noqa: E402
 
 N = 10**7
 

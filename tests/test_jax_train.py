@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-import datasets
-import impl_jax
-from adaptbench import rules
-from bench.training import models, models_jax
-from bench.training.train_runs import batch_order
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import datasets  # noqa: E402
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from bench.training import models, models_jax  # noqa: E402
+from bench.training.train_runs import batch_order  # noqa: E402
 
 RULES = ("adagrad", "adadelta", "rmsprop")
 EPOCHS = 4

@@ -6,15 +6,19 @@ against optax's own factories and against itself. Small arrays, a few steps, CPU
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-import impl_jax
-from adaptbench import rules
-from impl_jax import _core
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import impl_jax  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from impl_jax import _core  # noqa: E402
 
 STEPS = 5
 

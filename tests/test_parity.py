@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import zlib
 
-import numpy as np
 import pytest
 
-from adaptbench import rules
-from adaptbench.rules import reference
-from tests.implementations import IMPLEMENTATIONS
+pytest.importorskip("jax")
+
+import numpy as np  # noqa: E402
+
+from adaptbench import rules  # noqa: E402
+from adaptbench.rules import reference  # noqa: E402
+from tests.implementations import IMPLEMENTATIONS  # noqa: E402
 
 # Scalar, the tutorial's softmax regression on Iris ([4, 3] weight + [3] bias), a large flat
 # tensor; per-leaf gradient scales span five decades.

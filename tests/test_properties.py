@@ -16,18 +16,21 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import pytest
-import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import array_shapes
 
-import impl_jax
-import impl_torch
-from adaptbench import rules
-from tests.implementations import IMPLEMENTATIONS
-from tests.test_parity import _round, check_resynchronised_steps
+pytest.importorskip("jax")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import array_shapes  # noqa: E402
+
+import impl_jax  # noqa: E402
+import impl_torch  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.test_parity import _round, check_resynchronised_steps  # noqa: E402
 
 IMPLS = [i for i in IMPLEMENTATIONS if i.id in ("torch-loop", "torch-foreach", "jax-make_step")]
 # ADAPTBENCH_HYPOTHESIS_EXAMPLES raises the example count for a longer local search.

@@ -23,6 +23,7 @@ def test_readme_has_python_examples():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_readme_block_runs_alone(block, tmp_path):
+    block.skip_unless_installed()
     cwd = ROOT if block.needs_checkout else tmp_path
     proc = subprocess.run([sys.executable, "-c", block.code], cwd=cwd, capture_output=True, text=True,
                           timeout=300)

@@ -23,16 +23,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import optax
 import pytest
-import torch
 
-import impl_jax
-import impl_torch
-from adaptbench import rules
-from adaptbench.rules import reference
-from tests.reference_libraries import (
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+
+import impl_jax  # noqa: E402
+import impl_torch  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from adaptbench.rules import reference  # noqa: E402
+from tests.reference_libraries import (  # noqa: E402
     optax_trajectory,
     problem,
     torch_optim_trajectory,

@@ -5,15 +5,19 @@ demonstrated here on the installed versions. Equalities are checked in float64 (
 only rounding could differ, 1e-12 relative) and in float32 (rules.tolerance).
 """
 
-import numpy as np
-import optax
 import pytest
-import torch
 
-import impl_jax
-import impl_torch
-from adaptbench import rules
-from tests.reference_libraries import (
+pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+
+import impl_jax  # noqa: E402
+import impl_torch  # noqa: E402
+from adaptbench import rules  # noqa: E402
+from tests.reference_libraries import (  # noqa: E402
     max_relative_difference,
     optax_trajectory,
     problem,

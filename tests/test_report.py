@@ -37,6 +37,7 @@ def _bench_env() -> dict:
 def session_json(tmp_path_factory) -> pathlib.Path:
     """A real benchmark session at one pinned thread: Adagrad at 1e3 elements, fp32, CPU,
     every implementation; its probes come with it although ``-k`` does not name them."""
+    pytest.importorskip("jax")  # the session times the JAX implementations and probe too
     path = tmp_path_factory.mktemp("session") / "bench.json"
     cmd = [
         sys.executable, "-m", "pytest", "bench/timing/bench_step.py", "--benchmark-only",
@@ -450,6 +451,7 @@ def test_freshness_lists_the_implementation_files_changed_since_the_measured_com
 
 def test_one_thread_setting_keeps_every_xla_flag(tmp_path):
     """XLA stops parsing XLA_FLAGS at a token without "--"; a user's flags must still apply."""
+    pytest.importorskip("jax")
     code = ("from bench import machine\n"
             "machine.configure_threads('1')\n"
             "import os, jax\n"

@@ -1,8 +1,10 @@
-"""adaptbench's JAX implementations of Adagrad, Adadelta and RMSprop (jax + optax only).
+"""adaptbench's JAX implementations of the registered rules (jax + optax only).
 
 - Factories with torch.optim's keywords and defaults returning optax
   ``GradientTransformation``s whose updates are the deltas to add:
-  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`.
+  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`, made from each rule's specification
+  (``_core.make_factory``); :func:`register_rule` adds a rule's leaf function (its math)
+  and returns its factory (docs/adding-a-rule.md).
 - From a ``rules`` object: :func:`transformation`, :func:`init`, :func:`make_step`
   (a jitted ``step(params, state, grads) -> (params, state)`` donating params and state).
 - Whole training steps: :func:`make_train_step` (forward, backward and update in one
@@ -24,12 +26,14 @@ from .rmsprop import RMSpropState, rmsprop, rmsprop_leaf
 from .step import make_step
 from .train import init_optimizer, make_train_loop, make_train_step
 from .transform import init, transformation
+from .registry import register_rule
 
 __all__ = [
     "adagrad",
     "adadelta",
     "rmsprop",
     "transformation",
+    "register_rule",
     "init",
     "make_step",
     "make_train_step",

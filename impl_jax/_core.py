@@ -1,7 +1,7 @@
 """Machinery shared by the three rules: working precision, the tree driver, the builders.
 
-Nothing here knows a formula; the formulas live once per rule in ``adagrad.py``,
-``adadelta.py`` and ``rmsprop.py`` as *leaf functions*::
+Nothing here knows a formula; the formulas live once per rule in its own module
+(``impl_jax/<rule>.py``) as *leaf functions*::
 
     leaf(P, rule, p, g, *moments, lr) -> (delta, *new_moments)
 
@@ -63,6 +63,7 @@ float64) elements. Exception: Adagrad with ``lr_decay != 0`` in float32 without 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -257,7 +258,7 @@ def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
 
     Each moment leaf has its parameter's dtype (``rules.reference.state_dtype``: the real
     counterpart for the second moments of a complex parameter under
-    ``complex_as_real=False``) and starts at ``rules.reference.initial_value`` in every real
+    ``complex_as_real=False``) and starts at ``rule.initial_value`` in every real
     element. ``TypeError`` naming the leaf for integer (or other non-floating) leaves.
     """
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
@@ -265,7 +266,7 @@ def init_state(spec: RuleSpec, rule, params) -> NamedTuple:
 
     def filled(name, x):
         dtype = reference.state_dtype(rule, name, _dtype(x))
-        value = reference.initial_value(rule, name)
+        value = rule.initial_value(name)
         if jnp.issubdtype(dtype, jnp.complexfloating):
             value = value * (1 + 1j)  # every real element, as torch.optim fills complex state
         return filled_like(x, value, dtype)
@@ -438,6 +439,79 @@ def _concrete(name: str, value):
 def _is_switch_field(cls, name: str) -> bool:
     field = {f.name: f for f in dataclasses.fields(cls)}.get(name)
     return field is not None and isinstance(field.default, bool)
+
+
+#: Every rule impl_jax has math for, by name (``register``; ``impl_jax/<rule>.py`` each
+#: register theirs, a user's rule through ``impl_jax.register_rule``).
+SPECS: dict[str, RuleSpec] = {}
+
+
+def register(spec: RuleSpec, *, replace: bool = False) -> Callable:
+    """Add ``spec`` to :data:`SPECS` and return the rule's factory (:func:`make_factory`).
+    ``ValueError`` when a rule of that name has one already (unless ``replace``)."""
+    name = spec.rule_cls.name
+    if name in SPECS and not replace:
+        raise ValueError(f"impl_jax already has the {name!r} rule (pass replace=True)")
+    SPECS[name] = spec
+    return make_factory(spec)
+
+
+def make_factory(spec: RuleSpec) -> Callable:
+    """The rule's factory with torch.optim's keywords and defaults: the rule's fields that
+    torch.optim takes positionally (``TORCH_POSITIONAL``), in its order, then every other
+    field keyword-only, each defaulting to the dataclass's (torch.optim's) value. Calls
+    :func:`from_keywords`; ``inspect.signature`` shows the keywords, so
+    ``optax.inject_hyperparams`` finds them."""
+    cls = spec.rule_cls
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    positional = [n for n in cls.TORCH_POSITIONAL if n in fields]
+    P = inspect.Parameter
+
+    def default(name):
+        value = fields[name].default
+        return 0 if type(value) is float and value == 0.0 else value  # as torch.optim writes it
+
+    signature = inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD, default=default(n)) for n in positional]
+        + [P(n, P.KEYWORD_ONLY, default=default(n)) for n in fields if n not in positional],
+        return_annotation="optax.GradientTransformationExtraArgs",
+    )
+
+    def factory(*args, **kwargs) -> optax.GradientTransformationExtraArgs:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{cls.name}(): {exc}") from None
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        return from_keywords(spec, values.pop("lr"), **values)
+
+    factory.__signature__ = signature
+    factory.__name__ = factory.__qualname__ = cls.name
+    factory.__module__ = "impl_jax"
+    factory.__doc__ = (
+        f"{cls.__name__} as an optax ``GradientTransformation`` whose updates are the deltas "
+        f"to add (``optax.apply_updates``); keywords and defaults of torch.optim "
+        f"(``rules.{cls.__name__}``, whose docstring gives the formula).\n\n"
+        f"``lr`` may be an optax schedule, evaluated at the step count before the increment "
+        f"(``optax.scale_by_schedule``). ``weight_decay != 0`` needs ``update(grads, state, "
+        f"params)``. Invalid values raise ``ValueError``/``TypeError`` naming the argument. "
+        f"``optax.inject_hyperparams({cls.name})(...)`` works inside ``jit`` with every numeric "
+        f"hyperparameter injected (traced values are used unvalidated); the bools are static "
+        f"(``from_keywords``). ``{cls.name}(**rules.preset({cls.name!r}, \"optax\").as_dict())`` "
+        f"is the optax convention."
+    )
+    return factory
+
+
+def state_class(rule_cls) -> type:
+    """A ``NamedTuple`` state for a rule without one of its own: ``step`` then each name of
+    ``rule_cls.STATE`` (absent moments ``None``), named ``<Rule>State``."""
+    names = [("step", Any)] + [(n, Any) for n in rule_cls.STATE]
+    cls = NamedTuple(f"{rule_cls.__name__}State", names)
+    cls.__new__.__defaults__ = (None,) * len(rule_cls.STATE)
+    cls.__module__ = "impl_jax"
+    return cls
 
 
 def from_keywords(spec: RuleSpec, lr, **hyperparameters) -> optax.GradientTransformationExtraArgs:

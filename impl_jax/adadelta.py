@@ -68,36 +68,4 @@ SPEC = _core.RuleSpec(
 )
 
 
-def adadelta(
-    lr=1.0,
-    rho=0.9,
-    eps=1e-6,
-    weight_decay=0,
-    *,
-    eps_in_sqrt=True,
-    maximize=False,
-    decoupled_weight_decay=False,
-    complex_as_real=True,
-) -> optax.GradientTransformationExtraArgs:
-    """Adadelta as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adadelta.
-
-    The updates are the deltas to add (``optax.apply_updates``). ``lr`` may be an optax
-    schedule, evaluated at the step count before the increment (``optax.scale_by_schedule``).
-    ``weight_decay != 0`` needs ``update(grads, state, params)``. With the defaults this is
-    ``optax.adadelta(learning_rate=1.0)``. Invalid values raise ``ValueError``/``TypeError``
-    naming the argument (``rules.Adadelta``). ``complex_as_real``: see ``impl_jax.adagrad``.
-    ``optax.inject_hyperparams(impl_jax.adadelta)(...)`` works inside ``jit`` with every
-    numeric hyperparameter injected (``lr``, ``rho``, ``eps``, ``weight_decay``); traced
-    values are used unvalidated. The bools are static.
-    """
-    return _core.from_keywords(
-        SPEC,
-        lr,
-        rho=rho,
-        eps=eps,
-        weight_decay=weight_decay,
-        eps_in_sqrt=eps_in_sqrt,
-        maximize=maximize,
-        decoupled_weight_decay=decoupled_weight_decay,
-        complex_as_real=complex_as_real,
-    )
+adadelta = _core.register(SPEC)

@@ -80,47 +80,4 @@ SPEC = _core.RuleSpec(
 )
 
 
-def adagrad(
-    lr=1e-2,
-    lr_decay=0,
-    weight_decay=0,
-    initial_accumulator_value=0,
-    eps=1e-10,
-    *,
-    eps_in_sqrt=False,
-    maximize=False,
-    decoupled_weight_decay=False,
-    mask_zero_accumulator=False,
-    complex_as_real=True,
-) -> optax.GradientTransformationExtraArgs:
-    """Adagrad as an optax ``GradientTransformation``; keywords and defaults of torch.optim.Adagrad.
-
-    The updates are the deltas to add (``optax.apply_updates``), so the transformation
-    stands alone or last in an ``optax.chain``. ``lr`` may be an optax schedule (a callable
-    of the step count), evaluated at the count *before* the increment, as
-    ``optax.scale_by_schedule`` does; it is then divided by ``1 + count * lr_decay``.
-    ``weight_decay != 0`` needs ``update(grads, state, params)``.
-
-    ``adagrad(**rules.preset("adagrad", "optax").as_dict())`` reproduces ``optax.adagrad``
-    (eps 1e-7 inside the root, accumulator 0.1, update 0 where the accumulator is 0).
-    Invalid values raise ``ValueError``/``TypeError`` naming the argument (``rules.Adagrad``).
-    Complex parameters: ``complex_as_real=True`` steps real and imaginary parts as separate
-    elements (torch.optim), False accumulates ``|g|^2`` (optax, the ``optax`` preset).
-    ``optax.inject_hyperparams(impl_jax.adagrad)(lr=...)`` works inside ``jit`` with every
-    numeric hyperparameter injected (``lr``, ``lr_decay``, ``weight_decay``, ``eps``;
-    ``initial_accumulator_value`` only matters when the state is created); traced values
-    are used unvalidated. The bools are static.
-    """
-    return _core.from_keywords(
-        SPEC,
-        lr,
-        lr_decay=lr_decay,
-        weight_decay=weight_decay,
-        initial_accumulator_value=initial_accumulator_value,
-        eps=eps,
-        eps_in_sqrt=eps_in_sqrt,
-        maximize=maximize,
-        decoupled_weight_decay=decoupled_weight_decay,
-        mask_zero_accumulator=mask_zero_accumulator,
-        complex_as_real=complex_as_real,
-    )
+adagrad = _core.register(SPEC)

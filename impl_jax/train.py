@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from . import _core
-from .transform import SPECS, init
+from .transform import init, spec_for
 
 __all__ = ["make_train_step", "make_train_loop", "init_optimizer"]
 
@@ -47,12 +47,13 @@ def _updater(optimizer) -> tuple[Callable, Callable]:
             return optax.apply_updates(params, updates), state
 
         return optimizer.init, apply
-    spec = SPECS.get(type(optimizer))
-    if spec is None:
+    try:
+        spec = spec_for(optimizer)
+    except TypeError:
         raise TypeError(
-            "optimizer must be a rules.Adagrad, rules.Adadelta or rules.RMSprop object or an "
+            f"optimizer must be a rules object of a registered rule ({sorted(_core.SPECS)}) or an "
             f"optax.GradientTransformation, got {type(optimizer).__name__}"
-        )
+        ) from None
 
     def apply(params, state, grads):
         return _core.apply_step(spec, optimizer, params, state, grads)

@@ -1,30 +1,29 @@
 """From a ``rules`` object to an optax transformation or a state.
 
-``transformation(rule)`` is the same transformation the factories (``impl_jax.adagrad``
-etc.) build from keywords: ``transformation(rules.preset("rmsprop", "torch"))`` and
-``impl_jax.rmsprop()`` compute the same thing.
+``transformation(rule)`` is the same transformation the rule's factory builds from
+keywords: ``transformation(rules.preset(name, "torch"))`` and the factory called with its
+defaults compute the same thing.
 """
 
 from __future__ import annotations
 
 import optax
 
-from . import _core
-from .adadelta import SPEC as _ADADELTA
-from .adagrad import SPEC as _ADAGRAD
-from .rmsprop import SPEC as _RMSPROP
+from adaptbench import rules
 
-# (The package re-exports the factories under the submodules' names, so import SPECs directly.)
-SPECS: dict[type, _core.RuleSpec] = {spec.rule_cls: spec for spec in (_ADAGRAD, _ADADELTA, _RMSPROP)}
+from . import _core
 
 
 def spec_for(rule) -> _core.RuleSpec:
-    try:
-        return SPECS[type(rule)]
-    except KeyError:
+    """The registered JAX math of ``rule``'s rule (``_core.SPECS``); ``TypeError`` for
+    anything else."""
+    spec = _core.SPECS.get(getattr(rule, "name", None)) if isinstance(rule, rules.Rule) else None
+    if spec is None or not isinstance(rule, spec.rule_cls):
         raise TypeError(
-            f"expected a rules.Adagrad, rules.Adadelta or rules.RMSprop, got {type(rule).__name__}"
-        ) from None
+            f"expected a rules object of one of {sorted(_core.SPECS)} (a rules.Rule registered "
+            f"with impl_jax.register_rule), got {type(rule).__name__}"
+        )
+    return spec
 
 
 def transformation(rule, *, lr=None) -> optax.GradientTransformation:
@@ -39,8 +38,8 @@ def transformation(rule, *, lr=None) -> optax.GradientTransformation:
 def init(rule, params):
     """The state before the first step for ``params`` (any pytree of floating arrays).
 
-    A ``AdagradState``/``AdadeltaState``/``RMSpropState``: ``step`` an int32 scalar 0, each
-    moment a tree like ``params`` with each leaf's dtype (Adagrad's ``sum`` filled with
-    ``initial_accumulator_value``, everything else 0); absent moments are ``None``.
+    The rule's state NamedTuple: ``step`` an int32 scalar 0, each moment a tree like
+    ``params`` with each leaf's dtype, filled with ``rule.initial_value(name)``; absent
+    moments are ``None``.
     """
     return _core.init_state(spec_for(rule), rule, params)

@@ -28,6 +28,7 @@ from typing import Any
 
 from .prologue import decay_params_, effective_grads
 from .roots import root
+from .updates import register_rule
 
 __all__ = ["update"]
 
@@ -56,3 +57,6 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ops.addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
     decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, steps))
     ops.add_(params, deltas, alpha=-lr)
+
+
+register_rule("adadelta", update)

@@ -33,6 +33,7 @@ import torch
 from .ops import TensorOps
 from .prologue import decay_params_, effective_grads
 from .roots import root
+from .updates import register_rule
 
 __all__ = ["update", "sparse_update"]
 
@@ -114,3 +115,6 @@ def sparse_update(rule, param, grad, state: dict[str, Any]) -> None:
 def _sparse_like(grad, indices, values):
     # The indices come from a coalesced tensor: valid, so the invariant check is skipped.
     return torch.sparse_coo_tensor(indices, values, grad.size(), check_invariants=False)
+
+
+register_rule("adagrad", update, sparse_update=sparse_update, state_at_construction=True)

@@ -34,13 +34,11 @@ import torch
 from torch import Tensor
 
 from adaptbench import rules
-from adaptbench.rules import reference
 
-from . import adagrad
 from .distributed import local_views
 from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
 from .prologue import effective_grads
-from .updates import UPDATES
+from .updates import SPARSE_UPDATES, UPDATES
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -56,15 +54,13 @@ __all__ = [
 #: The impl the optimizer classes use when neither ``impl`` nor ``foreach``/``fused`` says.
 DEFAULT_IMPL = "auto"
 
-_RULE_TYPES = (rules.Adagrad, rules.Adadelta, rules.RMSprop)
-
-
 def check_rule(rule) -> None:
-    """``TypeError`` unless ``rule`` is a ``rules.Adagrad``/``Adadelta``/``RMSprop``."""
-    if not isinstance(rule, _RULE_TYPES):
+    """``TypeError`` unless ``rule`` is a ``rules`` object of a rule whose math
+    ``impl_torch`` has (``register_rule``; every rule of ``rules.RULES`` shipped here)."""
+    if not isinstance(rule, rules.Rule) or rule.name not in UPDATES:
         raise TypeError(
-            f"rule must be a rules.Adagrad, rules.Adadelta or rules.RMSprop, "
-            f"got {type(rule).__name__} {rule!r}"
+            f"rule must be a rules object of one of {sorted(UPDATES)} (a rules.Rule registered "
+            f"with impl_torch.register_rule), got {type(rule).__name__} {rule!r}"
         )
 
 
@@ -94,7 +90,7 @@ def init_state(rule, param: Tensor) -> dict:
     _check_param(param, "param")
     state: dict = {"step": torch.tensor(0.0, dtype=_scalar_dtype())}
     for name in rule.state_names:
-        fill = reference.initial_value(rule, name)
+        fill = rule.initial_value(name)
         dtype = state_dtype(rule, name, param)
         if dtype.is_complex:
             # Stepped as a real view (``_as_real``): both halves start at the fill value,
@@ -106,9 +102,9 @@ def init_state(rule, param: Tensor) -> dict:
 
 def state_dtype(rule, name: str, param: Tensor) -> torch.dtype:
     """The dtype of state ``name`` for ``param``: the parameter's, except the real
-    counterpart for the second moments (``sum``, ``square_avg``, ``acc_delta``) of a
-    complex parameter under ``complex_as_real=False`` (``rules.reference.state_dtype``)."""
-    if param.is_complex() and not rule.complex_as_real and name in reference.SECOND_MOMENTS:
+    counterpart for the second moments (``rule.SECOND_MOMENTS``) of a complex parameter
+    under ``complex_as_real=False`` (``rules.reference.state_dtype``)."""
+    if param.is_complex() and not rule.complex_as_real and name in rule.SECOND_MOMENTS:
         return param.real.dtype
     return param.dtype
 
@@ -198,7 +194,7 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: list |
                     )
                 continue
             # A complex parameter stepped the optax way keeps real second moments.
-            ref = p.real if real_moments and name in reference.SECOND_MOMENTS else p
+            ref = p.real if real_moments and name in rule.SECOND_MOMENTS else p
             if t.shape == ref.shape and t.dtype == ref.dtype and t.device == ref.device:
                 continue
             elif cast_state is not None and t.shape == ref.shape:
@@ -216,12 +212,14 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: list |
 
 
 def _check_sparse_grad(rule, p: Tensor, g: Tensor, gw: str, pw: str) -> None:
-    """A sparse gradient is Adagrad's only (as in torch.optim), COO, without weight decay."""
-    if rule.name != "adagrad" or g.layout != torch.sparse_coo:
+    """A sparse gradient is taken by the rules that register a sparse step (Adagrad, as in
+    torch.optim), COO, without weight decay."""
+    if rule.name not in SPARSE_UPDATES or g.layout != torch.sparse_coo:
         raise TypeError(
             f"{gw} is a sparse gradient (layout {g.layout}); impl_torch's {rule.name} supports "
-            f"dense gradients only (impl_torch.Adagrad, torch.optim.Adagrad and "
-            f"torch.optim.SparseAdam accept sparse COO ones)"
+            f"dense gradients only (sparse COO gradients are taken by "
+            f"{', '.join(f'impl_torch.{_class_name(n)}, torch.optim.{_class_name(n)}' for n in SPARSE_UPDATES)}"
+            f"{' and ' if SPARSE_UPDATES else ''}torch.optim.SparseAdam)"
         )
     if rule.weight_decay != 0:
         # torch.optim.Adagrad raises RuntimeError with this wording at its step.
@@ -233,6 +231,13 @@ def _check_sparse_grad(rule, p: Tensor, g: Tensor, gw: str, pw: str) -> None:
             f"{gw} (sparse, shape {tuple(g.shape)}, {g.dtype}, {g.device}) does not match "
             f"{pw} (shape {tuple(p.shape)}, {p.dtype}, {p.device})"
         )
+
+
+def _class_name(rule_name: str) -> str:
+    """The optimizer class name of a rule (torch.optim's, else its dataclass's)."""
+    cls = rules.rule_class(rule_name)
+    peer = cls.PEERS.get("torch")
+    return peer.name if peer is not None else cls.__name__
 
 
 def _as_real(rule, params, grads, states):
@@ -258,8 +263,8 @@ def _as_real(rule, params, grads, states):
 def plan(rule, impl: str, params, grads, *, differentiable: bool = False) -> list[tuple[Callable, list[int] | None]]:
     """The one dispatcher: how checked lists (no ``None`` grads) are stepped under ``impl``,
     as parts ``(fn, indices)``, each stepped by ``fn(rule, params, grads, states)`` on the
-    entries at ``indices`` (None: all of them). Sparse gradients (Adagrad) take
-    ``adagrad.sparse_update``; complex parameters under ``complex_as_real=False`` the
+    entries at ``indices`` (None: all of them). Sparse gradients take the rule's
+    registered sparse step (Adagrad's); complex parameters under ``complex_as_real=False`` the
     per-tensor math through ``AbsSqOps``; with ``differentiable`` the rest the per-tensor
     math through ``AutogradOps`` (the caller sets the grad mode); else ``"auto"``'s choice
     per (device, dtype) group (``_auto_plan``), ``"loop"``, or the registered impl (complex
@@ -296,6 +301,18 @@ def plan(rule, impl: str, params, grads, *, differentiable: bool = False) -> lis
     return parts + [(fn, rest if idx is None else [rest[i] for i in idx]) for fn, idx in main]
 
 
+def part_name(fn) -> str:
+    """What a plan's part runs, for people: ``"loop"``, ``"foreach"``, ``"fused"`` (auto's
+    fused part; ``"eager after a failed compile"`` once its compile failed), ``"sparse"``,
+    ``"abs_sq"`` (complex, ``complex_as_real=False``), ``"differentiable"``, or a
+    registered impl's name."""
+    if isinstance(fn, _Registered):
+        return fn.impl
+    if isinstance(fn, _AutoFused):
+        return "eager after a failed compile" if fn.failed else "fused"
+    return _PART_NAMES[fn]
+
+
 def run_plan(parts, rule, params, grads, states) -> None:
     """Steps the lists by ``parts`` (``plan``)."""
     for fn, idx in parts:
@@ -321,8 +338,9 @@ class _Registered:
 
 
 def _sparse(rule, params, grads, states) -> None:
+    sparse_update = SPARSE_UPDATES[rule.name]
     for p, g, s in zip(params, grads, states):
-        adagrad.sparse_update(rule, p, g, s)
+        sparse_update(rule, p, g, s)
 
 
 def _abs_sq(rule, params, grads, states) -> None:
@@ -391,8 +409,9 @@ def _fused(rule, params, grads, states, impl: str = "fused") -> None:
 #: at most one graph per shape class (flat, rows; ``fused.py``), whatever the number of
 #: tensors. Why 2**20: the first fused step compiles (measured on the 2-core CPU, fp32,
 #: docs/performance.md "When auto compiles"), and below that size the per-step saving
-#: over the eager step does not pay a compile back within a normal run.
-AUTO_FUSED_MIN_NUMEL = {"adagrad": 1 << 20, "adadelta": 1 << 20, "rmsprop": 1 << 20}
+#: over the eager step does not pay a compile back within a normal run. One value for
+#: every rule: a compile costs about the same whatever the rule.
+AUTO_FUSED_MIN_NUMEL = 1 << 20
 
 #: A tensor smaller than this stays eager under ``"auto"`` even in a large group: the
 #: fused step's per-call cost (~10-30 us on a CPU) is what it saves on it.
@@ -418,9 +437,6 @@ logger = logging.getLogger("impl_torch")
 
 # Reasons already logged at WARNING, once each.
 _WARNED: set[str] = set()
-# Set by the first compile that failed at step time under "auto": later plans stay eager
-# rather than fail (and pay for) the same compile again.
-_STEP_TIME_FAILURE: list[str] = []
 
 
 def _eager(count: int) -> Callable:
@@ -429,9 +445,12 @@ def _eager(count: int) -> Callable:
 
 class _AutoFused:
     """``"auto"``'s fused part of one group. A compile that fails at step time
-    (``fused.CompileFailed``: no usable compiler, a cache it cannot write) sends this
-    group's tensors not stepped yet through the eager impl, says so once at WARNING, and
-    keeps the group eager from then on; the step completes, each tensor stepped once."""
+    (``fused.CompileFailed``: no usable compiler, a cache it cannot write, a graph the
+    compiler refuses) sends this group's tensors not stepped yet through the eager impl,
+    says once at WARNING which kernel failed, and keeps this group eager from then on; the
+    step completes, each tensor stepped once. Other groups and optimizers keep fusing:
+    only that kernel is not compiled again in this process (``fused._FAILED``), so another
+    rule or structure still compiles."""
 
     __slots__ = ("failed",)
 
@@ -448,7 +467,6 @@ class _AutoFused:
             _fused(rule, params, grads, states, impl="auto")
         except fused.CompileFailed as exc:
             self.failed = True
-            _STEP_TIME_FAILURE[:] = [str(exc)]
             reason = f"{exc} ({exc.__cause__!r})" if exc.__cause__ is not None else str(exc)
             if str(exc) not in _WARNED:
                 _WARNED.add(str(exc))
@@ -463,7 +481,7 @@ class _AutoFused:
 
 def _auto(rule, params, grads, states) -> None:
     """The default: per (device, dtype) group, ``"fused"`` for its tensors of at least
-    ``AUTO_FUSED_MIN_TENSOR_NUMEL`` elements when they hold ``AUTO_FUSED_MIN_NUMEL[rule]``
+    ``AUTO_FUSED_MIN_TENSOR_NUMEL`` elements when they hold ``AUTO_FUSED_MIN_NUMEL``
     elements in all (float32 and float64 only, ``AUTO_FUSED_DTYPES``, on a device the fused
     impl supports, where Inductor can compile: ``fused.unavailable_reason()``), and
     ``"loop"`` for up to ``AUTO_LOOP_MAX_TENSORS`` other tensors, ``"foreach"`` for more.
@@ -479,7 +497,7 @@ def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
     when it cannot) only for a group large enough to want it."""
     from . import fused
 
-    threshold = AUTO_FUSED_MIN_NUMEL[rule.name]
+    threshold = AUTO_FUSED_MIN_NUMEL
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
@@ -488,7 +506,7 @@ def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
         big = [i for i in idx if params[i].numel() >= AUTO_FUSED_MIN_TENSOR_NUMEL]
         if (
             dtype in AUTO_FUSED_DTYPES
-            and device.type in fused.SUPPORTED_DEVICE_TYPES
+            and fused.supports_device(device)
             and sum(params[i].numel() for i in big) >= threshold
             and _can_compile(fused)
         ):
@@ -503,7 +521,7 @@ def _auto_plan(rule, params) -> list[tuple[Callable, list[int] | None]]:
 
 
 def _can_compile(fused) -> bool:
-    reason = fused.unavailable_reason() or (_STEP_TIME_FAILURE[0] if _STEP_TIME_FAILURE else None)
+    reason = fused.unavailable_reason()
     if reason is None:
         return True
     if reason not in _WARNED:
@@ -514,6 +532,9 @@ def _can_compile(fused) -> bool:
 
 
 _IMPL_TABLE: dict[str, Callable] = {"loop": _loop, "foreach": _foreach, "fused": _fused, "auto": _auto}
+
+_PART_NAMES = {_loop: "loop", _foreach: "foreach", _sparse: "sparse", _abs_sq: "abs_sq",
+               _differentiable: "differentiable"}
 
 
 class _ImplNames(Sequence):

@@ -141,6 +141,13 @@ class _CompiledOps(TensorOps):
         return x * _CompiledOps._scalar(other, x)
 
     @staticmethod
+    def div(x: Tensor, other) -> Tensor:
+        # RMSprop's ``1 - alpha**t`` comes from the 1-element CPU step view: on the tensors'
+        # device and dtype, or it would mix devices (CUDA) or promote the kernel's
+        # arithmetic to float64 (CPU).
+        return x / _CompiledOps._scalar(other, x)
+
+    @staticmethod
     def mul_(x: Tensor, other) -> Tensor:
         return x.copy_(x * _CompiledOps._scalar(other, x))
 
@@ -163,8 +170,11 @@ class _CompiledOps(TensorOps):
     @staticmethod
     def lerp_(x: Tensor, end: Tensor, weight) -> Tensor:
         # The kernel's branch on |w| < 0.5, taken on the runtime weight (a tensor).
-        w = _CompiledOps._scalar(weight, x)
         diff = end - x
+        if not isinstance(weight, Tensor):
+            # A Python number: the rule itself, traced inside a user's torch.compile.
+            return x.copy_(x + diff * weight if abs(weight) < 0.5 else end - diff * (1 - weight))
+        w = _CompiledOps._scalar(weight, x)
         return x.copy_(torch.where(w.abs() < 0.5, x + diff * w, end - diff * (1 - w)))
 
 
@@ -214,14 +224,26 @@ def check_available() -> None:
 
 #: Device types Inductor generates kernels for (C++/OpenMP on ``cpu``, Triton on ``cuda``
 #: and ``xpu``). torch.optim's ``fused=True`` raises for others (e.g. ``meta``); so does
-#: ``check_device``.
+#: ``check_device``, except for ``meta`` under ``impl_torch.testing.stand_in_device()``.
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "xpu")
+
+#: The stand-in device's type, accepted while ``impl_torch.testing.stand_in_device()`` is
+#: open (a count: the context nests); its steps are traced, never code-generated.
+STAND_IN_DEVICE_TYPE = "meta"
+_STAND_IN = [0]
+
+
+def supports_device(device: torch.device) -> bool:
+    """Whether the fused impl steps tensors on ``device``."""
+    return device.type in SUPPORTED_DEVICE_TYPES or (
+        device.type == STAND_IN_DEVICE_TYPE and _STAND_IN[0] > 0
+    )
 
 
 def check_device(param: Tensor, where: str = "param") -> None:
     """``RuntimeError`` naming ``where`` and its device unless the fused impl can step a
     tensor on that device."""
-    if param.device.type not in SUPPORTED_DEVICE_TYPES:
+    if not supports_device(param.device):
         raise RuntimeError(
             f"impl='fused' (fused=True) supports parameters on {SUPPORTED_DEVICE_TYPES} "
             f"devices, but {where} is on {param.device}"
@@ -288,12 +310,13 @@ def _one_step_function(full_key):
     return torch_private.fresh_function(one_step, f"fused_{structure['name']}_{len(_COMPILED)}")
 
 
-def _make(full_key):
+def _make(full_key, codegen: bool):
     """The per-tensor step of contiguous tensors: one dynamic-shape graph for every size
     >= 2, static graphs for sizes 0 and 1."""
     dynamic = full_key[-1] >= 2
     return torch_private.compiled_call(_one_step_function(full_key), dynamic=dynamic,
-                                       options=_DYNAMIC_SHAPE_OPTIONS, on_compile=_count_compile)
+                                       options=_DYNAMIC_SHAPE_OPTIONS, on_compile=_count_compile,
+                                       codegen=codegen)
 
 
 #: Row length of ``_make_rows``' views: a multiple of every vector length Inductor's C++
@@ -309,7 +332,7 @@ ROW = 64
 ROWS_MIN_NUMEL = 1 << 16
 
 
-def _make_rows(full_key):
+def _make_rows(full_key, codegen: bool):
     """The per-tensor step of a large contiguous tensor of ``ROW * m`` elements, as
     ``(m, ROW)`` views dynamic in ``m`` only (one graph for every ``m``). Under
     ``dynamic=True`` Inductor cannot know that the flat size is a multiple of the vector
@@ -319,15 +342,15 @@ def _make_rows(full_key):
     docs/performance-kernels.md (section 1c)."""
     return torch_private.compiled_call(_one_step_function(full_key), dynamic=None,
                                        options=_DYNAMIC_SHAPE_OPTIONS, on_compile=_count_compile,
-                                       rows=True)
+                                       rows=True, codegen=codegen)
 
 
-def _make_guarded(full_key):
+def _make_guarded(full_key, codegen: bool):
     """The per-tensor step of non-contiguous tensors, through Dynamo on every call: it
     guards on their strides (a graph per layout)."""
     return torch.compile(
         _one_step_function(full_key),
-        backend=torch_private.inductor_backend(_DYNAMIC_SHAPE_OPTIONS, _count_compile),
+        backend=torch_private.inductor_backend(_DYNAMIC_SHAPE_OPTIONS, _count_compile, codegen=codegen),
         dynamic=True, fullgraph=True,
     )
 
@@ -350,41 +373,45 @@ def _key(rule) -> tuple:
     return tuple(sorted(structure.items())), tuple(numeric)
 
 
-def _get(key, make):
+def _get(key, make, device: torch.device):
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _COMPILED.setdefault(key, make(key))
+        failed = _FAILED.get(key)
+        if failed is not None:
+            raise _KnownFailure(failed)
+        # The stand-in device is traced only: nothing generates code for it.
+        fn = _COMPILED.setdefault(key, make(key, device.type != STAND_IN_DEVICE_TYPE))
     return fn
+
+
+#: Kernels whose compile failed at step time, by key, with the exception it raised: that
+#: kernel is not compiled again in this process (each try costs seconds), while every other
+#: kernel (another rule, structure, dtype, device or shape class) still compiles.
+_FAILED: dict = {}
+
+
+class _KnownFailure(Exception):
+    """Raised by ``_get`` for a kernel in ``_FAILED``; ``fused_step`` turns it into a
+    ``CompileFailed`` naming the tensors this call stepped."""
+
+    def __init__(self, failure: "CompileFailed"):
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 _HYPERS: dict[tuple, Tensor] = {}
 
-#: Numeric fields that a rule only ever uses as a multiplier or addend of the tensors,
-#: cast to the working dtype there (``_CompiledOps._scalar``), given whether that is so
-#: for this rule: rounding them once to a float32/float64 working dtype before the graph
-#: gives the same number, and the kernel no longer loads and converts a double in its
-#: inner loop (measured at 1e7 fp32, one thread, in a hand-compiled copy of Inductor's
-#: kernel, for lr: 4.80 ms against 4.68 ms; torch.optim's fused Adagrad 4.66 ms). The rule
-#: computes with ``lr`` under Adagrad's ``lr_decay`` (``lr / (1 + (t-1)*lr_decay)``) and
-#: decoupled weight decay (``1 - lr*weight_decay``), with ``weight_decay`` under the
-#: latter; ``alpha``, ``rho`` and ``lr_decay`` always (``1 - alpha``).
-_MULTIPLIER_ONLY = {
-    "lr": lambda rule: not (getattr(rule, "has_lr_decay", False)
-                            or (rule.decoupled_weight_decay and rule.has_weight_decay)),
-    "eps": lambda rule: True,
-    "momentum": lambda rule: True,
-    "weight_decay": lambda rule: not rule.decoupled_weight_decay,
-}
-
-
 def _hyper_dtype(rule, name: str, dtype: torch.dtype) -> torch.dtype:
-    """The dtype hyperparameter ``name`` enters the graph in: the working dtype for the
-    ``_MULTIPLIER_ONLY`` fields when it is float32 or float64, else float64 (as the loop
-    computes with Python floats). 16-bit steps keep float64: Inductor computes them in
-    float32 and does not round a float64 scalar to 16 bits on the way (tested: a 16-bit
-    ``lr`` changes the result)."""
-    only = _MULTIPLIER_ONLY.get(name)
-    if only is not None and dtype in (torch.float32, torch.float64) and only(rule):
+    """The dtype hyperparameter ``name`` enters the graph in: the working dtype when it is
+    float32 or float64 and the rule only ever multiplies or adds the field
+    (``rule.multiplier_only``, the specification's word), else float64 (as the loop
+    computes with Python floats). Rounding such a field once to the working dtype gives the
+    same number, and the kernel no longer loads and converts a double in its inner loop
+    (measured at 1e7 fp32, one thread, in a hand-compiled copy of Inductor's kernel, for
+    lr: 4.80 ms against 4.68 ms; torch.optim's fused Adagrad 4.66 ms). 16-bit steps keep
+    float64: Inductor computes them in float32 and does not round a float64 scalar to 16
+    bits on the way (tested: a 16-bit ``lr`` changes the result)."""
+    if dtype in (torch.float32, torch.float64) and rule.multiplier_only(name):
         return dtype
     return torch.float64
 
@@ -414,7 +441,7 @@ def _flat(t: Tensor) -> Tensor:
     return t if t.dim() == 1 else t.view(-1)
 
 
-def _make_many(full_key):
+def _make_many(full_key, codegen: bool):
     """One compiled function stepping a whole list of tensors (shapes fixed): one call,
     one generated C++/Triton wrapper for all of them, instead of one compiled call per
     tensor. Compile time grows with the list (about 0.2 s a tensor on the 2-core CPU), so
@@ -437,7 +464,7 @@ def _make_many(full_key):
     # The key fixes every input's shape (the tensors are contiguous), as Dynamo's guards
     # did; the generated wrapper's own per-input size/stride asserts would check them again.
     return torch_private.compiled_call(fn, dynamic=False, options={"size_asserts": False},
-                                       on_compile=_count_compile)
+                                       on_compile=_count_compile, codegen=codegen)
 
 
 #: Lists of at least this many contiguous tensors of one dtype and device, and at most
@@ -481,22 +508,45 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
     check_available()
     before, start = _COMPILES[0], time.perf_counter()
     stepped: list[int] = []
+    kernel: list = [None, ""]  # the key and a description of the kernel being called
     try:
         with torch.no_grad():  # the compiled steps are inference graphs
-            _fused_groups(rule, params, grads, states, impl == "fused", stepped)
+            _fused_groups(rule, params, grads, states, impl == "fused", stepped, kernel)
     except CompileFailed:
         raise
+    except _KnownFailure as known:
+        raise CompileFailed(str(known.failure), list(stepped)) from known.failure.__cause__
     except Exception as exc:
         if _COMPILES[0] == before and not _compiling_error(exc):
             raise
-        raise CompileFailed(
-            f"impl={impl!r}: compiling the fused {rule.name} step failed "
-            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+        failure = CompileFailed(
+            f"compiling the fused {rule.name} step ({kernel[1]}) failed ({_first_lines(exc)})",
             list(stepped),
-        ) from exc
+        )
+        failure.__cause__ = exc
+        if kernel[0] is not None:
+            _COMPILED.pop(kernel[0], None)
+            _FAILED[kernel[0]] = failure
+        raise failure from exc
     if _COMPILES[0] != before and logger.isEnabledFor(logging.INFO):
         _log_compile(rule, impl, len(params), sum(p.numel() for p in params),
                      params[0].dtype, params[0].device, time.perf_counter() - start)
+
+
+def _first_lines(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc``, and Dynamo's ``Explanation:`` line where it gives
+    one: its first line is generic ("RuntimeError when making fake tensor call"), the
+    explanation says what went wrong (e.g. a device mismatch met while tracing)."""
+    lines = [text.strip() for text in str(exc).strip().splitlines()]
+    out = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    explanation = next((text for text in lines if text.startswith("Explanation:")), None)
+    return out if explanation is None else f"{out}; {explanation}"
+
+
+def _describe(structure: tuple) -> str:
+    """The structure part of a compile key, for people: the switches that are on."""
+    on = [name for name, value in structure if value is True]
+    return ", ".join(on) if on else "no switches on"
 
 
 def _compiling_error(exc: BaseException) -> bool:
@@ -506,7 +556,9 @@ def _compiling_error(exc: BaseException) -> bool:
     return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (OSError,))
 
 
-def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int]) -> None:
+def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], kernel: list) -> None:
+    """Steps the lists; ``stepped`` collects the indices done, ``kernel`` holds the key and
+    a description of the compiled function being called (for ``fused_step``'s errors)."""
     structure, numeric = key = _key(rule)
     names = rule.state_names
     # Dynamo guarded on the thread count (a recompile when it changes); so does the key.
@@ -526,7 +578,9 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int]) -
             # Python scalar, and an in-place update of one would be lost (seen: a scalar
             # fp64 parameter never moved); the step counters likewise as 1-element views.
             shapes = tuple(tuple(params[i].shape) for i in idx)
-            fn = _get(("many", key, dtype, device, step_dtype, threads, shapes), _make_many)
+            kernel[:] = [("many", key, dtype, device, step_dtype, threads, shapes),
+                         f"{_describe(structure)}, {len(idx)} tensors as one graph, {dtype} on {device}"]
+            fn = _get(kernel[0], _make_many, device)
             # inline, not a function call per tensor: 100 tensors make 400 of these a step
             ps = [t if t.dim() else t.view(1) for t in (params[i] for i in idx)]
             gs = [t if t.dim() else t.view(1) for t in (grads[i] for i in idx)]
@@ -538,7 +592,9 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int]) -
             continue
         if not contiguous:
             # one compiled function (own Dynamo cache) per configuration, dtype and device
-            fn = _get((key, dtype, device.type, step_dtype), _make_guarded)
+            kernel[:] = [(key, dtype, device.type, step_dtype),
+                         f"{_describe(structure)}, non-contiguous, {dtype} on {device}"]
+            fn = _get(kernel[0], _make_guarded, device)
             for i in idx:
                 fn(params[i], grads[i], states[i]["step"].view(1), hypers,
                    *[states[i][n] for n in names])
@@ -551,14 +607,18 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int]) -
             flat = [_flat(p), _flat(grads[i]), step, *hypers]
             flat += [_flat(states[i][nm]) for nm in names]
             if n >= ROWS_MIN_NUMEL and n % ROW == 0:
-                fn = _get((key, dtype, device, step_dtype, threads, "rows"), _make_rows)
+                kernel[:] = [(key, dtype, device, step_dtype, threads, "rows"),
+                             f"{_describe(structure)}, rows of {ROW}, {dtype} on {device}"]
+                fn = _get(kernel[0], _make_rows, device)
                 flat = [t.view(-1, ROW) if t.numel() == n else t for t in flat]
                 k = 3 + len(hypers)
                 fn(n // ROW, flat, flat[0], flat[1], step, hypers, *flat[k:])
             else:
                 # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands
                 # for every size from 2 up (the dynamic-shape graph)
-                fn = _get((key, dtype, device, step_dtype, threads, min(n, 2)), _make)
+                kernel[:] = [(key, dtype, device, step_dtype, threads, min(n, 2)),
+                             f"{_describe(structure)}, flat, {dtype} on {device}"]
+                fn = _get(kernel[0], _make, device)
                 k = 3 + len(hypers)
                 fn(n, flat, flat[0], flat[1], step, hypers, *flat[k:])
             stepped.append(i)

@@ -1,50 +1,43 @@
-"""``torch.optim.Optimizer`` subclasses: Adagrad, Adadelta, RMSprop.
+"""``torch.optim.Optimizer`` subclasses, one per registered rule, made from its specification.
 
-Signatures and defaults are torch.optim's (torch 2.11-2.13), plus keyword-only extras:
-
-- ``eps_in_sqrt``: ``g / sqrt(s + eps)`` instead of torch's ``g / (sqrt(s) + eps)``
-  (Adadelta: ``sqrt(x) + eps`` in both roots when False; its default True is torch's);
-- Adagrad ``mask_zero_accumulator``: update 0 where the accumulator is 0 (optax);
-- ``complex_as_real``: True (torch.optim) steps a complex parameter as its real view;
-  False (optax) with real second moments of ``|g|^2`` (per tensor for every impl);
-- RMSprop ``initial_scale``, ``nesterov``, ``bias_correction`` (optax.rmsprop), for
-  ``optimizer_for(rules.preset("rmsprop", "optax"), ...)``;
-- ``impl``: ``"loop"`` (torch.optim's ``foreach=False``), ``"foreach"`` (``foreach=True``)
-  or a registered name (``impl_torch.IMPLS``); None picks from ``foreach``/``fused`` and
-  otherwise ``"foreach"``;
-- Adadelta and RMSprop also take ``fused`` (torch.optim's Adagrad has it, the others do
-  not): ``fused=True`` selects the ``"fused"`` impl (``impl_torch/fused.py``, torch.compile)
-  for all three, and raises ``RuntimeError`` at construction where torch.compile is
-  unavailable.
+``optimizer_class(name)`` makes the class of a rule of ``adaptbench.rules.RULES`` whose
+math ``impl_torch`` has (``register_rule``): torch.optim's constructor arguments in
+torch.optim's order and kinds (the rule's ``TORCH_POSITIONAL``/``TORCH_KEYWORD_ONLY``),
+defaults from the rule's dataclass (torch.optim's), then keyword-only every other field of
+the rule (the switches that reproduce other conventions: ``eps_in_sqrt``,
+``decoupled_weight_decay``, ``complex_as_real``, optax's options, ...), ``fused`` where
+torch.optim's class lacks it, and ``impl``. ``impl_torch.Adagrad`` etc. are these classes.
 
 torch.optim keywords map as follows: ``foreach=True/False`` -> impl ``"foreach"``/``"loop"``
 (an explicit ``impl`` that disagrees is a ``ValueError``); ``maximize`` goes into the rule;
-``fused=True`` -> impl ``"fused"``;
+``fused=True`` -> impl ``"fused"`` (``impl_torch/fused.py``, torch.compile; a
+``RuntimeError`` at construction where torch.compile is unavailable);
 ``differentiable=True`` runs the per-tensor math through ``ops.AutogradOps`` with
 gradients enabled, so the step is differentiable w.r.t. parameters, gradients, state and
 tensor hyperparameters' uses (impl ``"loop"``; with ``foreach``/``fused``/another impl it
 is a ``ValueError``); ``capturable=True`` is refused (``ValueError``); False/None are
-accepted. Complex parameters are stepped as real views (``torch.view_as_real``), as
-torch.optim does; Adagrad accepts sparse COO gradients (torch.optim's sparse Adagrad),
-the other rules refuse them (``TypeError``), as torch.optim does. With ``fused=True`` (or
-``impl="fused"``) the optimizer declares ``_step_supports_amp_scaling`` and honours
-``grad_scale``/``found_inf`` from ``torch.amp.GradScaler`` (see ``step``). Every param
-group builds and validates its ``rules`` object when it is added (constructor and
-``add_param_group``) and again at each step whose hyperparameters differ from the last
-validated ones (so LR schedulers that write ``group["lr"]`` take effect). Each group has a
-plan (``plan.py``: which kernel steps which tensors, ``functional.plan``), made by a full
-check of its parameters, gradients and state and kept while nothing it depends on changes
-(the same tensors with the same shapes, dtypes and devices, the same state tensors); a
-step then checks each gradient's shape, dtype, device and layout against its parameter and
-runs the plan. With the hooks' wrapper (``step_hooks.py``,
-the profiler range opened only while a profiler records) a small model's step costs less
-Python than torch.optim's.
+accepted. ``impl``: ``"loop"``, ``"foreach"``, ``"fused"``, ``"auto"`` (the default) or a
+registered name (``impl_torch.IMPLS``). Complex parameters are stepped as real views
+(``torch.view_as_real``), as torch.optim does; sparse COO gradients are taken by the rules
+that register a sparse step (as torch.optim's Adagrad), refused by the others
+(``TypeError``). With ``fused=True`` (or ``impl="fused"``) the optimizer declares
+``_step_supports_amp_scaling`` and honours ``grad_scale``/``found_inf`` from
+``torch.amp.GradScaler`` (see ``step``). Every param group builds and validates its
+``rules`` object when it is added (constructor and ``add_param_group``) and again at each
+step whose hyperparameters differ from the last validated ones (so LR schedulers that
+write ``group["lr"]`` take effect). Each group has a plan (``plan.py``: which kernel steps
+which tensors, ``functional.plan``), made by a full check of its parameters, gradients and
+state and kept while nothing it depends on changes (the same tensors with the same shapes,
+dtypes and devices, the same state tensors); a step then checks each gradient's shape,
+dtype, device and layout against its parameter and runs the plan. With the hooks' wrapper
+(``step_hooks.py``, the profiler range opened only while a profiler records) a small
+model's step costs less Python than torch.optim's.
 
-State per parameter is keyed by torch.optim's names (``"step"``: a CPU float32 scalar
-tensor, as torch.optim keeps it when not capturable; ``"sum"``, ``"square_avg"``,
-``"acc_delta"``, ``"grad_avg"``, ``"momentum_buffer"``), so state dicts load both ways.
-Adagrad's state is created when its parameter is added (torch.optim creates it in
-``__init__``); the others' lazily at the first step with a gradient.
+State per parameter is keyed by the rule's state names (torch.optim's: ``"step"``, a CPU
+float32 scalar tensor as torch.optim keeps it when not capturable, then the rule's
+``STATE``), so state dicts load both ways. State is created lazily at a parameter's first
+step with a gradient, or when the parameter is added for the rules whose torch.optim class
+does so (``register_rule(..., state_at_construction=True)``).
 
 ``DTensor`` parameters (FSDP2's ``fully_shard``, ``distribute_tensor``) get ``DTensor``
 state sharded like them, and every impl steps each rank's local shards
@@ -62,7 +55,7 @@ Deliberate differences (docs/errors-and-edge-cases.md has the cases and their te
 - ``load_state_dict`` validates what it loads before replacing anything (group settings,
   each state's keys and shapes) and makes ``step`` a CPU float32 scalar (torch.optim keeps a
   bfloat16/float16 counter, which then stops counting).
-- ``share_memory()`` (all three) shares every state tensor, ``step`` included.
+- ``share_memory()`` shares every state tensor, ``step`` included.
 - A step that raises changes nothing: lazy state is created only once every group is valid.
 """
 
@@ -70,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 
 import torch
 from torch import Tensor
@@ -78,8 +72,9 @@ from adaptbench import rules
 
 from . import functional, loading, plan, step_hooks
 from .functional import DEFAULT_IMPL, IMPLS, init_state
+from .updates import STATE_AT_CONSTRUCTION
 
-__all__ = ["Adagrad", "Adadelta", "RMSprop", "optimizer_for"]
+__all__ = ["optimizer_class", "optimizer_for"]
 
 _FLAG_KEYS = ("foreach", "fused", "capturable", "differentiable", "impl")
 # The flags that choose the code a group runs, not the rule it computes: kept from the
@@ -128,11 +123,6 @@ def _resolve_names(rule_class, values: tuple, flags: tuple):
         if not isinstance(impl, str):
             raise TypeError(f"impl must be a str or None, got {type(impl).__name__} {impl!r}")
         if impl not in IMPLS:
-            if impl == "fused":
-                raise ValueError(
-                    f"impl='fused': the fused impl is not available yet in impl_torch "
-                    f"(available impls: {tuple(IMPLS)})"
-                )
             raise ValueError(f"impl must be one of {tuple(IMPLS)} or None, got {impl!r}")
         if foreach is True and impl != "foreach":
             raise ValueError(f"foreach=True conflicts with impl={impl!r}; pass one of them")
@@ -144,11 +134,6 @@ def _resolve_names(rule_class, values: tuple, flags: tuple):
             raise ValueError("fused=False conflicts with impl='fused'; pass one of them")
         return rule, impl
     if fused:
-        if "fused" not in IMPLS:
-            raise ValueError(
-                f"fused=True: the fused impl is not available yet in impl_torch "
-                f"(available impls: {tuple(IMPLS)}); pass fused=None or False"
-            )
         return rule, "fused"
     if foreach is True:
         return rule, "foreach"
@@ -176,8 +161,9 @@ def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:
     return (rule_class, values, flags, tuple(map(type, values + flags)))
 
 
-# Looked up, not computed: Dynamo cannot trace ``dataclasses.fields`` of a class.
-_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (rules.Adagrad, rules.Adadelta, rules.RMSprop)}
+# Looked up, not computed: Dynamo cannot trace ``dataclasses.fields`` of a class. Filled
+# by ``optimizer_class`` for each rule it makes a class for.
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _unscale_(grads: list[Tensor], grad_scale: Tensor) -> None:
@@ -202,14 +188,6 @@ def _hyper_value(name: str, value):
     return value
 
 
-# Per-parameter state keys by rule: (always present, may be present).
-_STATE_KEYS = {
-    "adagrad": ({"step", "sum"}, {"step", "sum"}),
-    "adadelta": ({"step", "square_avg", "acc_delta"}, {"step", "square_avg", "acc_delta"}),
-    "rmsprop": ({"step", "square_avg"}, {"step", "square_avg", "grad_avg", "momentum_buffer"}),
-}
-
-
 def _group_names(gi: int, index: list[int]):
     """Names for ``functional._check``'s errors: entry ``i`` of a step's lists is
     ``param_groups[gi]['params'][index[i]]``."""
@@ -226,21 +204,34 @@ def _group_names(gi: int, index: list[int]):
 class _RuleOptimizer(torch.optim.Optimizer):
     """Shared machinery: group validation, lazy state, step through ``impl_torch.step``."""
 
-    rule_class: type = None  # set by subclasses
+    rule_class: type = None  # set by optimizer_class
     # Keys torch.optim's groups may lack (an older torch or torch.optim itself), with the
     # value that gives torch.optim's meaning, used when a state dict is loaded.
     _setstate_defaults: dict = {}
+    # Per-parameter state keys: (always present, may be present).
+    _state_keys: tuple = (frozenset(), frozenset())
+    # The constructor's signature (torch.optim's, then this library's keyword-only extras).
+    _signature: inspect.Signature = None
 
-    # torch.optim.Optimizer wraps ``step`` with this (``_patch_step_function``): the same
-    # hooks and profiler range, the range opened only while a profiler records.
-    profile_hook_step = staticmethod(step_hooks.hooked_step)
-
-    def __init__(self, params, defaults: dict) -> None:
+    def __init__(self, params, *args, **kwargs) -> None:
+        try:
+            bound = self._signature.bind(self, params, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}(): {exc}") from None
+        bound.apply_defaults()
+        defaults = dict(bound.arguments)
+        del defaults["self"]
+        params = defaults.pop("params")
+        self._config(defaults)
         super().__init__(params, defaults)
         if self._config(defaults)[1] == "fused":
             # torch.amp.GradScaler then hands over grad_scale/found_inf instead of
             # unscaling and checking the gradients itself (as for torch.optim's fused).
             self._step_supports_amp_scaling = True
+
+    # torch.optim.Optimizer wraps ``step`` with this (``_patch_step_function``): the same
+    # hooks and profiler range, the range opened only while a profiler records.
+    profile_hook_step = staticmethod(step_hooks.hooked_step)
 
     # --- configuration -----------------------------------------------------------------
     def _config(self, group: dict):
@@ -278,6 +269,22 @@ class _RuleOptimizer(torch.optim.Optimizer):
     def group_impls(self) -> list[str]:
         """The impl name (``"loop"``, ``"foreach"``, ...) each param group's step uses."""
         return [self._config(g)[1] for g in self.param_groups]
+
+    def step_plan(self) -> list[list[tuple[str, int]]]:
+        """What each param group's last step ran, as ``(kernel, number of tensors)`` parts,
+        e.g. ``[[("fused", 2), ("loop", 3)]]`` for a group whose two large tensors
+        ``"auto"`` fused (``functional.part_name`` names the kernels). An empty list for a
+        group not stepped yet, or re-checked at every step (sparse gradients)."""
+        plans = self.__dict__.get("_plans", [])
+        out = []
+        for gi in range(len(self.param_groups)):
+            kept = plans[gi] if gi < len(plans) else None
+            if kept is None:
+                out.append([])
+                continue
+            n = len(kept.index)
+            out.append([(functional.part_name(fn), n if idx is None else len(idx)) for fn, idx in kept.parts])
+        return out
 
     def add_param_group(self, param_group: dict) -> None:
         """torch.optim's ``add_param_group``, validating the group's rule and impl first."""
@@ -327,7 +334,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             for key, value in self._setstate_defaults.items():
                 group.setdefault(key, value)
         loading.check_loaded(
-            self._config, self.rule_class, groups, state.get("state", {}), _STATE_KEYS[self.rule_class.name]
+            self._config, self.rule_class, groups, state.get("state", {}), self._state_keys
         )
         super().__setstate__(state)
         self.__dict__.pop("_plans", None)  # what earlier steps checked is gone with them
@@ -494,201 +501,102 @@ def _same_state_layout(rule, other) -> bool:
     return rule.state_names == other.state_names and rule.complex_as_real == other.complex_as_real
 
 
-class Adagrad(_RuleOptimizer):
-    """Adagrad with torch.optim.Adagrad's signature, plus ``eps_in_sqrt``,
-    ``mask_zero_accumulator``, ``decoupled_weight_decay`` (torch.optim.Adam's) and
-    ``impl``. The math: ``impl_torch.adagrad``."""
+_FLAG_DEFAULTS = {"foreach": None, "maximize": False, "capturable": False, "differentiable": False,
+                  "fused": None}
+_FLAG_ANNOTATIONS = {"foreach": "bool | None", "maximize": "bool", "capturable": "bool",
+                     "differentiable": "bool", "fused": "bool | None"}
+_CLASS_CACHE: dict[type, type] = {}
 
-    rule_class = rules.Adagrad
-    _setstate_defaults = {
-        "foreach": None,
-        "maximize": False,
-        "differentiable": False,
-        "fused": None,
-        "eps_in_sqrt": False,
-        "mask_zero_accumulator": False,
-        "decoupled_weight_decay": False,
-        "complex_as_real": True,
-        "impl": None,
+
+def _signature(rule_class) -> inspect.Signature:
+    """``(self, params, <torch.optim's arguments, in its order and kinds>, *, <the rule's
+    other fields>, [fused,] impl=None)``, every default the dataclass's (torch.optim's)."""
+    fields = {f.name: f for f in dataclasses.fields(rule_class)}
+    P = inspect.Parameter
+
+    def param(name: str, kind) -> inspect.Parameter:
+        if name in fields:
+            default = fields[name].default
+            annotation = "float | Tensor" if name == "lr" else type(default).__name__
+            # torch.optim writes a zero default as 0 (its repr shows "weight_decay: 0")
+            default = 0 if type(default) is float and default == 0.0 else default
+        else:
+            default, annotation = _FLAG_DEFAULTS[name], _FLAG_ANNOTATIONS[name]
+        return P(name, kind, default=default, annotation=annotation)
+
+    torch_names = rule_class.TORCH_POSITIONAL + rule_class.TORCH_KEYWORD_ONLY
+    params = [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD)]
+    params += [param(n, P.POSITIONAL_OR_KEYWORD) for n in rule_class.TORCH_POSITIONAL]
+    params += [param(n, P.KEYWORD_ONLY) for n in rule_class.TORCH_KEYWORD_ONLY]
+    # every rule takes these, whether torch.optim's class does or not (fused: the compiled impl)
+    params += [param(n, P.KEYWORD_ONLY) for n in ("foreach", "maximize", "differentiable", "fused")
+               if n not in torch_names]
+    params += [param(n, P.KEYWORD_ONLY) for n in fields if n not in torch_names and n != "maximize"]
+    params.append(P("impl", P.KEYWORD_ONLY, default=None, annotation="str | None"))
+    return inspect.Signature(params, return_annotation=None)
+
+
+def optimizer_class(name: str) -> type:
+    """The ``torch.optim.Optimizer`` subclass of the registered rule ``name``
+    (``impl_torch.Adagrad`` is ``optimizer_class("adagrad")``), made once from the rule's
+    dataclass and torch.optim's signature (``TORCH_POSITIONAL``/``TORCH_KEYWORD_ONLY``):
+    torch.optim's arguments in its order and kinds, then the rule's other fields and
+    ``impl`` keyword-only. Named as torch.optim names the rule (``PEERS["torch"]``), else
+    as its dataclass. ``ValueError`` for a rule not registered in ``rules`` or without
+    math in ``impl_torch`` (``register_rule``)."""
+    rule_class = rules.rule_class(name)
+    functional.check_rule(rule_class(**rule_class.PRESETS.get("torch", {})))
+    made = _CLASS_CACHE.get(rule_class)
+    if made is not None:
+        return made
+    signature = _signature(rule_class)
+    _FIELDS[rule_class] = tuple(f.name for f in dataclasses.fields(rule_class))
+    defaults = {p.name: p.default for p in list(signature.parameters.values())[2:]}
+    torch_peer = rule_class.PEERS.get("torch")
+    class_name = functional._class_name(rule_class.name)
+    default_rule = rule_class(**rule_class.PRESETS.get("torch", {}))
+    extras = [n for n in list(signature.parameters)[2:]
+              if n not in rule_class.TORCH_POSITIONAL + rule_class.TORCH_KEYWORD_ONLY]
+    namespace = {
+        "__module__": __name__.rsplit(".", 1)[0],
+        "__qualname__": class_name,
+        "__doc__": (
+            f"{class_name} with torch.optim.{class_name}'s signature"
+            f"{'' if torch_peer else ' (no torch.optim class: the rule''s own order)'}, plus "
+            f"{', '.join(f'``{n}``' for n in extras)}. The rule: ``rules.{rule_class.__name__}``; "
+            f"its math: ``impl_torch.{rule_class.name}``."
+        ),
+        "rule_class": rule_class,
+        "_signature": signature,
+        "_setstate_defaults": {k: v for k, v in defaults.items() if k != "lr"},
+        "_state_keys": (frozenset({"step", *default_rule.state_names}), frozenset({"step", *rule_class.STATE})),
     }
+    cls = type(class_name, (_RuleOptimizer,), namespace)
 
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1e-2,
-        lr_decay: float = 0,
-        weight_decay: float = 0,
-        initial_accumulator_value: float = 0,
-        eps: float = 1e-10,
-        foreach: bool | None = None,
-        *,
-        maximize: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        eps_in_sqrt: bool = False,
-        mask_zero_accumulator: bool = False,
-        decoupled_weight_decay: bool = False,
-        complex_as_real: bool = True,
-        impl: str | None = None,
-    ) -> None:
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-            "eps_in_sqrt": eps_in_sqrt,
-            "mask_zero_accumulator": mask_zero_accumulator,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "complex_as_real": complex_as_real,
-            "impl": impl,
-        }
-        self._config(defaults)
-        super().__init__(params, defaults)
+    def __init__(self, params, *args, **kwargs):
+        _RuleOptimizer.__init__(self, params, *args, **kwargs)
 
-    def add_param_group(self, param_group: dict) -> None:
-        # torch.optim.Adagrad creates "step" and "sum" for every parameter in __init__.
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        rule, _ = self._config(group)
-        for p in group["params"]:
-            if len(self.state[p]) == 0:
-                self.state[p].update(init_state(rule, p))
+    __init__.__signature__ = signature
+    __init__.__qualname__ = f"{class_name}.__init__"
+    cls.__init__ = __init__
+    if rule_class.name in STATE_AT_CONSTRUCTION:
+        cls.add_param_group = _add_param_group_with_state
+    return _CLASS_CACHE.setdefault(rule_class, cls)
 
 
-class Adadelta(_RuleOptimizer):
-    """Adadelta with torch.optim.Adadelta's signature, plus ``eps_in_sqrt``, ``fused``
-    and ``impl``. The math: ``impl_torch.adadelta``."""
-
-    rule_class = rules.Adadelta
-    _setstate_defaults = {
-        "foreach": None,
-        "maximize": False,
-        "differentiable": False,
-        "capturable": False,
-        "fused": None,
-        "eps_in_sqrt": True,
-        "decoupled_weight_decay": False,
-        "complex_as_real": True,
-        "impl": None,
-    }
-
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1.0,
-        rho: float = 0.9,
-        eps: float = 1e-6,
-        weight_decay: float = 0,
-        foreach: bool | None = None,
-        *,
-        capturable: bool = False,
-        maximize: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        eps_in_sqrt: bool = True,
-        decoupled_weight_decay: bool = False,
-        complex_as_real: bool = True,
-        impl: str | None = None,
-    ) -> None:
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-            "capturable": capturable,
-            "foreach": foreach,
-            "differentiable": differentiable,
-            "fused": fused,
-            "eps_in_sqrt": eps_in_sqrt,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "complex_as_real": complex_as_real,
-            "impl": impl,
-        }
-        self._config(defaults)
-        super().__init__(params, defaults)
-
-
-class RMSprop(_RuleOptimizer):
-    """RMSprop with torch.optim.RMSprop's signature, plus ``eps_in_sqrt``, ``fused``,
-    ``decoupled_weight_decay`` (torch.optim.Adam's) and ``impl``. The math:
-    ``impl_torch.rmsprop``."""
-
-    rule_class = rules.RMSprop
-    _setstate_defaults = {
-        "momentum": 0,
-        "centered": False,
-        "foreach": None,
-        "maximize": False,
-        "differentiable": False,
-        "capturable": False,
-        "fused": None,
-        "eps_in_sqrt": False,
-        "decoupled_weight_decay": False,
-        "complex_as_real": True,
-        "initial_scale": 0.0,
-        "nesterov": False,
-        "bias_correction": False,
-        "impl": None,
-    }
-
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum: float = 0,
-        centered: bool = False,
-        capturable: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        differentiable: bool = False,
-        *,
-        fused: bool | None = None,
-        eps_in_sqrt: bool = False,
-        decoupled_weight_decay: bool = False,
-        complex_as_real: bool = True,
-        initial_scale: float = 0.0,
-        nesterov: bool = False,
-        bias_correction: bool = False,
-        impl: str | None = None,
-    ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "alpha": alpha,
-            "eps": eps,
-            "centered": centered,
-            "weight_decay": weight_decay,
-            "capturable": capturable,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-            "eps_in_sqrt": eps_in_sqrt,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "complex_as_real": complex_as_real,
-            "initial_scale": initial_scale,
-            "nesterov": nesterov,
-            "bias_correction": bias_correction,
-            "impl": impl,
-        }
-        self._config(defaults)
-        super().__init__(params, defaults)
-
-
-_CLASSES = {"adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop}
+def _add_param_group_with_state(self, param_group: dict) -> None:
+    """``add_param_group``, creating every new parameter's state now (torch.optim.Adagrad
+    creates ``step`` and ``sum`` in ``__init__``)."""
+    _RuleOptimizer.add_param_group(self, param_group)
+    group = self.param_groups[-1]
+    rule, _ = self._config(group)
+    for p in group["params"]:
+        if len(self.state[p]) == 0:
+            self.state[p].update(init_state(rule, p))
 
 
 def optimizer_for(rule, params, impl: str | None = None) -> _RuleOptimizer:
     """The optimizer for a ``rules`` object: ``optimizer_for(rules.preset("rmsprop",
     "optax"), model.parameters())`` is an ``RMSprop`` with exactly that rule's fields."""
     functional.check_rule(rule)
-    return _CLASSES[rule.name](params, **rule.as_dict(), impl=impl)
+    return optimizer_class(rule.name)(params, **rule.as_dict(), impl=impl)

@@ -39,6 +39,7 @@ from typing import Any
 
 from .prologue import decay_params_, effective_grads
 from .roots import root, root_
+from .updates import register_rule
 
 __all__ = ["update"]
 
@@ -92,3 +93,6 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
             ops.add_(params, bufs, alpha=-lr)
     else:
         ops.addcdiv_(params, grads, avg, value=-lr)
+
+
+register_rule("rmsprop", update)

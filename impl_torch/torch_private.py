@@ -93,15 +93,25 @@ def fresh_function(fn, name: str):
 # --- compiled calls ------------------------------------------------------------------------
 
 
-def inductor_backend(options: dict, on_compile):
+def inductor_backend(options: dict, on_compile, *, codegen: bool = True):
     """A ``torch.compile`` backend: Inductor with ``options`` patched into its config while
     it compiles only (``torch.compile(options=...)`` patches them in and out on every call,
-    ~20 us). ``on_compile()`` is called once per graph compiled."""
+    ~20 us). ``on_compile()`` is called once per graph compiled.
+
+    ``codegen=False``: AOTAutograd's eager backend (``aot_eager``) instead of Inductor. It
+    generates no code, so it runs on the ``meta`` stand-in device (``impl_torch.testing``):
+    Dynamo and AOTAutograd trace exactly the graph Inductor would receive, and their
+    device checks (a CPU tensor joins device math only as a 0-dim scalar) run during that
+    trace, before any backend."""
 
     def backend(gm, example_inputs):
+        on_compile()
+        if not codegen:
+            from torch._dynamo.backends.debugging import aot_eager
+
+            return aot_eager(gm, example_inputs)
         from torch._inductor.compile_fx import compile_fx
 
-        on_compile()
         with torch._inductor.config.patch(options):
             return compile_fx(gm, example_inputs)
 
@@ -111,10 +121,13 @@ def inductor_backend(options: dict, on_compile):
 class _Guarded:
     """A step through ``torch.compile``'s guarded call every time (the public path)."""
 
-    def __init__(self, fn, dynamic, options: dict, on_compile, rows: bool = False):
+    def __init__(self, fn, dynamic, options: dict, on_compile, rows: bool = False, codegen: bool = True):
         self._rows = rows
-        self._fn = torch.compile(fn, backend="inductor", dynamic=dynamic, fullgraph=True,
-                                 options=options or None)
+        if codegen:
+            self._fn = torch.compile(fn, backend="inductor", dynamic=dynamic, fullgraph=True,
+                                     options=options or None)
+        else:
+            self._fn = torch.compile(fn, backend="aot_eager", dynamic=dynamic, fullgraph=True)
         self._on_compile = on_compile
         self._seen = False
 
@@ -146,17 +159,17 @@ class _Direct:
     the first time take turns (a lock), so each records its own call.
     """
 
-    def __init__(self, fn, dynamic, options: dict, on_compile, rows: bool = False):
+    def __init__(self, fn, dynamic, options: dict, on_compile, rows: bool = False, codegen: bool = True):
         self._compiled = None
         self._guarded = False
         self._order: list[int] = []
         self._first: list = []
         self._rows = rows
         self._lock = threading.Lock()
-        inductor = inductor_backend(options, on_compile)
+        compile_graph = inductor_backend(options, on_compile, codegen=codegen)
 
         def backend(gm, example_inputs):
-            compiled = inductor(gm, example_inputs)
+            compiled = compile_graph(gm, example_inputs)
 
             def record(*args):
                 self._first[:] = [compiled, args]
@@ -212,14 +225,15 @@ class _Direct:
         self._order, self._compiled = order, compiled
 
 
-def compiled_call(fn, *, dynamic, options: dict, on_compile, rows: bool = False):
+def compiled_call(fn, *, dynamic, options: dict, on_compile, rows: bool = False, codegen: bool = True):
     """``call(n, flat, *args)``: ``fn(*args)`` compiled by Inductor with ``options`` (full
     graph). ``dynamic``: ``torch.compile``'s; ``rows``: the 2-D tensors among ``flat`` are
     dynamic in their first dimension only. ``on_compile()`` is called once per graph
-    compiled. Direct calls where :func:`direct_calls`, else the guarded call."""
+    compiled. ``codegen=False``: traced, not code-generated (:func:`inductor_backend`).
+    Direct calls where :func:`direct_calls`, else the guarded call."""
     if direct_calls():
-        return _Direct(fn, dynamic, options, on_compile, rows=rows)
-    return _Guarded(fn, dynamic, options, on_compile, rows=rows)
+        return _Direct(fn, dynamic, options, on_compile, rows=rows, codegen=codegen)
+    return _Guarded(fn, dynamic, options, on_compile, rows=rows, codegen=codegen)
 
 
 # --- can Inductor compile here? -------------------------------------------------------------

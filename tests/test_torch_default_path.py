@@ -82,7 +82,7 @@ def test_auto_compiles_only_the_large_tensors_of_a_large_group(monkeypatch):
     ``AUTO_FUSED_MIN_TENSOR_NUMEL`` each, those go fused; the group's small tensors stay
     eager (loop up to ``AUTO_LOOP_MAX_TENSORS``, foreach above), whatever their number."""
     big, small = functional.AUTO_FUSED_MIN_TENSOR_NUMEL, 100
-    monkeypatch.setitem(functional.AUTO_FUSED_MIN_NUMEL, "rmsprop", 2 * big)
+    monkeypatch.setattr(functional, "AUTO_FUSED_MIN_NUMEL", 2 * big)
     monkeypatch.setattr(fused, "unavailable_reason", lambda: None)
     rule = rules.RMSprop()
 
@@ -237,7 +237,7 @@ def test_a_compile_that_fails_at_step_time_falls_back_once(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1, out.stderr[-3000:]
-    assert "compiling the fused rmsprop step failed" in warnings[0], warnings[0]
+    assert "compiling the fused rmsprop step (" in warnings[0] and "failed" in warnings[0], warnings[0]
     assert "BITWISE True" in out.stdout
     assert "REASON None" in out.stdout
     assert "FUSED constructed" in out.stdout
@@ -255,7 +255,6 @@ def test_a_failed_compile_steps_the_rest_once_and_stays_eager(monkeypatch, caplo
         raise fused.CompileFailed("impl='auto': compiling the fused rmsprop step failed (test)", [0])
 
     monkeypatch.setattr(functional, "_fused", failing)
-    monkeypatch.setattr(functional, "_STEP_TIME_FAILURE", [])
     monkeypatch.setattr(functional, "_WARNED", set())
     part = functional._AutoFused()
     params = [torch.zeros(4) for _ in range(3)]
@@ -271,7 +270,6 @@ def test_a_failed_compile_steps_the_rest_once_and_stays_eager(monkeypatch, caplo
     assert [s["step"].item() for s in states] == [2.0] * 3
     assert all(torch.equal(p, q) for p, q in zip(params, ref))
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
-    assert functional._STEP_TIME_FAILURE  # later plans stay eager
 
 
 @needs_compile
@@ -397,7 +395,7 @@ def test_the_readme_states_the_thresholds_the_code_uses():
     section = text[text.index("**The default, `auto`, never surprises a small model.**"):
                    text.index("**What a step runs.**")]
     per_tensor = functional.AUTO_FUSED_MIN_TENSOR_NUMEL
-    (group,) = set(functional.AUTO_FUSED_MIN_NUMEL.values())  # one threshold for the three rules
+    group = functional.AUTO_FUSED_MIN_NUMEL  # one threshold for every rule
     assert per_tensor == 1 << (per_tensor.bit_length() - 1) and group == 1 << (group.bit_length() - 1)
     assert f"tensors of at least 2**{per_tensor.bit_length() - 1} elements" in section
     assert f"hold at least 2**{group.bit_length() - 1} elements in all" in section

@@ -132,7 +132,7 @@ def test_non_contiguous_params():
 
 def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
     """impl="auto" (the default): in a (device, dtype) group whose tensors of at least
-    AUTO_FUSED_MIN_TENSOR_NUMEL elements hold the rule's AUTO_FUSED_MIN_NUMEL in all, those
+    AUTO_FUSED_MIN_TENSOR_NUMEL elements hold AUTO_FUSED_MIN_NUMEL in all, those
     go to fused; the rest of it, and smaller groups, to loop when they have at most
     AUTO_LOOP_MAX_TENSORS tensors, else to foreach; every tensor is stepped once."""
     routed = {}
@@ -146,7 +146,7 @@ def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
 
     for name in ("loop", "foreach", "fused"):
         monkeypatch.setattr(functional, f"_{name}", spy(name, getattr(functional, f"_{name}")))
-    big = functional.AUTO_FUSED_MIN_NUMEL["rmsprop"]
+    big = functional.AUTO_FUSED_MIN_NUMEL
     few = functional.AUTO_LOOP_MAX_TENSORS
     params = [torch.randn(n, requires_grad=True) for n in (15, big // 2, 1000, big // 2)]
     params += [torch.randn(n, dtype=torch.float64, requires_grad=True) for n in [15] * few]
@@ -168,16 +168,15 @@ def test_auto_routes_each_group_by_its_size_and_count(monkeypatch):
 
 
 def test_auto_never_compiles_a_group_below_2_to_the_20():
-    t = functional.AUTO_FUSED_MIN_NUMEL
-    assert set(t) == {"adagrad", "adadelta", "rmsprop"}
-    assert all(v >= 1 << 20 for v in t.values())
-    assert functional.AUTO_FUSED_MIN_TENSOR_NUMEL <= min(t.values())
+    t = functional.AUTO_FUSED_MIN_NUMEL  # one threshold for every rule
+    assert isinstance(t, int) and t >= 1 << 20
+    assert functional.AUTO_FUSED_MIN_TENSOR_NUMEL <= t
 
 
 @pytest.mark.parametrize("n_tensors, same_as", [(1, "foreach=False"), (4, "foreach=True")])
 def test_auto_never_compiles_where_compile_is_unavailable(monkeypatch, n_tensors, same_as):
     monkeypatch.setattr(fused, "unavailable_reason", lambda: "no C++ compiler (test)")
-    numel = functional.AUTO_FUSED_MIN_NUMEL["adagrad"]
+    numel = functional.AUTO_FUSED_MIN_NUMEL
     ps = [torch.randn(numel, requires_grad=True) for _ in range(n_tensors)]
     qs = [p.detach().clone() for p in ps]
     for p, q in zip(ps, qs):
@@ -223,7 +222,7 @@ def test_a_compiling_step_logs_once_what_it_compiled_and_how_long(caplog, impl):
     # alone would not: they are inputs of the compiled step)
     rule = rules.preset("rmsprop", "torch", centered=True, bias_correction=True,
                         **({"eps_in_sqrt": True} if impl == "fused" else {"maximize": True}))
-    n = functional.AUTO_FUSED_MIN_NUMEL["rmsprop"] if impl == "auto" else 1000
+    n = functional.AUTO_FUSED_MIN_NUMEL if impl == "auto" else 1000
     params = [torch.zeros(n, dtype=torch.float64)]
     states = [impl_torch.init_state(rule, params[0])]
     grads = [torch.ones(n, dtype=torch.float64)]

@@ -1,14 +1,21 @@
-"""adaptbench's specification: the rules' hyperparameters, the conventions, the oracle.
+"""adaptbench's specification: the rules, their conventions, the oracle. NumPy only.
 
-NumPy only; every implementation imports from here and nothing here imports them.
+A rule is one module (``adagrad.py``, ``adadelta.py``, ``rmsprop.py``, or a user's own)
+holding a ``Rule`` dataclass registered with :func:`register`; ``RULES`` maps every
+registered name to its class, in registration order. Every implementation imports from
+here and nothing here imports them (docs/adding-a-rule.md).
 """
 
 from . import reference
-from .hyperparams import RULES, Adadelta, Adagrad, RMSprop, rule_class
+from .base import Peer, Rule
 from .presets import CONVENTIONS, preset
+from .registry import RULES, register, rule_class
 from .tolerances import TOLERANCES, Tolerance, tolerance
 
-Rule = Adagrad | Adadelta | RMSprop
+# Registration order is import order, the tutorial's: it orders every table and sweep.
+from .adagrad import Adagrad  # noqa: E402, I001
+from .adadelta import Adadelta  # noqa: E402
+from .rmsprop import RMSprop  # noqa: E402
 
 __all__ = [
     "RULES",
@@ -16,9 +23,11 @@ __all__ = [
     "Adagrad",
     "Adadelta",
     "RMSprop",
+    "Peer",
     "Rule",
     "preset",
     "reference",
+    "register",
     "rule_class",
     "TOLERANCES",
     "Tolerance",

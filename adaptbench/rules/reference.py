@@ -2,65 +2,54 @@
 
 Every implementation is judged against this. Real inputs of any floating dtype are
 promoted to float64, complex ones to complex128, and the returned arrays have those dtypes;
-round them to the working dtype to compare (``ulp_distance`` below). The formulas are the
-ones in ``rules.hyperparams``' docstrings. State is a dict keyed by torch.optim's state
-names (``step``, ``sum``, ``square_avg``, ``acc_delta``, ``grad_avg``, ``momentum_buffer``)
-so it maps one-to-one onto ``torch.optim`` state dicts.
+round them to the working dtype to compare (``ulp_distance`` below). ``step`` runs the
+prologue every rule shares and then the rule's own ``reference_update`` (each rule's
+module, e.g. ``rules/adagrad.py``, with its formula). State is a dict keyed by the rule's
+state names (torch.optim's: ``step``, ``sum``, ``square_avg``, ...) so it maps one-to-one
+onto ``torch.optim`` state dicts.
 
 Complex parameters: with ``rule.complex_as_real`` every state array is complex128 and each
 real and imaginary part is an element of its own (the step runs on the real view, as
 torch.optim's does); without it the second moments (``sum``, ``square_avg``, ``acc_delta``)
-are real float64 sums of ``|g|^2`` and the rest is complex128, as optax computes.
+(``rule.SECOND_MOMENTS``) are real float64 sums of ``|g|^2`` and the rest is complex128, as
+optax computes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .hyperparams import Adadelta, Adagrad, RMSprop, _Rule
-
-SECOND_MOMENTS = ("sum", "square_avg", "acc_delta")
-"""State names that accumulate squares: real-valued for complex parameters under
-``complex_as_real=False``."""
+from .base import Rule
 
 
-def initial_value(rule: _Rule, name: str) -> float:
-    """The value state ``name`` starts at in every real element."""
-    if name == "sum":
-        return rule.initial_accumulator_value
-    if name == "square_avg" and isinstance(rule, RMSprop):
-        return rule.initial_scale
-    return 0.0
-
-
-def state_dtype(rule: _Rule, name: str, param_dtype) -> np.dtype:
+def state_dtype(rule: Rule, name: str, param_dtype) -> np.dtype:
     """The dtype of state ``name`` for a parameter of ``param_dtype``: the parameter's,
-    except the real counterpart for the second moments of a complex parameter under
-    ``complex_as_real=False``."""
+    except the real counterpart for the second moments (``rule.SECOND_MOMENTS``) of a
+    complex parameter under ``complex_as_real=False``."""
     param_dtype = np.dtype(param_dtype)
-    if param_dtype.kind == "c" and not rule.complex_as_real and name in SECOND_MOMENTS:
+    if param_dtype.kind == "c" and not rule.complex_as_real and name in rule.SECOND_MOMENTS:
         return np.finfo(param_dtype).dtype
     return param_dtype
 
 
-def init_state(rule: _Rule, param) -> dict:
+def init_state(rule: Rule, param) -> dict:
     """The state before the first step, for a parameter shaped (and typed) like ``param``."""
     shape = np.shape(param)
     param_dtype = np.complex128 if np.iscomplexobj(param) else np.float64
     state = {"step": 0}
     for name in rule.state_names:
-        fill = initial_value(rule, name)
+        fill = rule.initial_value(name)
         dtype = state_dtype(rule, name, param_dtype)
         state[name] = np.full(shape, complex(fill, fill) if dtype.kind == "c" else fill, dtype=dtype)
     return state
 
 
-def _root(x: np.ndarray, rule: _Rule) -> np.ndarray:
-    """The denominator ``sqrt(x + eps)`` or ``sqrt(x) + eps``, per ``eps_in_sqrt``."""
+def root(x: np.ndarray, rule: Rule) -> np.ndarray:
+    """The denominator ``sqrt(x + eps)`` or ``sqrt(x) + eps``, per ``rule.eps_in_sqrt``."""
     return np.sqrt(x + rule.eps) if rule.eps_in_sqrt else np.sqrt(x) + rule.eps
 
 
-def _abs_sq(x: np.ndarray) -> np.ndarray:
+def abs_sq(x: np.ndarray) -> np.ndarray:
     """``|x|^2``, real; for real ``x`` exactly ``x * x``."""
     return (np.conj(x) * x).real
 
@@ -74,7 +63,7 @@ def _as_complex(x: np.ndarray) -> np.ndarray:
     return x[..., 0] + 1j * x[..., 1]
 
 
-def step(rule: _Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
+def step(rule: Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
     """One step: returns ``(new_param, new_state)``; the inputs are not modified.
 
     Raises ``ValueError`` when the shapes differ and ``TypeError`` for a complex gradient
@@ -92,56 +81,28 @@ def step(rule: _Rule, param, grad, state: dict) -> tuple[np.ndarray, dict]:
     return _step(rule, np.asarray(param, dtype=dtype), np.asarray(grad, dtype=dtype), state)
 
 
-def _step(rule: _Rule, p: np.ndarray, g: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-    """The rules' math, for real float64 or (``|g|^2`` moments) complex128 arrays."""
+def _step(rule: Rule, p: np.ndarray, g: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """The shared prologue (``maximize``, coupled weight decay, the step count), then the
+    rule's own math (``rule.reference_update``), for real float64 or (``|g|^2`` moments)
+    complex128 arrays."""
+    if not isinstance(rule, Rule):
+        raise TypeError(f"not a rule: {rule!r}")
     if rule.maximize:
         g = -g
     decoupled = rule.decoupled_weight_decay and rule.weight_decay != 0
     if rule.weight_decay and not decoupled:
         g = g + rule.weight_decay * p
+
+    def decay(p, lr):
+        return p - lr * rule.weight_decay * p if decoupled else p
+
     new = {"step": state["step"] + 1}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if isinstance(rule, Adagrad):
-            s = state["sum"] + _abs_sq(g)
-            clr = rule.lr / (1.0 + (new["step"] - 1) * rule.lr_decay)
-            if decoupled:
-                p = p - clr * rule.weight_decay * p
-            q = g / _root(s, rule)
-            if rule.mask_zero_accumulator:
-                q = np.where(s > 0, q, 0.0)
-            new["sum"] = s
-            p = p - clr * q
-        elif isinstance(rule, Adadelta):
-            v = rule.rho * state["square_avg"] + (1.0 - rule.rho) * _abs_sq(g)
-            d = _root(state["acc_delta"], rule) / _root(v, rule) * g
-            new["square_avg"] = v
-            new["acc_delta"] = rule.rho * state["acc_delta"] + (1.0 - rule.rho) * _abs_sq(d)
-            if decoupled:
-                p = p - rule.lr * rule.weight_decay * p
-            p = p - rule.lr * d
-        elif isinstance(rule, RMSprop):
-            v = rule.alpha * state["square_avg"] + (1.0 - rule.alpha) * _abs_sq(g)
-            new["square_avg"] = v
-            correction = 1.0 - rule.alpha ** new["step"] if rule.bias_correction else 1.0
-            v = v / correction
-            if rule.centered:
-                m = rule.alpha * state["grad_avg"] + (1.0 - rule.alpha) * g
-                new["grad_avg"] = m
-                v = v - _abs_sq(m / correction)
-            q = g / _root(v, rule)
-            if rule.momentum > 0:
-                b = rule.momentum * state["momentum_buffer"] + q
-                new["momentum_buffer"] = b
-                q = q + rule.momentum * b if rule.nesterov else b
-            if decoupled:
-                p = p - rule.lr * rule.weight_decay * p
-            p = p - rule.lr * q
-        else:
-            raise TypeError(f"not a rule: {rule!r}")
+        p = rule.reference_update(p, g, state, new, decay)
     return p, new
 
 
-def run(rule: _Rule, param, grads) -> tuple[np.ndarray, dict]:
+def run(rule: Rule, param, grads) -> tuple[np.ndarray, dict]:
     """``len(grads)`` steps from the initial state; returns the final param and state."""
     p = np.asarray(param, dtype=np.complex128 if np.iscomplexobj(param) else np.float64)
     state = init_state(rule, p)

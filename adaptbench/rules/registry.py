@@ -1,0 +1,99 @@
+"""The one registry of rules: ``register`` a ``Rule`` subclass, look it up by name.
+
+Everything that iterates rules (the frameworks' classes and factories, dispatch, the
+benchmark cases, the reports, the training experiment, the tests) reads ``RULES``, in
+registration order: the three rules of the tutorial first, then the later ones, then any
+a user registers from their own module (``docs/adding-a-rule.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+
+from .base import Rule
+
+__all__ = ["RULES", "register", "rule_class"]
+
+_RULES: dict[str, type[Rule]] = {}
+
+#: The conventions a rule's ``PRESETS`` may name (``rules.preset``).
+CONVENTIONS = ("seed", "torch", "optax")
+
+_FLAGS = ("foreach", "maximize", "capturable", "differentiable", "fused")
+
+
+class _Registry(Mapping):
+    """A live, read-only view of the registered rules: name -> rule class."""
+
+    def __getitem__(self, name: str) -> type[Rule]:
+        return _RULES[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RULES)
+
+    def __len__(self) -> int:
+        return len(_RULES)
+
+    def __repr__(self) -> str:
+        return f"RULES({list(_RULES)})"
+
+
+#: Every registered rule, name -> class, in registration order.
+RULES = _Registry()
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Add a rule class to the registry (usable as a class decorator); returns it.
+
+    Checked here, so that a mistake shows where the rule is written: ``cls`` is a frozen
+    dataclass derived from ``rules.Rule`` with a lower-case ``name`` not yet registered;
+    ``PRESETS`` names known conventions (``CONVENTIONS``) and real fields; ``STATE`` holds
+    ``state_names`` and ``SECOND_MOMENTS``; ``TORCH_POSITIONAL``/``TORCH_KEYWORD_ONLY`` name
+    fields or torch.optim's flags (``foreach``, ``maximize``, ``capturable``,
+    ``differentiable``, ``fused``) once each; ``PEERS``' keywords and fixed values name
+    fields; and ``reference_update`` is defined. ``TypeError``/``ValueError`` otherwise."""
+    if not (isinstance(cls, type) and issubclass(cls, Rule) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"register takes a dataclass derived from rules.Rule, got {cls!r}")
+    if not cls.__dataclass_params__.frozen:
+        raise TypeError(f"{cls.__name__} must be a frozen dataclass (rules are hashable values)")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or name != name.lower():
+        raise ValueError(f"{cls.__name__}.name must be a non-empty lower-case str, got {name!r}")
+    if name in _RULES and _RULES[name] is not cls:
+        raise ValueError(f"a rule named {name!r} is already registered ({_RULES[name].__qualname__})")
+    if cls.reference_update is Rule.reference_update:
+        raise TypeError(f"{cls.__name__} defines no reference_update (the float64 oracle)")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for convention, overrides in cls.PRESETS.items():
+        if convention not in CONVENTIONS:
+            raise ValueError(f"{cls.__name__}.PRESETS names {convention!r}; conventions: {CONVENTIONS}")
+        _known(cls, f"PRESETS[{convention!r}]", overrides, fields)
+    default = cls(**cls.PRESETS.get("torch", {})) if "torch" in cls.PRESETS else None
+    if default is not None and not set(default.state_names) <= set(cls.STATE):
+        raise ValueError(f"{cls.__name__}.STATE must hold every state name; lacks "
+                         f"{set(default.state_names) - set(cls.STATE)}")
+    if not set(cls.SECOND_MOMENTS) <= set(cls.STATE):
+        raise ValueError(f"{cls.__name__}.SECOND_MOMENTS must be among STATE {cls.STATE}")
+    signature = cls.TORCH_POSITIONAL + cls.TORCH_KEYWORD_ONLY
+    if len(set(signature)) != len(signature):
+        raise ValueError(f"{cls.__name__}'s torch.optim signature names an argument twice: {signature}")
+    _known(cls, "TORCH_POSITIONAL/TORCH_KEYWORD_ONLY", signature, fields | set(_FLAGS))
+    for peer, spec in cls.PEERS.items():
+        _known(cls, f"PEERS[{peer!r}]", {**spec.keywords, **spec.fixed}, fields)
+    _RULES[name] = cls
+    return cls
+
+
+def _known(cls, where: str, names, fields: set) -> None:
+    unknown = sorted(set(names) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}.{where} names {unknown}, which are not its fields")
+
+
+def rule_class(name: str) -> type[Rule]:
+    """The registered rule class named ``name`` (case-insensitive); ``ValueError`` listing
+    the registered names otherwise."""
+    if not isinstance(name, str) or name.lower() not in _RULES:
+        raise ValueError(f"rule must be one of {sorted(_RULES)}, got {name!r}")
+    return _RULES[name.lower()]

@@ -96,6 +96,10 @@ class TensorOps:
         return x.sqrt()
 
     @staticmethod
+    def sign(x: Tensor) -> Tensor:
+        return x.sign()
+
+    @staticmethod
     def addcmul(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
         """``x + value * a * b``."""
         return x.addcmul(a, b, value=value)
@@ -190,6 +194,10 @@ class ForeachOps:
     @staticmethod
     def sqrt(xs: list[Tensor]) -> list[Tensor]:
         return torch._foreach_sqrt(xs)
+
+    @staticmethod
+    def sign(xs: list[Tensor]) -> list[Tensor]:
+        return torch._foreach_sign(xs)
 
     @staticmethod
     def addcmul(xs: list[Tensor], a, b, value: float = 1) -> list[Tensor]:

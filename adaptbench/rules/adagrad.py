@@ -69,6 +69,7 @@ class Adagrad(Rule):
 
     lr: float = 1e-2
     eps: float = 1e-10
+    eps_in_sqrt: bool = False
     lr_decay: float = 0.0
     initial_accumulator_value: float = 0.0
     mask_zero_accumulator: bool = False

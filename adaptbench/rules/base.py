@@ -84,9 +84,7 @@ class Rule:
     """Fields and checks shared by every rule (see the module docstring for the class
     attributes a rule defines).
 
-    ``lr``, ``eps``, ``weight_decay`` (>= 0); ``eps_in_sqrt`` (``g / sqrt(s + eps)``, optax
-    and the seed tutorial, versus torch.optim's ``g / (sqrt(s) + eps)``); ``maximize``
-    (``g <- -g`` first); ``decoupled_weight_decay`` (torch.optim.Adam's switch:
+    ``lr``, ``weight_decay`` (>= 0); ``maximize`` (``g <- -g`` first); ``decoupled_weight_decay`` (torch.optim.Adam's switch:
     ``p <- p - lr*weight_decay*p`` before the update, Loshchilov & Hutter 2019, instead of
     ``g <- g + weight_decay*p``); ``complex_as_real`` (True, torch.optim: a complex
     parameter stepped as the real view of its parts; False, optax: ``|g|^2`` second moments,
@@ -106,9 +104,7 @@ class Rule:
     STRUCTURE: ClassVar[tuple[str, ...]] = ("has_weight_decay",)
 
     lr: float
-    eps: float
     weight_decay: float = 0.0
-    eps_in_sqrt: bool = False
     maximize: bool = False
     decoupled_weight_decay: bool = False
     complex_as_real: bool = True
@@ -118,7 +114,7 @@ class Rule:
             value = getattr(self, field.name)
             if type(field.default) is bool:
                 check_bool(field.name, value)
-            elif type(field.default) is float or field.name in ("lr", "eps"):
+            elif type(field.default) is float or field.name == "lr":
                 check_nonnegative(field.name, value)
         self.check()
         # Store plain floats so that equal rules compare and hash equal.

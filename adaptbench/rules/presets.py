@@ -20,7 +20,7 @@ def preset(rule: str, convention: str = "torch", **overrides) -> Rule:
     """The rule ``rule`` with ``convention``'s defaults, then ``overrides`` applied.
 
     >>> preset("rmsprop", "optax", lr=1e-3)
-    RMSprop(lr=0.001, eps=1e-08, weight_decay=0.0, eps_in_sqrt=True, maximize=False, decoupled_weight_decay=False, complex_as_real=False, alpha=0.9, momentum=0.0, centered=False, initial_scale=0.0, nesterov=False, bias_correction=False)
+    RMSprop(lr=0.001, weight_decay=0.0, maximize=False, decoupled_weight_decay=False, complex_as_real=False, eps=1e-08, eps_in_sqrt=True, alpha=0.9, momentum=0.0, centered=False, initial_scale=0.0, nesterov=False, bias_correction=False)
 
     ``ValueError`` for an unknown rule or convention, or a convention the rule has no
     preset for."""

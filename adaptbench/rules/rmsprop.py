@@ -71,6 +71,7 @@ class RMSprop(Rule):
 
     lr: float = 1e-2
     eps: float = 1e-8
+    eps_in_sqrt: bool = False
     alpha: float = 0.99
     momentum: float = 0.0
     centered: bool = False

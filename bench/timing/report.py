@@ -104,7 +104,8 @@ def generate(json_path, out=None) -> Path:
     if not training.empty:
         atomic_write_text(out / "training.csv", csv_text(training, TRAINING_COLUMNS))
     sharded = report_sharded.write(data, out, atomic_write_bytes)
-    text = markdown(data, steps, probes, previous, written, out.name, ignored, CURRENT, training)
+    name = f"{out.parent.name} (quick sweep)" if (data.get("adaptbench") or {}).get("sweep") == "quick" else out.name
+    text = markdown(data, steps, probes, previous, written, name, ignored, CURRENT, training)
     atomic_write_text(out / "README.md", text + ("\n" + sharded if sharded else ""))
     return out
 

@@ -127,10 +127,11 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     threads = ab.get("threads") or {}
     versions = ab.get("versions") or {}
     opts = run.get("benchmark_options") or {}
+    sweep = run.get("sweep") or ("full" if run.get("full") else "default")
     lines = [
         "## How this was made",
         "",
-        f"- command: `{run.get('command', 'unknown')}`" + (" (full sweep)" if run.get("full") else " (default sweep)"),
+        f"- command: `{run.get('command', 'unknown')}` ({sweep} sweep)",
         f"- date: {data.get('datetime', 'unknown')}",
         f"- commit: `{commit}`" + (" (working tree dirty)" if dirty else ""),
         f"- machine: {ab.get('cpu_model', mi.get('processor', 'unknown'))}, {cores.get('physical', '?')} cores / "
@@ -142,6 +143,10 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
     ]
+    if sweep == "quick":
+        lines.append("- **the quick sweep** (`make bench`): every rule at a subset of sizes against a subset of the "
+                     "peers, shorter rounds (`QUICK_SIZES`, `QUICK_IMPLS` in bench/timing/cases.py); the whole "
+                     "sweep's report is `results/<machine>/README.md`")
     selection = run.get("selection") or {}
     if selection.get("partial"):
         lines.append(f"- **a slice, not the whole sweep**: {selection.get('deselected', 0)} benchmarks deselected"

@@ -1,15 +1,16 @@
 """``targets.md``: issue #15's targets judged from a run's rows (bench/timing/reporting/targets.py).
 
-Synthetic rows in the shape ``data.rows`` returns: the verdicts follow the numbers, every
+Synthetic rows in the shape of the report's step frame (``frame.frames``): the verdicts follow the numbers, every
 number shown is one of the rows', and a target without rows says so."""
 
 from __future__ import annotations
 
 import pytest
 
+from adaptbench import rules
 from bench.timing.reporting.targets import NO_ROWS, targets
 
-RULES = ("adagrad", "adadelta", "rmsprop")
+RULES = tuple(rules.RULES)
 SIZES = {"iris15": 15, "1e3": 1000, "1e5": 100_000, "1e7": 10_000_000}
 
 

@@ -42,8 +42,10 @@ test-torch-latest: $(LATEST_STAMP)
 	$(LATEST_PY) -c "import importlib.util as u, torch; assert u.find_spec('jax') is None, 'JAX is installed in $(LATEST_VENV): the selection would change'; print('torch', torch.__version__)"
 	$(LATEST_PY) -m pytest --benchmark-skip -n $(TEST_WORKERS) --dist loadfile --require-tests tests
 
+# The quick sweep (a subset of sizes and peers, minutes) into results/<machine>/quick/;
+# bench-full: every size and peer, plus bf16 and fp64, into results/<machine>/ (see README).
 bench: $(STAMP)
-	$(PY) -m bench run
+	$(PY) -m bench run --quick
 
 bench-full: $(STAMP)
 	$(PY) -m bench run --full

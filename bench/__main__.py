@@ -7,9 +7,10 @@ import sys
 USAGE = """usage: python -m bench COMMAND [ARGS...]
 
 commands:
-  run [--full] [--threads LIST] [-- PYTEST-ARGS]
+  run [--quick|--full] [--threads LIST] [-- PYTEST-ARGS]
                                     time the benchmark sweep (pytest --benchmark-only bench/) at the
-                                    machine's default thread count and at one pinned thread, then report
+                                    machine's default thread count and at one pinned thread, then report;
+                                    --quick (make bench): a subset of sizes and peers, into results/<machine>/quick/
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
                                     (a slice goes to results/<machine>/slices/<time>/)
   readme [--check]                  copy the report's generated files into README.md's marked blocks

@@ -1,9 +1,12 @@
-"""pytest hooks for the benchmark suite (bench/bench_*.py).
+"""pytest hooks for the benchmark suite (bench/**/bench_*.py).
 
 - Before anything is collected, when benchmarks will run: the thread setting
   ``ADAPTBENCH_THREADS`` (``default``, or N threads pinned to N CPUs:
-  ``bench.machine.configure_threads``) and, for the full sweep (``ADAPTBENCH_FULL=1``),
+  ``bench.machine.configure_threads``) and, for the full sweep (``ADAPTBENCH_SWEEP=full``),
   jax's x64 mode so that fp64 exists in jax.
+- With ``ADAPTBENCH_PROGRESS`` set (``python -m bench run`` sets it to the setting's label):
+  a tqdm bar over the collected benchmarks, naming the one running, with the time left at
+  the rate so far, in place of pytest's dots.
 - A selection (``-k``) keeps the probe benchmarks its steps' rooflines need, and each
   size's probes run right before that size's steps.
 - Every pytest-benchmark JSON gets ``machine_info["adaptbench"]`` (CPU, cores, caches,
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from bench.timing import cases
 SCHEMA = 1
 BENCH_DIR = Path(__file__).resolve().parent
 _selection = {"deselected": [], "benchmark_files": set()}
+_progress: dict = {}
 
 
 def _benchmarks_run(config) -> bool:
@@ -96,10 +101,50 @@ def _restore_needed_probes(items) -> None:
         items.extend(back)
 
 
+def pytest_collection_finish(session):
+    label = os.environ.get("ADAPTBENCH_PROGRESS")
+    if not (label and session.items and _benchmarks_run(session.config)):
+        return
+    from tqdm import tqdm
+
+    # CUDA cases skip at once without a GPU: counting them would double the estimate
+    devices = {"cpu", "cuda"} if machine.cuda_available() else {"cpu"}
+    _progress["counted"] = {item.nodeid for item in session.items
+                            if getattr(_spec(item), "device", "cpu") in devices}
+    _progress["bar"] = tqdm(total=len(_progress["counted"]), desc=label, unit="benchmark", file=sys.stderr,
+                            dynamic_ncols=True, bar_format="{desc}: {n}/{total} [{elapsed}<{remaining}]{postfix}")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if nodeid in _progress.get("counted", ()):
+        _progress["bar"].set_postfix_str(nodeid.rsplit("[", 1)[-1].rstrip("]"), refresh=True)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if nodeid in _progress.get("counted", ()):
+        _progress["bar"].update(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report, config):
+    """Under the progress bar a benchmark that passed or skipped prints nothing (no dot)."""
+    if "bar" in _progress and not report.failed:
+        return (report.outcome if report.when == "call" or report.skipped else ""), "", ""
+    return None
+
+
+def pytest_sessionfinish(session):
+    if "bar" in _progress:
+        _progress.pop("bar").close()
+        _progress.clear()
+
+
 def selection(config) -> dict:
-    """Whether this session ran the whole sweep: nothing deselected and every
-    ``bench/**/bench_*.py`` file collected. A report treats anything else as a slice."""
-    every = {str(p.resolve()) for p in BENCH_DIR.rglob("bench_*.py")}
+    """Whether this session ran the whole sweep: nothing deselected and every benchmark
+    file of the sweep collected (every ``bench/**/bench_*.py``; the quick sweep's is
+    ``bench/timing/bench_step.py`` alone). A report treats anything else as a slice."""
+    every = ({str(BENCH_DIR / "timing" / "bench_step.py")} if cases.quick_sweep()
+             else {str(p.resolve()) for p in BENCH_DIR.rglob("bench_*.py")})
     missing = sorted(os.path.relpath(p, BENCH_DIR.parent) for p in every - _selection["benchmark_files"])
     deselected = len(_selection["deselected"])
     return {
@@ -116,7 +161,7 @@ def _spec(item):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["adaptbench"] = machine.collect()
+    machine_info["adaptbench"] = machine.collect(machine_info.get("cpu"))
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -139,6 +184,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["adaptbench"] = {
         "schema": SCHEMA,
         "full": cases.full_sweep(),
+        "sweep": cases.sweep(),
         "threads": record,
         "selection": selection(config),
         "command": os.environ.get("ADAPTBENCH_COMMAND")

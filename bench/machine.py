@@ -1,12 +1,15 @@
 """What machine a benchmark ran on, and the thread settings it ran under.
 
 ``collect()`` gathers the metadata that ``bench/conftest.py`` stores under
-``machine_info["adaptbench"]`` in every pytest-benchmark JSON; ``slug()`` derives the
-``results/<machine>/`` folder name from it; ``configure_threads()`` gives torch and XLA the
-same intra-op thread count before anything is timed.
+``machine_info["adaptbench"]`` in every pytest-benchmark JSON and the training experiment
+in its histories: the CPU from py-cpuinfo (pytest-benchmark's own ``machine_info["cpu"]``),
+cores and threads from psutil, thread pools from threadpoolctl, versions, git and the
+frameworks; only the cache sizes are read from sysfs (see ``cpu_caches``). ``slug()``
+derives the ``results/<machine>/`` folder name from it; ``configure_threads()`` gives torch
+and XLA the same intra-op thread count before anything is timed.
 
-Thread settings (DESIGN.md: "same thread count for both frameworks"; the headline at the
-machine's default, one thread as a second setting). ``ADAPTBENCH_THREADS`` picks one per
+Thread settings (the design's "same thread count for both frameworks"; the headline at
+the machine's default, one thread as a second setting). ``ADAPTBENCH_THREADS`` picks one per
 process (``python -m bench run`` runs one pytest process per setting):
 
 - ``default`` (or unset): what a user gets. No thread flag is set; torch keeps its default
@@ -42,11 +45,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SETTING = "default"
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE", "ADAPTBENCH_")
-_PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib")
+_PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib", "pandas")
 
 # What configure_threads() did, for collect() to record.
 _thread_setup: dict = {}
@@ -68,10 +73,7 @@ def requested_setting(raw: str | None = None) -> str:
 
 
 def usable_cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
+    return sorted(psutil.Process().cpu_affinity())
 
 
 def thread_tag(setting: str | None = None) -> str:
@@ -137,10 +139,7 @@ def configure_threads(setting: str | None = None) -> dict:
 
 
 def _tasks() -> list[int]:
-    try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
+    return [t.id for t in psutil.Process().threads()]
 
 
 def pin(cpus) -> None:
@@ -176,96 +175,39 @@ def thread_record() -> dict:
     return record
 
 
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    text = _read("/proc/cpuinfo") or ""
-    for line in text.splitlines():
-        if line.lower().startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown-cpu"
-
-
-def core_counts() -> dict:
-    logical = os.cpu_count() or 1
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = logical
-    physical = set()
-    phys_id = core_id = None
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            phys_id = value.strip()
-        elif key == "core id":
-            core_id = value.strip()
-        elif not line.strip():
-            if core_id is not None:
-                physical.add((phys_id, core_id))
-            phys_id = core_id = None
-    if core_id is not None:
-        physical.add((phys_id, core_id))
-    return {"logical": logical, "usable": usable, "physical": len(physical) or logical}
-
-
-def _parse_size(text: str) -> int | None:
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text or "", re.IGNORECASE)
-    if not m:
-        return None
-    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2).upper()]
-
-
 def cpu_caches() -> dict:
-    """Cache sizes of cpu0 by level, in bytes (per instance): {"L1d": ..., "L2": ..., "L3": ...}."""
+    """Cache sizes of cpu0 by level, in bytes per instance: {"L1d": ..., "L2": ..., "L3": ...}.
+
+    Read from sysfs because py-cpuinfo's are lscpu's totals under shifted names here (its
+    ``l3_cache_size`` is 1 MiB, the L2 of one core; the L3 is 32 MiB), and the report
+    judges cache residency by the last level."""
     caches = {}
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    for index in sorted(base.glob("index*")) if base.exists() else ():
-        level = (_read(index / "level") or "").strip()
-        kind = (_read(index / "type") or "").strip()
-        size = _parse_size(_read(index / "size") or "")
-        if not level or size is None or kind == "Instruction":
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
             continue
-        name = f"L{level}" + ("d" if kind == "Data" else "")
-        caches[name] = size
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+        if kind != "Instruction" and size.rstrip("KMGkmg").isdigit():
+            caches[f"L{level}" + ("d" if kind == "Data" else "")] = int(size.rstrip("KMGkmg")) * scale
     return caches
 
 
-def last_level_cache_bytes() -> int | None:
-    """The largest CPU cache (L3 here: 32 MiB), the bound for ``cache_resident`` on CPU."""
-    caches = cpu_caches()
-    return max(caches.values()) if caches else None
+def cuda_available() -> bool:
+    import torch
 
-
-def gpu_l2_bytes() -> int | None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)) or None
-    except Exception:
-        pass
-    return None
+    return torch.cuda.is_available()
 
 
 def cache_bytes(device: str) -> int | None:
-    return gpu_l2_bytes() if device == "cuda" else last_level_cache_bytes()
+    """The largest cache a step's working set can stay in: the GPU's L2 on CUDA, else the
+    CPU's last level (the bound for ``cache_resident``)."""
+    if device == "cuda":
+        import torch
 
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+        return int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)) or None
+    caches = cpu_caches()
+    return max(caches.values()) if caches else None
 
 
 def git_info() -> dict:
@@ -275,86 +217,70 @@ def git_info() -> dict:
         ).stdout.strip()
 
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-        return {"commit": commit, "dirty": dirty}
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
 
-def env_vars() -> dict:
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)}
+def _frameworks() -> dict:
+    out = {}
+    try:
+        import torch
+
+        gpus = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+        out["torch"] = {"num_threads": torch.get_num_threads(), "num_interop_threads": torch.get_num_interop_threads(),
+                        "cuda_available": bool(gpus), "cuda_version": torch.version.cuda,
+                        "gpus": [{"name": g.name, "memory_bytes": int(g.total_memory),
+                                  "l2_cache_bytes": int(getattr(g, "L2_cache_size", 0)) or None,
+                                  "capability": f"{g.major}.{g.minor}"} for g in gpus]}
+    except Exception as exc:  # keep the JSON even if a framework is broken
+        out["torch"] = {"error": repr(exc)}
+    try:
+        import jax
+
+        out["jax"] = {"backend": jax.default_backend(), "x64": bool(jax.config.jax_enable_x64),
+                      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                      "devices": [{"platform": d.platform, "kind": getattr(d, "device_kind", None)}
+                                  for d in jax.devices()]}
+    except Exception as exc:
+        out["jax"] = {"error": repr(exc)}
+    return out
 
 
-def torch_info() -> dict:
-    import torch
+def collect(cpu: dict | None = None) -> dict:
+    """Everything a results file needs to say where and how it was measured. ``cpu`` is
+    py-cpuinfo's record (pytest-benchmark's ``machine_info["cpu"]``; read here when absent)."""
+    if cpu is None:
+        import cpuinfo
+
+        cpu = cpuinfo.get_cpu_info()
+    from threadpoolctl import threadpool_info
 
     info = {
-        "num_threads": torch.get_num_threads(),
-        "num_interop_threads": torch.get_num_interop_threads(),
-        "cuda_available": torch.cuda.is_available(),
-        "cuda_version": torch.version.cuda,
-        "gpus": [],
-    }
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            prop = torch.cuda.get_device_properties(i)
-            info["gpus"].append(
-                {
-                    "name": prop.name,
-                    "memory_bytes": int(prop.total_memory),
-                    "l2_cache_bytes": int(getattr(prop, "L2_cache_size", 0)) or None,
-                    "capability": f"{prop.major}.{prop.minor}",
-                }
-            )
-    return info
-
-
-def jax_info() -> dict:
-    import jax
-
-    devices = []
-    for d in jax.devices():
-        entry = {"platform": d.platform, "kind": getattr(d, "device_kind", None)}
-        try:
-            stats = d.memory_stats() or {}
-            entry["memory_bytes"] = stats.get("bytes_limit")
-        except Exception:
-            entry["memory_bytes"] = None
-        devices.append(entry)
-    return {
-        "backend": jax.default_backend(),
-        "devices": devices,
-        "x64": bool(jax.config.jax_enable_x64),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
-
-
-def collect() -> dict:
-    """Everything a results file needs to say where and how it was measured."""
-    info = {
-        "cpu_model": cpu_model(),
-        "cores": core_counts(),
+        "cpu_model": cpu.get("brand_raw") or platform.processor() or "unknown-cpu",
+        "cores": {"logical": psutil.cpu_count() or 1, "usable": len(usable_cpus()),
+                  "physical": psutil.cpu_count(logical=False) or psutil.cpu_count() or 1},
         "caches": cpu_caches(),
         "platform": platform.platform(),
-        "versions": versions(),
+        "versions": {"python": platform.python_version(), **{name: _version(name) for name in _PACKAGES}},
         "git": git_info(),
-        "env": env_vars(),
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
         "threads": dict(_thread_setup) or {"requested": None, "note": "configure_threads() not called"},
+        **_frameworks(),
+        "threadpools": [{k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
+                        for p in threadpool_info()],
     }
-    try:
-        info["torch"] = torch_info()
-    except Exception as exc:  # keep the JSON even if a framework is broken
-        info["torch"] = {"error": repr(exc)}
-    try:
-        info["jax"] = jax_info()
-    except Exception as exc:
-        info["jax"] = {"error": repr(exc)}
     gpus = [g["name"] for g in info["torch"].get("gpus", [])]
-    if not gpus:
-        gpus = [d["kind"] for d in info["jax"].get("devices", []) if d.get("platform") == "gpu"]
-    info["gpus"] = gpus
+    info["gpus"] = gpus or [d["kind"] for d in info["jax"].get("devices", []) if d.get("platform") == "gpu"]
     return info
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _slugify(text: str) -> str:

@@ -27,7 +27,7 @@ def test_sweep_ids_and_groups(monkeypatch):
     ids = [s.id for s in specs]
     assert len(ids) == len(set(ids))
     assert {s.dtype for s in specs} == {"fp32"}
-    assert {s.rule for s in specs} == set(cases.RULE_NAMES)
+    assert {s.rule for s in specs} == set(cases.rule_names())
     assert {s.device for s in specs} == {"cpu", "cuda"}
     assert {"torch.optim-loop", "torch.optim-foreach", "torch.optim-fused", "optax",
             "ours-jax-step", "ours-jax-optax", "ours-torch-loop", "ours-torch-foreach"} <= {s.impl.id for s in specs}
@@ -39,6 +39,19 @@ def test_sweep_ids_and_groups(monkeypatch):
     assert "probe-1e6-fp32-cpu-ws4-jax" in {p.id for p in probes}
     monkeypatch.setenv("ADAPTBENCH_FULL", "1")
     assert cases.dtypes() == ("fp32", "bf16", "fp64")
+
+
+def test_the_quick_sweep_is_every_rule_at_fewer_sizes_and_peers(monkeypatch):
+    monkeypatch.delenv("ADAPTBENCH_FULL", raising=False)
+    monkeypatch.setenv("ADAPTBENCH_SWEEP", "quick")
+    specs = cases.step_specs()
+    assert {s.rule for s in specs} == set(cases.rule_names())
+    assert {s.size.id for s in specs} == set(cases.QUICK_SIZES) and {s.dtype for s in specs} == {"fp32"}
+    assert {s.impl.id for s in specs} == set(cases.QUICK_IMPLS)
+    assert {p.size.id for p in cases.probe_specs()} == set(cases.QUICK_SIZES)
+    monkeypatch.setenv("ADAPTBENCH_SWEEP", "everything")
+    with pytest.raises(ValueError, match="ADAPTBENCH_SWEEP"):
+        cases.sweep()
 
 
 @pytest.mark.parametrize("rule, dtype, per_element", [
@@ -54,7 +67,7 @@ def test_bytes_per_step(rule, dtype, per_element):
 
 
 def test_probe_matches_the_working_set_of_the_step():
-    for rule in cases.RULE_NAMES:
+    for rule in cases.rule_names():
         for size in cases.SIZES:
             step = cases.StepSpec(rule, size, "fp32", "cpu", cases.impls()[0])
             p = cases.ProbeSpec(size, "fp32", "cpu", "torch", step.arrays)
@@ -66,7 +79,7 @@ def test_probe_matches_the_working_set_of_the_step():
 
 
 def test_cache_residency():
-    llc = machine.last_level_cache_bytes()
+    llc = machine.cache_bytes("cpu")
     if llc is None:
         pytest.skip("no cache information on this machine")
     big = cases.StepSpec("adagrad", cases.SIZE_BY_ID["1e7"], "fp32", "cpu", cases.impls()[0])
@@ -167,10 +180,14 @@ def test_run_and_plain_pytest_time_alike():
     for option in ("--benchmark-min-rounds=5", "--benchmark-max-time=1.0", "--benchmark-min-time=0.0005",
                    "--benchmark-disable-gc"):
         assert option in addopts
-    default = run.pytest_command(machine.REPO_ROOT / "x.json", False, ["-k", "1e3"])
+    default = run.pytest_command(machine.REPO_ROOT / "x.json", "default", ["-k", "1e3"])
     assert not [a for a in default if a.startswith(("--benchmark-min", "--benchmark-max", "--benchmark-disable"))]
     assert default[-2:] == ["-k", "1e3"]
-    assert set(run.FULL_ROUNDS) <= set(run.pytest_command(machine.REPO_ROOT / "x.json", True, []))
+    assert set(run.FULL_ROUNDS) <= set(run.pytest_command(machine.REPO_ROOT / "x.json", "full", []))
+    quick = run.pytest_command(machine.REPO_ROOT / "x.json", "quick", [])
+    assert set(run.QUICK_ROUNDS) <= set(quick) and "bench/timing/bench_step.py" in quick and "bench" not in quick
+    with pytest.raises(ValueError, match="sweep"):
+        run.pytest_command(machine.REPO_ROOT / "x.json", "huge", [])
 
 
 def test_torch_temp_memory_counts_the_temporaries_of_one_step():

@@ -17,9 +17,9 @@ import sys
 import pytest
 
 from bench import __main__ as bench_main
-from bench import machine
+from bench import machine, writer
 from bench.timing import report, run
-from bench.timing.reporting import freshness, recommend, store
+from bench.timing.reporting import frame, freshness, markdown, store
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -73,6 +73,12 @@ def _csv(path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _unpad(text: str) -> str:
+    """``text`` with its Markdown tables' cells stripped of the padding that aligns them."""
+    return "\n".join("| " + " | ".join(c.strip() for c in line.strip().strip("|").split("|")) + " |"
+                     if line.startswith("|") else line for line in text.splitlines())
+
+
 def _no_temp_files(folder: pathlib.Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".tmp-")]
 
@@ -115,10 +121,10 @@ def test_session_json_is_complete(data):
     assert mi["torch"]["num_threads"] == mi["threads"]["requested"] == 1
     assert mi["threads"]["affinity"] == machine.usable_cpus()[:1]
     assert "intra_op_parallelism_threads" in mi["env"]["XLA_FLAGS"]
-    assert data["adaptbench"]["schema"] == report.SCHEMA
+    assert data["adaptbench"]["schema"] == frame.SCHEMA
     selection = data["adaptbench"]["selection"]
     assert selection["partial"] and selection["deselected"] > 0
-    assert "bench/timing/bench_training.py" in selection["files_not_collected"]
+    assert "bench/training/bench_training.py" in selection["files_not_collected"]
 
 
 def test_report_writes_tables_and_plots(session_json, tmp_path):
@@ -274,14 +280,14 @@ def test_cli_exits_2_without_traceback(tmp_path):
 
 def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "x.md"
-    report.atomic_write_text(target, "old")
+    writer.atomic_write_text(target, "old")
 
     def boom(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        report.atomic_write_text(target, "new")
+        writer.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     _no_temp_files(tmp_path)
 
@@ -362,7 +368,7 @@ def test_merged_runs_of_two_settings_are_one_slice_or_one_sweep(data):
     assert len(merged["benchmarks"]) == 2 * len(data["benchmarks"])
     assert len({b["name"] for b in merged["benchmarks"]}) == len(merged["benchmarks"])
     assert store.selection(merged)[0] is False
-    assert store.sweep(merged) == (False, ("t1", "t2"))
+    assert store.sweep(merged) == ("default", ("t1", "t2"))
     assert store.output_folder(merged).name == machine.slug(data["machine_info"]["adaptbench"])
     sliced = run.merge([_whole(t2), data])
     assert store.selection(sliced)[0] is True
@@ -415,17 +421,17 @@ def _row(impl, framework, median, iqr=0.0, family="ours"):
 
 
 def test_recommendation_calls_a_tie_within_the_noise():
-    clear = recommend.pick([_row("a", "torch", 1.0, 0.01), _row("b", "torch", 1.5, 0.01),
+    clear = markdown.pick([_row("a", "torch", 1.0, 0.01), _row("b", "torch", 1.5, 0.01),
                             _row("floor", "torch", 0.1, family="floor")], "torch")
     assert clear["best"]["impl"] == "a" and not clear["tied"] and clear["margin"] == pytest.approx(1.5)
-    within_iqr = recommend.pick([_row("a", "jax", 1.0, 0.4), _row("b", "jax", 1.3, 0.3)], "jax")
+    within_iqr = markdown.pick([_row("a", "jax", 1.0, 0.4), _row("b", "jax", 1.3, 0.3)], "jax")
     assert [m["impl"] for m in within_iqr["tied"]] == ["b"]
-    within_tie = recommend.pick([_row("a", "jax", 1.0), _row("b", "jax", 1.04)], "jax")
+    within_tie = markdown.pick([_row("a", "jax", 1.0), _row("b", "jax", 1.04)], "jax")
     assert [m["impl"] for m in within_tie["tied"]] == ["b"]
-    assert recommend.pick([_row("a", "jax", 1.0)], "torch") is None
-    cells = recommend._cells(within_iqr)
+    assert markdown.pick([_row("a", "jax", 1.0)], "torch") is None
+    cells = markdown._cells(within_iqr)
     assert cells[0].startswith("tie: a") and "within noise" in cells[1]
-    assert recommend._cells(clear) == ["**a** 1,000,000", "1.50x over b"]
+    assert markdown._cells(clear) == ["**a** 1,000,000", "1.50x over b"]
 
 
 def test_speedups_below_one_say_slower():
@@ -498,7 +504,7 @@ def test_call_overhead_column_and_section(tmp_path):
     }
     out = tmp_path / "out"
     _run(["--json", str(_write(tmp_path, data)), "--out", str(out)])
-    md = (out / "README.md").read_text()
+    md = _unpad((out / "README.md").read_text())
     section = md.split("## Call overhead of the fused steps")[1].split("\n## ")[0]
     assert "enable_kernel_profile" in section and "bench/timing/overhead.py" in section
     assert ("| cpu | fp32 | 1 (pinned) | adagrad | 1e3 | ours-torch-fused | 30.0 | 32.0 | 3.00 | 1 | 29.0 | 91% |"

@@ -9,6 +9,7 @@ pytest.importorskip("matplotlib")
 
 from bench.timing import bench_sharded  # noqa: E402
 from bench.timing.reporting import sharded as report_sharded  # noqa: E402
+from bench.timing.reporting.frame import records  # noqa: E402
 
 
 def _bench(framework, scaling, rule, impl, devices, n, median_s, probe_gbps_per_device):
@@ -39,8 +40,14 @@ DATA = {
 }
 
 
+def _unpad(text: str) -> str:
+    """``text`` with its Markdown tables' cells stripped of the padding that aligns them."""
+    return "\n".join("| " + " | ".join(c.strip() for c in line.strip().strip("|").split("|")) + " |"
+                     if line.startswith("|") else line for line in text.splitlines())
+
+
 def test_rows_keep_only_sharded_and_flag_probe_errors():
-    rs = report_sharded.rows(DATA)
+    rs = records(report_sharded.rows(DATA))
     assert len(rs) == 4
     optax = next(r for r in rs if r["impl"] == "optax")
     assert optax["probe_error"] and optax["roofline_fraction"] is None
@@ -49,7 +56,7 @@ def test_rows_keep_only_sharded_and_flag_probe_errors():
 
 
 def test_markdown_tables_and_plots(tmp_path):
-    text = report_sharded.write(DATA, tmp_path)
+    text = _unpad(report_sharded.write(DATA, tmp_path))
     assert "### JAX SPMD, strong scaling" in text and "### torch FSDP2" in text
     assert "probe error" in text
     assert "| adagrad | `ours-jax-step` | — | 8 | 1,250,000 | 25.0 | 25.00 |" in text
@@ -79,7 +86,7 @@ def test_thread_settings_are_rows_of_their_own():
             b = _bench("jax", "strong", "adagrad", "ours-jax-step", devices, 10_000_000, m, 20.0)
             b["extra_info"].update(threads=threads, thread_setting=setting)
             two.append(b)
-    text = report_sharded.markdown(report_sharded.rows({"benchmarks": two}))
+    text = _unpad(report_sharded.markdown(report_sharded.rows({"benchmarks": two})))
     assert "| adagrad | `ours-jax-step` | 2 (default) | 8 |" in text
     assert "| adagrad | `ours-jax-step` | 1 | 8 |" in text
     assert text.count("| 2.00x |") == 2

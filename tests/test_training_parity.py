@@ -18,7 +18,7 @@ Tolerance on the per-epoch loss curves (whole train split and dev split), relati
   RMSprop) fails, as ``test_tolerance_detects_a_small_change`` checks.
 - float64: rtol 1e-13. Measured worst 6.5e-16 (about 3 float64 ulps); 1e-13 is 150x that
   and detects a 1e-10 relative change in the learning rate. JAX computes in float64 only
-  inside ``with jax.enable_x64(True):`` (bench.train_runs.x64), never globally.
+  inside ``with jax.enable_x64(True):`` (bench.training.train_runs.x64), never globally.
 
 Accuracy curves may differ by a sample where a prediction sits on a float32 tie (never
 observed); float64 accuracies must be equal.
@@ -127,7 +127,7 @@ def test_rmsprop_reaches_the_tutorials_result():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rule", RULES)
 def test_tutorials_hand_written_loop_follows_our_optimizer(rule, dtype):
-    """bench/tutorial_torch.py (the eager benchmark baseline) trains like impl_torch."""
+    """bench/training/tutorial_torch.py (the eager benchmark baseline) trains like impl_torch."""
     c = config(rule, dtype)
     split, init, order = prepare(c)
     X, y = torch.from_numpy(split.train[0]), torch.from_numpy(split.train[1])
@@ -177,7 +177,7 @@ def test_models_start_from_the_same_numpy_weights():
 
 @pytest.fixture
 def restore_thread_env(monkeypatch):
-    """``bench.train.main`` sets XLA_FLAGS and torch's thread count; undo both afterwards."""
+    """``bench.training.train.main`` sets XLA_FLAGS and torch's thread count; undo both afterwards."""
     import os
 
     monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))

@@ -93,12 +93,12 @@ def specs() -> list[ShardedSpec]:
         ShardedSpec("jax", scaling, rule, d, STRONG_N if scaling == "strong" else WEAK_N_PER_DEVICE * d, impl)
         for d in JAX_DEVICE_COUNTS
         for scaling in ("strong", "weak")
-        for rule in cases.RULE_NAMES
+        for rule in cases.rule_names()
         for impl in JAX_IMPLS
     ]
     out += [
         ShardedSpec("torch", "fsdp", rule, TORCH_RANKS, TORCH_N, impl)
-        for rule in cases.RULE_NAMES
+        for rule in cases.rule_names()
         for impl in TORCH_IMPLS
     ]
     return out

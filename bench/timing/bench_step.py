@@ -5,8 +5,8 @@ benchmark groups are ``<rule>-<size>-<dtype>-<device>`` so each table compares l
 like, and ``probe-<size>-<dtype>-<device>`` for the bandwidth probe, which runs right
 before the steps of its size (bench/conftest.py orders the items).
 The callable handed to ``benchmark`` is compiled and warmed up already, threads donated
-buffers through iterations and waits for its outputs (bench/torch_cases.py,
-bench/jax_cases.py). Each benchmark's ``extra_info`` holds what the report needs: bytes per
+buffers through iterations and waits for its outputs (bench/timing/torch_cases.py,
+bench/timing/jax_cases.py, keras_cases.py). Each benchmark's ``extra_info`` holds what the report needs: bytes per
 step, working set, cache residency, achieved GB/s and its fraction of the probe, the CPU
 utilisation while timing, the temporary memory of one step (bench/timing/memory.py,
 measured after timing, outside the timed loop) and, for the steps that run compiled or

@@ -1,16 +1,24 @@
 """The sweep: which rules, sizes, dtypes, devices and implementations are timed.
 
 Imports neither torch nor jax at module level (``impl_torch`` is imported only to read
-``impl_torch.IMPLS``); the builders live in ``bench/torch_cases.py`` and
-``bench/jax_cases.py``.
+``impl_torch.IMPLS``); the builders live in ``bench/timing/torch_cases.py``,
+``jax_cases.py`` and ``keras_cases.py``.
 
-Default sweep (``python -m bench run``): fp32; CPU (and CUDA when present); every rule,
-size and implementation. ``ADAPTBENCH_FULL=1`` (``python -m bench run --full``) adds bf16
-and fp64 and turns on jax's x64 mode for the whole session.
+Three sweeps (``ADAPTBENCH_SWEEP``, set by ``python -m bench run``):
+
+- ``quick`` (``make bench``, ``run --quick``): fp32, every rule at ``QUICK_SIZES`` with the
+  implementations a user chooses between (``QUICK_IMPLS``: our default and fused steps,
+  torch.optim's three variants, our two JAX forms and optax); no Keras peers, no floor, no
+  call-overhead processes, no sharded or training benchmarks. It answers "which
+  implementation at my size" at both thread settings in minutes.
+- ``default`` (``run``): fp32; CPU (and CUDA when present); every rule, size and
+  implementation; the committed ``results/<machine>/``.
+- ``full`` (``make bench-full``, ``run --full``): the default plus bf16 and fp64, with jax's
+  x64 mode on for the whole session.
 
 Every implementation computes the same update class with the ``torch`` convention's
-hyperparameters (``rules.preset(rule, "torch")``); ``bench/torch_cases.py`` and
-``bench/jax_cases.py`` say how each peer is configured to match.
+hyperparameters (``rules.preset(rule, "torch")``); the builders say how each peer is
+configured to match.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from functools import cached_property
 
 import numpy as np
 
-RULE_NAMES = ("adagrad", "adadelta", "rmsprop")
 CONVENTION = "torch"
 DEVICES = ("cpu", "cuda")
 ITEMSIZE = {"fp32": 4, "bf16": 2, "fp64": 8}
@@ -30,8 +37,45 @@ PROBE_ACCESSES = 3  # a += b: read a, read b, write a
 SEED = 20240611
 
 
+# Every implementation label, in the order of the report's tables and plots: ours (torch,
+# then JAX), the peers (torch.optim, optax, Keras), the floor.
+IMPL_ORDER = ("ours-torch-loop", "ours-torch-foreach", "ours-torch-fused", "ours-torch-auto", "ours-jax-step",
+              "ours-jax-optax", "torch.optim-loop", "torch.optim-foreach", "torch.optim-fused", "optax",
+              "keras-jax", "keras-torch", "jax-empty-jit")
+SWEEPS = ("quick", "default", "full")
+QUICK_SIZES = ("iris15", "1e5", "1e6", "tfm100", "1e7")
+QUICK_IMPLS = ("ours-torch-fused", "ours-torch-auto", "ours-jax-step", "ours-jax-optax",
+               "torch.optim-loop", "torch.optim-foreach", "torch.optim-fused", "optax")
+
+
+def sweep() -> str:
+    """``ADAPTBENCH_SWEEP`` (unset: ``default``; ``ADAPTBENCH_FULL=1``, the older switch, means ``full``)."""
+    raw = os.environ.get("ADAPTBENCH_SWEEP", "").strip().lower()
+    if not raw:
+        return "full" if os.environ.get("ADAPTBENCH_FULL", "").strip().lower() not in ("", "0", "false", "no") \
+            else "default"
+    if raw not in SWEEPS:
+        raise ValueError(f"ADAPTBENCH_SWEEP must be one of {SWEEPS}, got {raw!r}")
+    return raw
+
+
 def full_sweep() -> bool:
-    return os.environ.get("ADAPTBENCH_FULL", "").strip().lower() not in ("", "0", "false", "no")
+    return sweep() == "full"
+
+
+def quick_sweep() -> bool:
+    return sweep() == "quick"
+
+
+def rule_names() -> tuple[str, ...]:
+    """The registered rules, in the registry's order."""
+    from adaptbench import rules
+
+    return tuple(rules.RULES)
+
+
+def sizes() -> tuple["Size", ...]:
+    return tuple(s for s in SIZES if s.id in QUICK_SIZES) if quick_sweep() else SIZES
 
 
 def dtypes() -> tuple[str, ...]:
@@ -126,7 +170,8 @@ def impls() -> tuple[Impl, ...]:
              "a jitted identity on the same (params, state, grads), params and state donated: "
              "what any jitted step pays to be called"),
     ]
-    return tuple(ours + peers + floors)
+    every = ours + peers + floors
+    return tuple(i for i in every if i.id in QUICK_IMPLS) if quick_sweep() else tuple(every)
 
 
 def rule_for(name: str):
@@ -208,7 +253,7 @@ class ProbeSpec:
 
 def working_set_arrays() -> tuple[int, ...]:
     """The distinct working-set multiples of the swept rules (Adagrad/RMSprop 3, Adadelta 4)."""
-    return tuple(sorted({2 + len(rule_for(r).state_names) for r in RULE_NAMES}))
+    return tuple(sorted({2 + len(rule_for(r).state_names) for r in rule_names()}))
 
 
 def step_specs() -> list[StepSpec]:
@@ -216,8 +261,8 @@ def step_specs() -> list[StepSpec]:
         StepSpec(rule, size, dtype, device, impl)
         for device in DEVICES
         for dtype in dtypes()
-        for size in SIZES
-        for rule in RULE_NAMES
+        for size in sizes()
+        for rule in rule_names()
         for impl in impls()
     ]
 
@@ -227,7 +272,7 @@ def probe_specs() -> list[ProbeSpec]:
         ProbeSpec(size, dtype, device, framework, arrays)
         for device in DEVICES
         for dtype in dtypes()
-        for size in SIZES
+        for size in sizes()
         for arrays in working_set_arrays()
         for framework in ("torch", "jax")
     ]
@@ -238,7 +283,7 @@ _host_cache: dict = {}
 
 def host_data(size: Size) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Seeded float32 params and grads for ``size``, generated once in NumPy and copied into
-    every framework (DESIGN.md). Only the latest size is cached (the sweep runs size by size)."""
+    every framework (the design's agreement methodology). Only the latest size is cached (the sweep runs size by size)."""
     if size.id not in _host_cache:
         _host_cache.clear()
         rng = np.random.default_rng([SEED, SIZES.index(size)])

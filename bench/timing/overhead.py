@@ -87,7 +87,8 @@ KERNEL_DESCRIPTION = {
 
 def applies(spec: cases.StepSpec) -> bool:
     """Whether the sweep measures ``spec``'s call overhead."""
-    return spec.device == "cpu" and spec.impl.id in KERNELS and spec.size.id in SIZES
+    return (spec.device == "cpu" and spec.impl.id in KERNELS and spec.size.id in SIZES
+            and not cases.quick_sweep())
 
 
 def _descendants(event):

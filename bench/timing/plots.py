@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import io
 
-RULE_ORDER = ("adagrad", "adadelta", "rmsprop")
+from .reporting.frame import impl_order, order, records, rule_order
+
 STYLE = {
     "ours-torch-loop": ("tab:blue", "-", "o"),
     "ours-torch-foreach": ("tab:cyan", "-", "s"),
@@ -25,6 +26,8 @@ STYLE = {
     "torch.optim-foreach": ("tab:red", "--", "s"),
     "torch.optim-fused": ("darkred", "--", "D"),
     "optax": ("tab:purple", "--", "^"),
+    "keras-jax": ("tab:pink", "-.", "v"),
+    "keras-torch": ("goldenrod", "-.", "s"),
     "jax-empty-jit": ("tab:gray", ":", "."),
 }
 MANY = "tfm100"
@@ -51,20 +54,15 @@ def _save(plt, fig, path, writer) -> None:
     writer(path, buf.getvalue())
 
 
-def _impls(rows):
-    from .reporting.data import IMPL_ORDER, order_key as _order
-
-    return sorted({r["impl"] for r in rows}, key=lambda v: _order(v, IMPL_ORDER))
 
 
 def _plot(rows, device, dtype, tag, out, writer, what: str) -> str | None:
     sub = [r for r in rows if r["device"] == device and r["dtype"] == dtype and r["tag"] == tag]
-    rules = [r for r in RULE_ORDER if any(x["rule"] == r for x in sub)] + sorted(
-        {x["rule"] for x in sub} - set(RULE_ORDER))
+    rules = order([x["rule"] for x in sub], rule_order())
     if not rules:
         return None
     plt, fig, axes = _figure(rules)
-    impls = _impls(sub)
+    impls = order([x["impl"] for x in sub], impl_order())
     handles = {}
     for ax, rule in zip(axes, rules):
         rs = [r for r in sub if r["rule"] == rule]
@@ -120,7 +118,9 @@ def _cache_edge(rows) -> float | None:
     return None
 
 
-def write_all(rows, out, writer) -> list[str]:
+def write_all(steps, out, writer) -> list[str]:
+    """Both plots per device, dtype and thread setting of the report's step frame; their file names."""
+    rows = records(steps)
     combos = sorted({(r["device"], r["dtype"], r["tag"]) for r in rows})
     written = []
     for device, dtype, tag in combos:

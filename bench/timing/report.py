@@ -1,11 +1,13 @@
 """``python -m bench report [--json PATH] [--out DIR]``: tables and plots from a results JSON.
 
+Every table comes from one pandas frame per kind of benchmark (``reporting/frame.py``).
 Reads a pytest-benchmark JSON written by ``pytest bench --benchmark-only --benchmark-json``
 (``python -m bench run`` does that, one run per thread setting merged into one JSON) and
 writes the report into a folder:
 
 - a whole sweep goes to ``results/<machine>/`` (the name comes from the JSON's machine
-  info: ``gpu-<gpu-name>`` or ``cpu-<model>-<cores>c``);
+  info: ``gpu-<gpu-name>`` or ``cpu-<model>-<cores>c``), the quick sweep (``make bench``)
+  to ``results/<machine>/quick/``;
 - a slice (a ``-k`` selection, a subset of the benchmark files: the JSON's
   ``adaptbench.selection``) goes to ``results/<machine>/slices/<run time>/``, never over a
   whole sweep: ``--out`` naming a folder that holds one is refused.
@@ -28,7 +30,7 @@ In the folder:
   and thread setting), ``headline.md`` (ours against the fastest peer) and ``targets.md``
   (issue #15's performance targets, met or missed, with this run's numbers);
 - ``results.csv`` (one row per step benchmark), ``probe.csv`` and, when the run includes
-  bench/timing/bench_training.py, ``training.csv`` (whole training steps per second on Iris);
+  bench/training/bench_training.py, ``training.csv`` (whole training steps per second on Iris);
 - ``time-<device>-<dtype>-<threads>.png`` and ``roofline-<device>-<dtype>-<threads>.png``.
 
 Without ``--json`` the report is regenerated from ``results/<this machine>/benchmark.json``.
@@ -42,18 +44,31 @@ import argparse
 import sys
 from pathlib import Path
 
-from .reporting.data import SCHEMA, ReportError, compare, load, rows, training_rows
-from .reporting.files import atomic_write_bytes, atomic_write_text
-from .reporting.fmt import csv_table, fmt_bytes, fmt_pct, fmt_us, fmt_x, table, us
-from .reporting.markdown import markdown
-from .reporting.recommend import recommendation
-from .reporting.targets import targets
-from .reporting.store import CURRENT, PREVIOUS, RESULTS_ROOT, default_json, ingest, output_folder
-from .reporting.tables import TRAINING_COLUMNS, csv_text, headline, probe_csv_text
+import pandas as pd
 
-# What other report writers (bench/timing/reporting/sharded.py, bench/training/) use from here.
-__all__ = ["CURRENT", "PREVIOUS", "RESULTS_ROOT", "SCHEMA", "ReportError", "atomic_write_bytes",
-           "atomic_write_text", "fmt_bytes", "fmt_pct", "fmt_us", "fmt_x", "generate", "load", "main", "table"]
+from bench.writer import atomic_write_bytes, atomic_write_text
+
+from .reporting.fmt import csv_text
+from .reporting.frame import STEP_KEYS, TRAINING_KEYS, ReportError, compare, frames, load
+from .reporting.markdown import headline, markdown, recommendation
+from .reporting.store import CURRENT, default_json, ingest, output_folder
+from .reporting.targets import targets
+
+STEP_COLUMNS = (
+    "device", "dtype", "rule", "size", "n", "n_tensors", "impl", "family", "framework",
+    "median_us", "iqr_us", "rounds", "iterations", "best_torch_optim", "speedup_vs_torch_optim",
+    "speedup_vs_optax", "bytes_per_step", "gbps", "roofline_gbps", "roofline_source",
+    "roofline_fraction", "probe_error", "working_set_bytes", "cache_resident",
+    "thread_setting", "threads", "cpu_budget", "cpu_util", "over_budget", "temp_bytes", "temp_source",
+    "overhead_step_us", "kernel_us", "kernel_calls", "overhead_us", "overhead_source", "overhead_error",
+    "previous_median_us", "change",
+)
+PROBE_COLUMNS = ("device", "dtype", "size", "n", "working_set_arrays", "probe_elements", "framework",
+                 "median_us", "iqr_us", "rounds", "bytes_per_call", "gbps", "working_set_bytes", "cache_resident",
+                 "thread_setting", "threads", "cpu_budget", "cpu_util", "over_budget", "previous_median_us", "change")
+TRAINING_COLUMNS = ("group", "rule", "impl", "framework", "dataset", "model", "batch_size", "steps_per_call",
+                    "median_us", "iqr_us", "rounds", "steps_per_s", "thread_setting", "threads", "cpu_budget",
+                    "cpu_util", "over_budget", "previous_median_us", "change")
 
 
 def generate(json_path, out=None) -> Path:
@@ -69,24 +84,28 @@ def generate(json_path, out=None) -> Path:
     except OSError as exc:
         raise ReportError(f"{out}: cannot create ({exc.strerror or exc})") from None
     previous = ingest(src, data, out)
-    steps, probes, ignored = rows(data)
-    training = training_rows(data)
-    compare(steps, probes, previous, training)
+    steps, probes, training, ignored = frames(data)
+    if previous is not None:
+        old_steps, old_probes, old_training, _ = frames(previous)
+        steps = compare(steps, pd.concat([old_steps, old_probes]), STEP_KEYS)
+        probes = compare(probes, pd.concat([old_steps, old_probes]), STEP_KEYS)
+        training = compare(training, old_training, TRAINING_KEYS)
+    else:
+        steps, probes, training = (compare(f, None, []) for f in (steps, probes, training))
     written = plots.write_all(steps, out, atomic_write_bytes)
     for stale in [*out.glob("time-*.png"), *out.glob("roofline-*.png")]:  # plots of an earlier sweep's settings
         if stale.name not in written:
             stale.unlink()
-    atomic_write_text(out / "results.csv", csv_text(steps))
-    atomic_write_text(out / "probe.csv", probe_csv_text(probes))
+    atomic_write_text(out / "results.csv", csv_text(steps, STEP_COLUMNS))
+    atomic_write_text(out / "probe.csv", csv_text(probes, PROBE_COLUMNS))
     atomic_write_text(out / "headline.md", headline(steps))
     atomic_write_text(out / "recommendation.md", recommendation(steps))
     atomic_write_text(out / "targets.md", targets(steps, training))
-    if training:
-        recs = [{**r, "median_us": us(r["median_s"]), "iqr_us": us(r.get("iqr_s")),
-                 "previous_median_us": us(r.get("prev_median_s"))} for r in training]
-        atomic_write_text(out / "training.csv", csv_table(TRAINING_COLUMNS, recs))
+    if not training.empty:
+        atomic_write_text(out / "training.csv", csv_text(training, TRAINING_COLUMNS))
     sharded = report_sharded.write(data, out, atomic_write_bytes)
-    text = markdown(data, steps, probes, previous, written, out.name, ignored, CURRENT, training)
+    name = f"{out.parent.name} (quick sweep)" if (data.get("adaptbench") or {}).get("sweep") == "quick" else out.name
+    text = markdown(data, steps, probes, previous, written, name, ignored, CURRENT, training)
     atomic_write_text(out / "README.md", text + ("\n" + sharded if sharded else ""))
     return out
 

@@ -1,4 +1,4 @@
-"""``python -m bench run [--full] [--threads LIST] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
+"""``python -m bench run [--quick | --full] [--threads LIST] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
 
 Runs ``pytest bench --benchmark-only`` once per thread setting, each in its own process
 (``ADAPTBENCH_THREADS``; see ``bench/machine.py``): ``default`` (the machine's default, the
@@ -10,10 +10,15 @@ slice (arguments after ``--`` that select, e.g. ``-k``).
 
 Round settings live in pyproject.toml's pytest ``addopts`` (at least 5 rounds, at most
 ~1 s of rounds per benchmark, rounds of at least 0.5 ms, GC off), so plain
-``pytest --benchmark-only`` times the same way. ``--full`` (``make bench-full``) sets
-``ADAPTBENCH_FULL=1`` (adds bf16 and fp64) and takes more rounds.
+``pytest --benchmark-only`` times the same way. The sweep (``ADAPTBENCH_SWEEP``,
+``bench/timing/cases.py``): ``--quick`` (``make bench``) times a documented subset of
+sizes and peers with ``QUICK_ROUNDS`` into ``results/<machine>/quick/``, never over the
+whole sweep's folder; no flag is the whole fp32 sweep (the committed results); ``--full``
+(``make bench-full``) adds bf16 and fp64 and takes more rounds.
 The Keras peers run after each setting's sweep in one process per backend, into that
-setting's JSON (``bench/timing/keras_run.py``).
+setting's JSON (``bench/timing/keras_run.py``); the quick sweep has none.
+Each setting's pytest shows a progress bar (bench/conftest.py): benchmarks done, the one
+running, and the time left at the rate so far.
 Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``.
 """
 
@@ -37,17 +42,19 @@ from . import cases, keras_run
 REPO_ROOT = machine.REPO_ROOT
 # The full sweep's rounds on top of the addopts ones (pyproject.toml) that every run uses.
 FULL_ROUNDS = ("--benchmark-min-rounds=10", "--benchmark-max-time=2.0")
+# The quick sweep's rounds: as many as fit a quarter second (still at least 5).
+QUICK_ROUNDS = ("--benchmark-max-time=0.25",)
+# What each sweep collects: the quick one has no sharded or training benchmarks.
+PATHS = {"quick": ("bench/timing/bench_step.py",), "default": ("bench",), "full": ("bench",)}
 THREAD_SETTINGS = ("default", "1")
 
 
-def pytest_command(json_path: Path, full: bool, extra: list[str]) -> list[str]:
-    return [
-        sys.executable, "-m", "pytest", "bench", "--benchmark-only",
-        f"--benchmark-json={json_path}",
-        *(FULL_ROUNDS if full else ()),
-        "-q",
-        *extra,
-    ]
+def pytest_command(json_path: Path, sweep: str, extra: list[str]) -> list[str]:
+    if sweep not in PATHS:
+        raise ValueError(f"sweep must be one of {tuple(PATHS)}, got {sweep!r}")
+    rounds = {"full": FULL_ROUNDS, "quick": QUICK_ROUNDS}.get(sweep, ())
+    return [sys.executable, "-m", "pytest", *PATHS[sweep], "--benchmark-only", f"--benchmark-json={json_path}",
+            *rounds, "-q", *extra]
 
 
 def thread_settings(requested: str | None) -> list[str]:
@@ -89,14 +96,17 @@ def merge(parts: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (ADAPTBENCH_FULL=1)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true",
+                       help="a subset of sizes and peers in minutes, into results/<machine>/quick/ (make bench)")
+    which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (make bench-full)")
     parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
     parser.add_argument("--out", help="report folder (default: results/<machine>, or its slices/<time>/ for a slice)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     args = parser.parse_args(argv)
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    full = args.full or cases.full_sweep()
     try:
+        sweep = "quick" if args.quick else "full" if args.full else cases.sweep()
         settings = thread_settings(args.threads)
     except ValueError as exc:
         parser.error(str(exc))
@@ -105,22 +115,25 @@ def main(argv=None) -> int:
 
     tmpdir = Path(tempfile.mkdtemp(prefix="adaptbench-run-"))
     command = "python -m bench run" + "".join(
-        " " + a for a in (["--full"] if full else []) + ([f"--threads {args.threads}"] if args.threads else [])
+        " " + a for a in ([f"--{sweep}"] if sweep != "default" else []) + ([f"--threads {args.threads}"] if args.threads else [])
         + (["--", shlex.join(extra)] if extra else []))
     start = time.monotonic()
     rc = 0
     try:
         parts = []
-        for setting in settings:
+        for i, setting in enumerate(settings, 1):
             json_path = tmpdir / f"benchmark-{setting}.json"
-            env = dict(os.environ, ADAPTBENCH_FULL="1" if full else "0", ADAPTBENCH_THREADS=setting,
-                       ADAPTBENCH_COMMAND=command)
+            env = dict(os.environ, ADAPTBENCH_SWEEP=sweep, ADAPTBENCH_THREADS=setting, ADAPTBENCH_COMMAND=command,
+                       ADAPTBENCH_PROGRESS=f"threads {setting} ({i}/{len(settings)})")
+            env.pop("ADAPTBENCH_FULL", None)
             env.pop("KERAS_BACKEND", None)  # the main sweep skips Keras: keras_run gives each backend a process
-            cmd = pytest_command(json_path, full, extra)
+            cmd = pytest_command(json_path, sweep, extra)
             print(f"bench run [threads {setting}]:", shlex.join(cmd), flush=True)
             rc = subprocess.call(cmd, cwd=REPO_ROOT, env=env) or rc
-            keras = keras_run.run(lambda path, args: pytest_command(path, full, args), extra, json_path, env, REPO_ROOT)
-            print(f"bench run: threads {setting}: keras peers: {keras}", flush=True)
+            if sweep != "quick":
+                keras = keras_run.run(lambda path, args: pytest_command(path, sweep, args), extra, json_path, env,
+                                      REPO_ROOT)
+                print(f"bench run: threads {setting}: keras peers: {keras}", flush=True)
             print(f"bench run: threads {setting}: pytest exited with {rc} at {(time.monotonic() - start) / 60:.1f} min",
                   flush=True)
             if json_path.exists():

@@ -11,7 +11,7 @@ prints the final metrics per framework and how far their loss curves drifted apa
     python -m bench train --sweep [--out results/training] [--dataset NAME ...] [--epochs N]
 
 trains every data set × model × rule × framework and writes ``training.md``, one
-``loss_<dataset>.png`` per data set and ``histories.json`` (see ``bench/train_sweep.py``).
+``loss_<dataset>.png`` per data set and ``histories.json`` (see ``bench/training/train_sweep.py``).
 Progress goes to stderr. Both frameworks get the same intra-op thread count
 (``bench.machine.configure_threads``: 1, or ``ADAPTBENCH_THREADS``).
 """
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
                    help="update rule (default rmsprop; with --sweep: restrict, repeatable)")
     p.add_argument("--framework", choices=FRAMEWORK_CHOICES, default="both")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="epochs (default 50; with --sweep: per data set, see bench/train_sweep.py)")
+                   help="epochs (default 50; with --sweep: per data set, see bench/training/train_sweep.py)")
     p.add_argument("--batch-size", type=_positive_int, default=24)
     p.add_argument("--dtype", choices=datasets.DTYPES, default="float32")
     p.add_argument("--seed", type=_nonnegative_int, default=0)

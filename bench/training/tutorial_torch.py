@@ -3,7 +3,7 @@
 This is how the tutorial this project descends from trained its softmax regression: leaf
 tensors with ``requires_grad``, ``loss.backward()``, then each rule written out in place
 (``s[:] = ...``, ``p[:] -= ...``) and the gradients zeroed by hand. It is the eager
-baseline of ``bench/bench_training.py`` and, for the seed presets, it must follow the same
+baseline of ``bench/training/bench_training.py`` and, for the seed presets, it must follow the same
 trajectory as ``impl_torch`` (``tests/test_training_parity.py``).
 """
 

@@ -1,25 +1,22 @@
-"""Cell formatting and Markdown/CSV table text."""
+"""Cell formatting and Markdown/CSV table text (pandas ``to_markdown``, ``to_csv``)."""
 
 from __future__ import annotations
 
-from .data import SLOWER, FASTER, order_key
+import pandas as pd
+
+from .frame import FASTER, SLOWER
+
 
 def fmt_us(seconds) -> str:
     if seconds is None:
         return ""
     us = seconds * 1e6
-    if abs(us) >= 100:
-        return f"{us:,.0f}"
-    if abs(us) >= 10:
-        return f"{us:.1f}"
-    return f"{us:.2f}"
+    return f"{us:,.0f}" if abs(us) >= 100 else f"{us:.1f}" if abs(us) >= 10 else f"{us:.2f}"
 
 
 def fmt_x(value) -> str:
     """A speedup (peer time / ours): below 1 it is a slowdown, and says so."""
-    if value is None:
-        return ""
-    return f"{value:.2f}x" + (" (slower)" if value < 1 else "")
+    return "" if value is None else f"{value:.2f}x" + (" (slower)" if value < 1 else "")
 
 
 FLAG = " †"
@@ -35,15 +32,13 @@ def fmt_util(row) -> str:
     util = row.get("cpu_util")
     if util is None:
         return ""
-    text = f"{util:.2f}"
-    return f"**{text} > {row['cpu_budget']}** †" if row.get("over_budget") else text
+    return f"**{util:.2f} > {row['cpu_budget']}** †" if row.get("over_budget") else f"{util:.2f}"
 
 
 def threads_label(row) -> str:
     """e.g. ``2 (default)``, ``1 (pinned)``, or ``1`` for runs that recorded only torch's count."""
-    setting = row.get("thread_setting")
     budget = row.get("cpu_budget") if row.get("cpu_budget") is not None else row.get("threads")
-    if setting == "default":
+    if row.get("thread_setting") == "default":
         return f"{budget} (default)"
     return f"{budget} (pinned)" if row.get("pinned") else f"{budget}"
 
@@ -64,37 +59,31 @@ def fmt_bytes(n) -> str:
     return f"{n} B"
 
 
+def _verdict(c) -> str:
+    return " **slower**" if c >= SLOWER else " faster" if c <= FASTER else ""
+
+
+def fmt_ratio(c) -> str:
+    return f"{c:.2f}x{_verdict(c)}"
+
+
 def fmt_change(row) -> str:
     c = row.get("change")
-    if c is None:
-        return ""
-    tag = " **slower**" if c >= SLOWER else (" faster" if c <= FASTER else "")
-    return f"{fmt_us(row['prev_median_s'])} -> {fmt_us(row['median_s'])} ({c:.2f}x){tag}"
+    return "" if c is None else f"{fmt_us(row['prev_median_s'])} -> {fmt_us(row['median_s'])} ({c:.2f}x){_verdict(c)}"
 
 
-def table(header: list[str], body: list[list[str]], align: list[str] | None = None) -> str:
-    align = align or ["---"] * len(header)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
+def table(header: list[str], body: list[list]) -> str:
+    """A Markdown table of already formatted cells (tabulate's GitHub format, no number parsing)."""
+    return pd.DataFrame([[str(c) for c in row] for row in body], columns=header).to_markdown(
+        index=False, tablefmt="github", disable_numparse=True)
 
 
-def ordered(values, order):
-    return sorted(set(values), key=lambda v: order_key(v, order))
-
-
-def csv_table(columns, records) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for rec in records:
-        w.writerow(["" if rec.get(c) is None else rec.get(c) for c in columns])
-    return buf.getvalue()
-
-
-def us(s):
-    return None if s is None else s * 1e6
-
+def csv_text(df: pd.DataFrame, columns) -> str:
+    """``df``'s ``columns`` as CSV, microseconds for the ``*_us`` columns made from ``*_s``."""
+    out = df.reindex(columns=[c for c in df.columns])
+    for col in columns:
+        if col.endswith("_us") and col[:-3] + "_s" in df:
+            out[col] = df[col[:-3] + "_s"].map(lambda s: None if s is None else s * 1e6)
+        elif col == "previous_median_us":
+            out[col] = df["prev_median_s"].map(lambda s: None if s is None else s * 1e6)
+    return out.reindex(columns=list(columns)).to_csv(index=False, lineterminator="\n")

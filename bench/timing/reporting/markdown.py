@@ -1,14 +1,116 @@
-"""The results folder's README.md."""
+"""The results folder's Markdown: README.md, recommendation.md and headline.md.
+
+The recommendation: per device, dtype and thread setting, for each rule and size, the
+fastest implementation in each framework (ours and the peers together; the empty-jit floor
+is not a candidate) and its margin over the runner-up. Two medians whose gap is smaller
+than the mean of their IQRs, or whose ratio is below ``TIE`` (5 %), are a tie: the run does
+not separate them.
+"""
 
 from __future__ import annotations
 
-from .data import DEVICE_ORDER, DTYPE_ORDER, FASTER, IMPL_ORDER, RULE_ORDER, SIZE_ORDER, SLOWER, order_key, tag_order
-from .fmt import FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_us, fmt_util, fmt_x, ordered, table, threads_label
+import pandas as pd
+
+from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
+                  threads_label)
+from .frame import GROUP, impl_order, order, records, rule_order, size_order, sort
 from .freshness import freshness
-from .recommend import labels, recommendation
-from .targets import targets
-from .store import PREVIOUS
-from .tables import headline
+
+TIE = 1.05
+FRAMEWORKS = (("torch", "PyTorch"), ("jax", "JAX"))
+PREVIOUS = "previous.json"
+
+
+def within_noise(fast: dict, slow: dict) -> bool:
+    """True when ``slow``'s median is not clearly above ``fast``'s: the gap is smaller than
+    the mean of the two IQRs, or the ratio is below ``TIE``."""
+    gap = slow["median_s"] - fast["median_s"]
+    noise = ((fast.get("iqr_s") or 0.0) + (slow.get("iqr_s") or 0.0)) / 2
+    return gap <= noise or slow["median_s"] < TIE * fast["median_s"]
+
+
+def pick(members: list[dict], framework: str) -> dict | None:
+    """``{"best": row, "tied": [rows], "runner_up": row or None, "margin": ratio or None}``."""
+    ranked = sorted((m for m in members if m.get("framework") == framework and m.get("family") != "floor"),
+                    key=lambda m: m["median_s"])
+    if not ranked:
+        return None
+    best, runner = ranked[0], ranked[1] if len(ranked) > 1 else None
+    return {"best": best, "tied": [m for m in ranked[1:] if within_noise(best, m)], "runner_up": runner,
+            "margin": runner["median_s"] / best["median_s"] if runner else None}
+
+
+def _cells(choice: dict | None) -> list[str]:
+    if choice is None:
+        return ["-", "-"]
+    best = choice["best"]
+    if choice["tied"]:
+        names = ", ".join(f"{m['impl']} {fmt_us(m['median_s'])}{flag(m)}" for m in [best, *choice["tied"]])
+        return [f"tie: {names}", f"{choice['margin']:.2f}x: within noise"]
+    name = f"**{best['impl']}** {fmt_us(best['median_s'])}{flag(best)}"
+    if choice["runner_up"] is None:
+        return [name, "only one measured"]
+    return [name, f"{choice['margin']:.2f}x over {choice['runner_up']['impl']}"]
+
+
+def _groups(steps: pd.DataFrame):
+    """(device, dtype, tag, rule, size) and its rows, in report order."""
+    for key, members in steps.groupby(GROUP, sort=False):
+        yield key, records(members)
+
+
+def recommendation(steps: pd.DataFrame, level: int = 1) -> str:
+    """Markdown: one table per device, dtype and thread setting (``recommendation.md``);
+    ``level`` is the heading level of its title."""
+    out = ["#" * level + " Which implementation at which size", "",
+           "Per device, dtype and thread setting: for each rule and size, the fastest implementation in each "
+           "framework (ours and the library's own together) and how much faster it is than the runner-up "
+           "(runner-up median / fastest median). Two medians closer than the mean of their IQRs, or within "
+           f"{100 * (TIE - 1):.0f} % of each other, are called a tie. Times in us per step; labels are defined in "
+           "the report.", ""]
+    for _, setting in steps.groupby(["device", "dtype", "tag"], sort=False):
+        body = [[rule, size, *_cells(pick(members, "torch")), *_cells(pick(members, "jax"))]
+                for (_, _, _, rule, size), members in _groups(setting)]
+        out += ["#" * (level + 1) + f" {setting['device'].iloc[0]}, {setting['dtype'].iloc[0]}, threads "
+                f"{threads_label(records(setting.head(1))[0])}", "",
+                table(["rule", "size", "PyTorch: fastest", "margin", "JAX: fastest", "margin"], body), ""]
+    if steps["over_budget"].any():
+        out += [FLAG_NOTE, ""]
+    return "\n".join(out)
+
+
+def headline(steps: pd.DataFrame) -> str:
+    """Per device, dtype, thread setting, rule and size: our fastest implementation in each
+    framework against that framework's fastest peer (median us, % of roofline, speedup),
+    and the floor: what an empty jitted call on the same arguments costs (not a competitor)."""
+
+    def fastest(members, prefix):
+        return min((m for m in members if m["impl"].startswith(prefix)), key=lambda m: m["median_s"], default=None)
+
+    def cell(r):
+        pct = fmt_pct(r)
+        return f"{r['impl']} {fmt_us(r['median_s'])}" + (f" ({pct})" if pct not in ("", "-") else "") + flag(r)
+
+    body = []
+    for (device, dtype, _, rule, size), members in _groups(steps):
+        line = [device, dtype, threads_label(members[0]), rule, size]
+        for ours, peer in (("ours-torch", "torch.optim"), ("ours-jax", "optax")):
+            a, b = fastest(members, ours), fastest(members, peer)
+            line += ["-", "-", "-"] if a is None or b is None else [cell(a), cell(b), fmt_x(b["median_s"] / a["median_s"])]
+        floor = fastest(members, "jax-empty-jit")
+        body.append(line + ["-" if floor is None else fmt_us(floor["median_s"]) + flag(floor)])
+    header = ["device", "dtype", "threads", "rule", "size", "ours, torch (us)", "best torch.optim (us)", "speedup",
+              "ours, jax (us)", "optax (us)", "speedup", "floor: empty jit (us)"]
+    return "\n".join([table(header, body), *([FLAG_NOTE] if steps["over_budget"].any() else [])]) + "\n"
+
+
+def labels(steps: pd.DataFrame) -> str:
+    """Markdown: every implementation label in ``steps`` with the description its JSON carries."""
+    role = {"ours": "ours", "peer": "the library's own", "floor": "floor (a lower bound, not a competitor)"}
+    first = records(sort(steps.drop_duplicates("impl"), ("impl",)))
+    return table(["label", "framework", "role", "what is timed"],
+                 [[f"`{r['impl']}`", r.get("framework") or "", role.get(r.get("family"), r.get("family") or ""),
+                   r.get("impl_description") or "(no description in the JSON)"] for r in first])
 
 
 def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
@@ -25,10 +127,11 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     threads = ab.get("threads") or {}
     versions = ab.get("versions") or {}
     opts = run.get("benchmark_options") or {}
+    sweep = run.get("sweep") or ("full" if run.get("full") else "default")
     lines = [
         "## How this was made",
         "",
-        f"- command: `{run.get('command', 'unknown')}`" + (" (full sweep)" if run.get("full") else " (default sweep)"),
+        f"- command: `{run.get('command', 'unknown')}` ({sweep} sweep)",
         f"- date: {data.get('datetime', 'unknown')}",
         f"- commit: `{commit}`" + (" (working tree dirty)" if dirty else ""),
         f"- machine: {ab.get('cpu_model', mi.get('processor', 'unknown'))}, {cores.get('physical', '?')} cores / "
@@ -40,6 +143,10 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
     ]
+    if sweep == "quick":
+        lines.append("- **the quick sweep** (`make bench`): every rule at a subset of sizes against a subset of the "
+                     "peers, shorter rounds (`QUICK_SIZES`, `QUICK_IMPLS` in bench/timing/cases.py); the whole "
+                     "sweep's report is `results/<machine>/README.md`")
     selection = run.get("selection") or {}
     if selection.get("partial"):
         lines.append(f"- **a slice, not the whole sweep**: {selection.get('deselected', 0)} benchmarks deselected"
@@ -105,23 +212,24 @@ def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict, rec
     return out
 
 
-def _residency(steps: list[dict], probes: list[dict], data: dict) -> list[str]:
-    caches = ((data.get("machine_info") or {}).get("adaptbench") or {}).get("caches") or {}
-    sizes = {}
-    for r in steps:
-        entry = sizes.setdefault((r["device"], r["dtype"], r["size"]), {"n": r["n"], "n_tensors": r["n_tensors"], "ws": {}})
-        entry["ws"][r["rule"]] = (r.get("working_set_bytes"), r.get("cache_resident"))
-    if not sizes:
+def _residency(steps: pd.DataFrame, data: dict) -> list[str]:
+    if steps.empty:
         return []
-    rules_present = ordered([r["rule"] for r in steps], RULE_ORDER)
+    caches = ((data.get("machine_info") or {}).get("adaptbench") or {}).get("caches") or {}
+    rules = order(steps["rule"], rule_order())
+
+    def cell(r):
+        res = r.get("cache_resident")
+        state = "resident" if res else "not resident" if res is not None else "?"
+        return "" if r.get("working_set_bytes") is None else f"{fmt_bytes(r['working_set_bytes'])} ({state})"
+
     body = []
-    for (device, dtype, size), e in sorted(sizes.items(), key=lambda kv: (
-            order_key(kv[0][0], DEVICE_ORDER), order_key(kv[0][1], DTYPE_ORDER), order_key(kv[0][2], SIZE_ORDER))):
-        cells = []
-        for rule in rules_present:
-            ws, res = e["ws"].get(rule, (None, None))
-            cells.append("" if ws is None else f"{fmt_bytes(ws)} ({'resident' if res else 'not resident' if res is not None else '?'})")
-        body.append([device, dtype, size, f"{e['n']:,}", str(e["n_tensors"]), *cells])
+    sizes = sort(steps.drop_duplicates(["device", "dtype", "size", "rule"]), ("device", "dtype", "size"))
+    for (device, dtype, size), rs in sizes.groupby(["device", "dtype", "size"], sort=False):
+        by_rule = {r["rule"]: r for r in records(rs)}
+        first = records(rs.head(1))[0]
+        body.append([device, dtype, size, f"{first['n']:,}", str(first["n_tensors"]),
+                     *(cell(by_rule[rule]) if rule in by_rule else "" for rule in rules)])
     llc = max(caches.values()) if caches else None
     return [
         "## Sizes and cache residency",
@@ -131,9 +239,54 @@ def _residency(steps: list[dict], probes: list[dict], data: dict) -> list[str]:
         "tutorial's Iris softmax regression (W [4,3] + b [3]); `tfm100` is 100 tensors, 999,360 elements, shaped "
         "like an 8-block GPT (d=96), where per-tensor overhead dominates.",
         "",
-        table(["device", "dtype", "size", "elements", "tensors", *rules_present], body),
+        table(["device", "dtype", "size", "elements", "tensors", *rules], body),
         "",
     ]
+
+
+def _rule_tables(rs: pd.DataFrame, previous) -> list[str]:
+    """One rule at one device, dtype and thread setting: medians, speedups, roofline
+    fractions and temporary memory by implementation and size (pivot tables), and every number."""
+    rs = rs.assign(competitor=rs["family"] != "floor")
+    best = rs[rs["competitor"]].groupby("size")["median_s"].min()
+    sizes = order(rs["size"], size_order())
+    impls = order(rs["impl"], impl_order())
+    competitors = [i for i in impls if i in set(rs.loc[rs["competitor"], "impl"])]
+    label = {i: i if i in competitors else f"{i} (floor)" for i in impls}
+
+    def median(r):
+        text = fmt_us(r["median_s"])
+        text = f"*{text}*" if r.get("family") == "floor" else f"**{text}**" if r["median_s"] == best.get(r["size"]) \
+            else text
+        return text + flag(r)
+
+    def grid(cell, rows, empty="-"):
+        cells = rs.assign(cell=[cell(r) for r in records(rs)]).pivot_table(
+            index="impl", columns="size", values="cell", aggfunc="first")
+        cells = cells.reindex(index=rows, columns=sizes)
+        return table(["impl", *sizes], [[label[i], *(empty if pd.isna(c) else c for c in cells.loc[i])]
+                                        for i in rows])
+
+    first = records(rs.head(1))[0]
+    title = f"### {first['rule']}: {first['device']}, {first['dtype']}, threads {threads_label(first)}"
+    out = [title, "", "Median us per step (fastest in bold; the floor in italics, never a candidate):", "",
+           grid(median, impls), "",
+           "Speedup over the best torch.optim variant of the same group (>1: faster; below 1 marked slower):", "",
+           grid(lambda r: fmt_x(r.get("speedup_vs_torch_optim")) + flag(r), competitors).replace(
+               "| impl", "| impl", 1), "",
+           "Fraction of the bandwidth roofline:", "", grid(fmt_pct, competitors), ""]
+    if rs["temp_bytes"].notna().any():
+        out += ["Temporary memory of one step (bytes allocated beyond params, grads and state; ? = not measured):",
+                "", grid(lambda r: fmt_bytes(r.get("temp_bytes")) or "?", impls), ""]
+    header = ["size", "impl", "median us", "IQR us", "rounds", "x best torch.optim", "x optax", "GB/s",
+              "% roofline", "CPU util", "temp memory", "call overhead us"] + (
+        ["previous -> now (ratio)"] if previous is not None else [])
+    body = [[r["size"], label[r["impl"]], fmt_us(r["median_s"]), fmt_us(r.get("iqr_s")), r.get("rounds", ""),
+             fmt_x(r.get("speedup_vs_torch_optim")), fmt_x(r.get("speedup_vs_optax")), f"{r['gbps']:.3g}",
+             fmt_pct(r), fmt_util(r), fmt_bytes(r.get("temp_bytes")), fmt_us(r.get("overhead_s"))]
+            + ([fmt_change(r)] if previous is not None else []) for r in records(rs)]
+    out += ["<details><summary>all numbers</summary>", "", table(header, body), "", "</details>", ""]
+    return out + ([FLAG_NOTE, ""] if rs["over_budget"].any() else [])
 
 
 def _overhead(steps: list[dict]) -> list[str]:
@@ -173,134 +326,66 @@ def _share(row) -> str:
     return "" if not step or over is None else f"{100 * over / step:.0f}%"
 
 
-def markdown(data: dict, steps: list[dict], probes: list[dict], previous: dict | None, plots: list[str],
-             name: str, ignored: int, json_name: str, training: list[dict] = ()) -> str:
+def markdown(data: dict, steps: pd.DataFrame, probes: pd.DataFrame, previous: dict | None, plots: list[str],
+             name: str, ignored: int, json_name: str, training: pd.DataFrame) -> str:
+    from .targets import targets
+
     out = [f"# adaptbench results: {name}", "",
            "Generated by `python -m bench report` from the pytest-benchmark JSON; do not edit by hand.", ""]
     out += _how_made(data, previous, json_name)
     out += freshness(data)
     out += [recommendation(steps, level=2), "Also in `recommendation.md`.", ""]
-    out += [targets(steps, list(training), level=2), "Also in `targets.md`.", ""]
+    out += [targets(steps, training, level=2), "Also in `targets.md`.", ""]
     out += ["## Headline: our fastest against the fastest peer, per framework", "",
             "Median us per step (% of the bandwidth roofline); speedup = peer / ours (below 1: ours is slower). "
             "The floor is what a jitted call on the same arguments costs with nothing inside: no step can beat "
             "it, and it is not a competitor. Also in `headline.md`.", "", headline(steps)]
     out += ["## Labels", "", labels(steps), ""]
-    out += _residency(steps, probes, data)
-    combos = sorted({(r["device"], r["dtype"], r["tag"]) for r in steps},
-                    key=lambda k: (order_key(k[0], DEVICE_ORDER), order_key(k[1], DTYPE_ORDER), tag_order(k[2])))
-    for device, dtype, tag in combos:
-        sub = [r for r in steps if r["device"] == device and r["dtype"] == dtype and r["tag"] == tag]
-        out += [f"## {device}, {dtype}, threads {threads_label(sub[0])}", ""]
-        for plot in plots:
-            if plot.endswith(f"-{device}-{dtype}-{tag}.png"):
-                out += [f"![{plot}]({plot})", ""]
-        for rule in ordered([r["rule"] for r in sub], RULE_ORDER):
-            rs = [r for r in sub if r["rule"] == rule]
-            sizes = ordered([r["size"] for r in rs], SIZE_ORDER)
-            impls = ordered([r["impl"] for r in rs], IMPL_ORDER)
-            competitors = [i for i in impls if not any(r["impl"] == i and r.get("family") == "floor" for r in rs)]
-            by = {(r["impl"], r["size"]): r for r in rs}
-            best = {s: min((r["median_s"] for r in rs if r["size"] == s and r.get("family") != "floor"),
-                           default=None) for s in sizes}
-
-            def label(impl):
-                return f"{impl} (floor)" if impl not in competitors else impl
-
-            def cell(impl, size, what):
-                r = by.get((impl, size))
-                if r is None:
-                    return "-"
-                if what == "us":
-                    text = fmt_us(r["median_s"])
-                    if r.get("family") == "floor":
-                        text = f"*{text}*"
-                    elif r["median_s"] == best[size]:
-                        text = f"**{text}**"
-                    return text + flag(r)
-                if what == "x":
-                    return fmt_x(r.get("speedup_vs_torch_optim")) + flag(r)
-                if what == "mem":
-                    return fmt_bytes(r.get("temp_bytes")) or "?"
-                return fmt_pct(r)
-
-            out += [f"### {rule}: {device}, {dtype}, threads {threads_label(rs[0])}", "",
-                    "Median us per step (fastest in bold; the floor in italics, never a candidate):", ""]
-            out += [table(["impl", *sizes], [[label(i), *(cell(i, s, "us") for s in sizes)] for i in impls]), ""]
-            out += ["Speedup over the best torch.optim variant of the same group (>1: faster; "
-                    "below 1 marked slower):", ""]
-            out += [table(["impl", *sizes], [[i, *(cell(i, s, "x") for s in sizes)] for i in competitors]), ""]
-            out += ["Fraction of the bandwidth roofline:", ""]
-            out += [table(["impl", *sizes], [[i, *(cell(i, s, "pct") for s in sizes)] for i in competitors]), ""]
-            if any(r.get("temp_bytes") is not None for r in rs):
-                out += ["Temporary memory of one step (bytes allocated beyond params, grads and state; "
-                        "? = not measured):", ""]
-                out += [table(["impl", *sizes], [[label(i), *(cell(i, s, "mem") for s in sizes)] for i in impls]),
-                        ""]
-            header = ["size", "impl", "median us", "IQR us", "rounds", "x best torch.optim", "x optax", "GB/s",
-                      "% roofline", "CPU util", "temp memory", "call overhead us"] + (
-                ["previous -> now (ratio)"] if previous is not None else [])
-            body = []
-            for r in rs:
-                line = [r["size"], label(r["impl"]), fmt_us(r["median_s"]), fmt_us(r.get("iqr_s")),
-                        r.get("rounds", ""), fmt_x(r.get("speedup_vs_torch_optim")),
-                        fmt_x(r.get("speedup_vs_optax")), f"{r['gbps']:.3g}", fmt_pct(r), fmt_util(r),
-                        fmt_bytes(r.get("temp_bytes")), fmt_us(r.get("overhead_s"))]
-                if previous is not None:
-                    line.append(fmt_change(r))
-                body.append(line)
-            out += ["<details><summary>all numbers</summary>", "", table(header, body), "", "</details>", ""]
-            if any(r.get("over_budget") for r in rs):
-                out += [FLAG_NOTE, ""]
-    out += _overhead(steps)
-    if probes:
-        out += ["## Bandwidth probe (in-place a += b)", ""]
+    out += _residency(steps, data)
+    for (device, dtype, tag), sub in steps.groupby(["device", "dtype", "tag"], sort=False):
+        out += [f"## {device}, {dtype}, threads {threads_label(records(sub.head(1))[0])}", ""]
+        out += [line for plot in plots if plot.endswith(f"-{device}-{dtype}-{tag}.png")
+                for line in (f"![{plot}]({plot})", "")]
+        for _, rs in sub.groupby("rule", sort=False):
+            out += _rule_tables(rs, previous)
+    out += _overhead(records(steps))
+    if not probes.empty:
         body = [[p["device"], p["dtype"], threads_label(p), p["size"], p.get("working_set_arrays") or "?",
-                 f"{p['probe_elements']:,}", p["framework"], fmt_us(p["median_s"]),
-                 f"{p['gbps']:.3g}", fmt_bytes(p.get("working_set_bytes")),
-                 {True: "yes", False: "no"}.get(p.get("cache_resident"), "?"), fmt_util(p)] for p in probes]
-        out += [table(["device", "dtype", "threads", "size", "for steps touching (arrays)", "elements in a and b",
-                        "framework", "median us", "GB/s", "working set", "cache resident", "CPU util"], body), ""]
-    if training:
-        out += ["## Training throughput (Iris, bench/bench_training.py)", "",
+                 f"{p['probe_elements']:,}", p["framework"], fmt_us(p["median_s"]), f"{p['gbps']:.3g}",
+                 fmt_bytes(p.get("working_set_bytes")), {True: "yes", False: "no"}.get(p.get("cache_resident"), "?"),
+                 fmt_util(p)] for p in records(probes)]
+        out += ["## Bandwidth probe (in-place a += b)", "",
+                table(["device", "dtype", "threads", "size", "for steps touching (arrays)", "elements in a and b",
+                       "framework", "median us", "GB/s", "working set", "cache resident", "CPU util"], body), ""]
+    if not training.empty:
+        out += ["## Training throughput (Iris, bench/training/bench_training.py)", "",
                 "One call is one epoch of the tutorial's setting (whole training steps: forward, backward, "
                 "update); steps/s = steps per call / median.", ""]
-        header = ["threads", "rule", "variant", "median ms per epoch", "IQR ms", "rounds", "steps/s",
-                  "CPU util"] + (["previous -> now (ratio)"] if previous is not None else [])
-        body = []
-        for r in training:
-            line = [threads_label(r), r["rule"], r["impl"], f"{r['median_s'] * 1e3:.3g}",
-                    "" if r.get("iqr_s") is None else f"{r['iqr_s'] * 1e3:.2g}", r.get("rounds", ""),
-                    f"{r['steps_per_s']:,.0f}", fmt_util(r)]
-            if previous is not None:
-                line.append(fmt_change(r))
-            body.append(line)
-        out += [table(header, body), ""]
+        body = [[threads_label(r), r["rule"], r["impl"], f"{r['median_s'] * 1e3:.3g}",
+                 "" if r.get("iqr_s") is None else f"{r['iqr_s'] * 1e3:.2g}", r.get("rounds", ""),
+                 f"{r['steps_per_s']:,.0f}", fmt_util(r)] + ([fmt_change(r)] if previous is not None else [])
+                for r in records(training)]
+        out += [table(["threads", "rule", "variant", "median ms per epoch", "IQR ms", "rounds", "steps/s", "CPU util"]
+                      + (["previous -> now (ratio)"] if previous is not None else []), body), ""]
     if previous is not None:
-        both = [r for r in steps + probes if r.get("change") is not None]
-        both.sort(key=lambda r: -r["change"])
-        slower = sum(r["change"] >= SLOWER for r in both)
-        faster = sum(r["change"] <= FASTER for r in both)
+        both = pd.concat([steps, probes])
+        both = both[both["change"].notna()].astype({"change": float})
+        both = both.sort_values("change", ascending=False, kind="stable")
         out += ["## Change since the previous run", "",
-                f"{len(both)} benchmarks in both runs: {slower} slower by >= 10%, {faster} faster by >= 10% "
-                f"(ratio = now / before; noise on a loaded machine easily reaches 10%).", ""]
-        body = [[r["device"], r["dtype"], threads_label(r), r.get("rule") or "probe", r["size"], r["impl"], fmt_us(r["prev_median_s"]),
-                 fmt_us(r["median_s"]), f"{r['change']:.2f}x" + (" **slower**" if r["change"] >= SLOWER else
-                                                                  " faster" if r["change"] <= FASTER else "")]
-                for r in both]
-        out += [table(["device", "dtype", "threads", "rule", "size", "impl", "before us", "now us", "ratio"], body),
-                ""]
-    errors = [r for r in steps if r.get("probe_error")]
+                f"{len(both)} benchmarks in both runs: {int((both['change'] >= 1.10).sum())} slower by >= 10%, "
+                f"{int((both['change'] <= 1 / 1.10).sum())} faster by >= 10% "
+                "(ratio = now / before; noise on a loaded machine easily reaches 10%).", "",
+                table(["device", "dtype", "threads", "rule", "size", "impl", "before us", "now us", "ratio"],
+                      [[r["device"], r["dtype"], threads_label(r), r.get("rule") or "probe", r["size"], r["impl"],
+                        fmt_us(r["prev_median_s"]), fmt_us(r["median_s"]), fmt_ratio(r["change"])]
+                       for r in records(both)]), ""]
+    errors = records(steps[steps["probe_error"].notna()]) if not steps.empty else []
     out += ["## Probe errors", ""]
-    if errors:
-        out += ["Steps that beat the probe; their roofline fraction is not a result:", ""]
-        out += [table(["group", "impl", "error"],
-                       [[f"{r['rule']}-{r['size']}-{r['dtype']}-{r['device']}-{r['tag']}", r["impl"], r["probe_error"]]
-                        for r in errors]), ""]
-    else:
-        out += ["None: every step stayed at or below its probe.", ""]
+    out += (["Steps that beat the probe; their roofline fraction is not a result:", "",
+             table(["group", "impl", "error"],
+                   [[f"{r['rule']}-{r['size']}-{r['dtype']}-{r['device']}-{r['tag']}", r["impl"], r["probe_error"]]
+                    for r in errors]), ""] if errors else ["None: every step stayed at or below its probe.", ""])
     if ignored:
         out += [f"({ignored} benchmarks in the JSON are not adaptbench step, probe or training benchmarks "
                 "and were left out.)", ""]
     return "\n".join(out)
-

@@ -1,6 +1,7 @@
 """Tables and plots for the "sharded" family (bench/timing/bench_sharded.py).
 
-``write(data, out, writer=None) -> str`` takes a pytest-benchmark JSON (already loaded),
+``write(data, out, writer=None) -> str`` takes a pytest-benchmark JSON (already loaded) as
+a pandas frame (``rows``),
 writes ``sharded-<framework>-<scaling>.png`` under ``out`` and returns the Markdown
 section (tables and image links). Nothing is written when the JSON has no sharded rows
 (the section is then empty). ``rows(data)``, ``markdown(rows)`` and ``plot(rows, out)``
@@ -20,7 +21,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-RULE_ORDER = ("adagrad", "adadelta", "rmsprop")
+import pandas as pd
+
+from .fmt import table
+from .frame import order, records, rule_order
+
 SCALING_TITLE = {
     "strong": "JAX SPMD, strong scaling: 1e7 fp32 elements in all over 1-8 devices",
     "weak": "JAX SPMD, weak scaling: 1e6 fp32 elements per device",
@@ -35,72 +40,57 @@ MEANING = (
 )
 
 
-def rows(data: dict) -> list[dict]:
-    """The sharded benchmarks of a pytest-benchmark JSON as flat rows (timed ones only)."""
-    out = []
-    for b in data.get("benchmarks", []):
-        ei = b.get("extra_info") or {}
-        if ei.get("kind") != "sharded" or "median_s" not in ei:
-            continue
-        frac = ei.get("roofline_fraction")
-        out.append({
-            "name": b.get("name"),
-            "framework": ei["framework"],
-            "scaling": ei["scaling"],
-            "rule": ei["rule"],
-            "impl": ei["impl"],
-            "devices": int(ei["devices"]),
-            "n": int(ei["n"]),
-            "n_per_device": int(ei["n_per_device"]),
-            "bytes_per_device": float(ei["bytes_per_device"]),
-            "median_s": float(ei["median_s"]),
-            "gbps_per_device": float(ei["gbps_per_device"]),
-            "probe_gbps_per_device": ei.get("probe_gbps_per_device"),
-            "roofline_fraction": frac if frac is not None and frac <= 1 else None,
-            "probe_error": frac is not None and frac > 1,
-            "device": ei.get("device", "cpu"),
-            # the sweep runs each thread setting; their rows must not read as repeats
-            "threads": str(ei.get("threads", "—")) + (" (default)" if ei.get("thread_setting") == "default" else ""),
-        })
-    return out
-
-
-def _order(value, order) -> tuple:
-    return (order.index(value), "") if value in order else (len(order), str(value))
-
-
-def _key(r) -> tuple:
-    return (r["framework"], r["scaling"], _order(r["rule"], RULE_ORDER), r["impl"], r["threads"], r["devices"])
+def rows(data: dict) -> pd.DataFrame:
+    """The sharded benchmarks of a pytest-benchmark JSON, one row each (timed ones only)."""
+    ei = pd.DataFrame([b.get("extra_info") or {} for b in data.get("benchmarks", [])])
+    if ei.empty or "median_s" not in ei:
+        return pd.DataFrame()
+    ei = ei[(ei["kind"] == "sharded") & ei["median_s"].notna()].astype(object)
+    if ei.empty:
+        return pd.DataFrame()
+    frac = ei["roofline_fraction"] if "roofline_fraction" in ei else pd.Series(None, index=ei.index)
+    default = ei["thread_setting"] == "default" if "thread_setting" in ei else pd.Series(False, index=ei.index)
+    out = ei.assign(
+        devices=ei["devices"].astype(int), n=ei["n"].astype(int), n_per_device=ei["n_per_device"].astype(int),
+        bytes_per_device=ei["bytes_per_device"].astype(float), median_s=ei["median_s"].astype(float),
+        gbps_per_device=ei["gbps_per_device"].astype(float),
+        probe_gbps_per_device=ei.get("probe_gbps_per_device"),
+        roofline_fraction=frac.where(frac.notna() & (frac.astype(float) <= 1), None),
+        probe_error=frac.notna() & (frac.astype(float) > 1),
+        # the sweep runs each thread setting; their rows must not read as repeats
+        threads=ei.get("threads", pd.Series("—", index=ei.index)).map(lambda t: "—" if pd.isna(t) else str(t))
+        + default.map({True: " (default)", False: ""}))
+    rank = {r: i for i, r in enumerate(order(out["rule"], rule_order()))}
+    out = out.assign(_rule=out["rule"].map(rank)).sort_values(
+        ["framework", "scaling", "_rule", "impl", "threads", "devices"], kind="stable")
+    return out.drop(columns="_rule").reset_index(drop=True)
 
 
 def _fmt(v, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
+    return "—" if v is None or pd.isna(v) else format(v, spec)
 
 
-def markdown(rs: list[dict]) -> str:
-    if not rs:
+def markdown(rs: pd.DataFrame) -> str:
+    if rs.empty:
         return ""
     lines = ["## Sharded parameters (scaling out)", "", MEANING, ""]
-    for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
-        sub = sorted((r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)), key=_key)
-        base = {(r["rule"], r["impl"], r["threads"]): r["median_s"] for r in sub if r["devices"] == 1}
+    for (framework, scaling), sub in rs.groupby(["framework", "scaling"], sort=True):
         strong = scaling == "strong"
-        lines += [f"### {SCALING_TITLE.get(scaling, f'{framework} {scaling}')}", ""]
-        head = ["rule", "impl", "threads", "devices", "elements/device", "MB/device/step", "median ms",
-                "GB/s per device", "probe GB/s per device", "of probe"]
-        if strong:
-            head.append("time vs 1 device")
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in sub:
-            frac = "probe error" if r["probe_error"] else _fmt(r["roofline_fraction"], ".0%")
+        one = sub[sub["devices"] == 1].set_index(["rule", "impl", "threads"])["median_s"]
+        body = []
+        for r in records(sub):
             cells = [r["rule"], f"`{r['impl']}`", r["threads"], str(r["devices"]), f"{r['n_per_device']:,}",
                      f"{r['bytes_per_device'] / 1e6:.1f}", f"{r['median_s'] * 1e3:.2f}",
-                     f"{r['gbps_per_device']:.2f}", _fmt(r["probe_gbps_per_device"], ".2f"), frac]
+                     f"{r['gbps_per_device']:.2f}", _fmt(r["probe_gbps_per_device"], ".2f"),
+                     "probe error" if r["probe_error"] else _fmt(r["roofline_fraction"], ".0%")]
             if strong:
-                one = base.get((r["rule"], r["impl"], r["threads"]))
-                cells.append("—" if one is None else f"{r['median_s'] / one:.2f}x")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"![{framework} {scaling}](sharded-{framework}-{scaling}.png)", ""]
+                base = one.get((r["rule"], r["impl"], r["threads"]))
+                cells.append("—" if base is None else f"{r['median_s'] / base:.2f}x")
+            body.append(cells)
+        head = ["rule", "impl", "threads", "devices", "elements/device", "MB/device/step", "median ms",
+                "GB/s per device", "probe GB/s per device", "of probe"] + (["time vs 1 device"] if strong else [])
+        lines += [f"### {SCALING_TITLE.get(scaling, f'{framework} {scaling}')}", "", table(head, body), "",
+                  f"![{framework} {scaling}](sharded-{framework}-{scaling}.png)", ""]
     return "\n".join(lines)
 
 
@@ -120,8 +110,9 @@ def plot(rs: list[dict], out, writer=None) -> list[str]:
     """Per (framework, scaling): one panel per rule. Over device counts (JAX): GB/s per
     device per impl (solid) and the probe's GB/s per device (dotted); one device count
     (torch): bars of GB/s per device per impl, the probe a dotted line. Returns file names."""
-    if not rs:
+    if rs.empty:
         return []
+    rs = records(rs)
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -131,11 +122,11 @@ def plot(rs: list[dict], out, writer=None) -> list[str]:
     written = []
     for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
         sub = [r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)]
-        rules = sorted({r["rule"] for r in sub}, key=lambda v: _order(v, RULE_ORDER))
+        rules = order([r["rule"] for r in sub], rule_order())
         fig, axes = plt.subplots(1, len(rules), figsize=(5.2 * len(rules), 4.4), squeeze=False,
                                  layout="constrained")
         for ax, rule in zip(axes[0], rules):
-            rr = sorted((r for r in sub if r["rule"] == rule), key=_key)
+            rr = [r for r in sub if r["rule"] == rule]
             impls = sorted({(r["impl"], r["threads"]) for r in rr})
             counts = sorted({r["devices"] for r in rr})
             if len(counts) > 1:

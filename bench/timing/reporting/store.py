@@ -1,7 +1,18 @@
-"""Where a report's files go, and the current/previous runs kept there."""
+"""Where a report's files go, and the current/previous runs kept there.
+
+Why not pytest-benchmark's own storage (``--benchmark-autosave`` into ``.benchmarks/``,
+``--benchmark-compare``): a run here is several pytest processes (one per thread setting,
+one per Keras backend) merged into one JSON, which no single process's storage holds; the
+runs are committed beside their report in ``results/<machine>/``, not in a per-user cache;
+and only a run of the same sweep (quick, default or full; same thread settings) is a fair
+"previous". The files are pytest-benchmark's format all the same, so its own command
+compares any two of them in the terminal:
+``pytest-benchmark compare results/<machine>/previous.json results/<machine>/benchmark.json``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -9,9 +20,9 @@ import sys
 from pathlib import Path
 
 from bench.machine import REPO_ROOT
+from bench.writer import atomic_write_text
 
-from .data import ReportError, digest, load, slim, thread_fields
-from .files import atomic_write_text
+from .frame import ReportError, benchmarks, load
 
 RESULTS_ROOT = REPO_ROOT / "results"
 CURRENT = "benchmark.json"
@@ -20,6 +31,7 @@ PREVIOUS = "previous.json"
 
 ARCHIVE = "archive"
 SLICES = "slices"
+QUICK = "quick"
 
 
 def selection(data: dict) -> tuple[bool, str]:
@@ -40,9 +52,20 @@ def selection(data: dict) -> tuple[bool, str]:
 
 def sweep(data: dict) -> tuple:
     """What makes two runs comparable: the sweep (default or full) and the thread settings."""
-    tags = sorted({thread_fields(b.get("extra_info") or {})["tag"] for b in data.get("benchmarks", [])
-                   if "adaptbench" in (b.get("extra_info") or {})})
-    return (bool((data.get("adaptbench") or {}).get("full")), tuple(tags))
+    tags = sorted(set(benchmarks(data)["tag"]))
+    meta = data.get("adaptbench") or {}
+    return (meta.get("sweep") or ("full" if meta.get("full") else "default"), tuple(tags))
+
+
+def digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def slim(data: dict) -> dict:
+    """``data`` without the per-round samples (``stats.data``): the summary statistics stay,
+    and a results folder holds kilobytes instead of megabytes."""
+    return {**data, "benchmarks": [{**b, "stats": {k: v for k, v in b["stats"].items() if k != "data"}}
+                                   if isinstance(b.get("stats"), dict) else b for b in data["benchmarks"]]}
 
 
 def _stamp(data: dict) -> str:
@@ -59,6 +82,8 @@ def output_folder(data: dict, out=None) -> Path:
     partial, why = selection(data)
     if out is None:
         base = RESULTS_ROOT / machine.slug((data.get("machine_info") or {}).get("adaptbench") or {})
+        if (data.get("adaptbench") or {}).get("sweep") == QUICK:
+            base = base / QUICK
         return base / SLICES / _stamp(data) if partial else base
     out = Path(out)
     if partial and (out / CURRENT).exists():

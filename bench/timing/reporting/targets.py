@@ -1,7 +1,6 @@
 """The performance targets of issue #15, judged from one run: ``targets.md``.
 
-Every number comes from the run's rows (``data.rows``, ``data.training_rows``); nothing is
-typed in. Per thread setting:
+Every number comes from the run's frames (``frame.frames``); nothing is typed in. Per thread setting:
 
 1. 1e7 fp32: our fused Adagrad (``ours-torch-fused``) >= 1.0x torch.optim's ``fused=True``;
    every rule's fused step >= 85 % of the in-place bandwidth probe.
@@ -22,21 +21,26 @@ ours; "within noise" marks a gap smaller than the two rows' IQRs or 5 %
 
 from __future__ import annotations
 
-from .data import RULE_ORDER, SIZE_ORDER, order_key
+import pandas as pd
+
 from .fmt import fmt_bytes, fmt_us, table, threads_label
-from .recommend import within_noise
+from .frame import records, sort
+from .markdown import within_noise
 
 PROBE_TARGET = 0.85
 ADADELTA_JAX_TARGET, ADADELTA_JAX_GOAL = 2.5, 4.0
 TORCH_DEFAULT = {"cpu": "torch.optim-loop", "cuda": "torch.optim-foreach"}
 FROM_1E5 = ("1e5", "1e6", "tfm100", "1e7")
-RULES = ("adagrad", "adadelta", "rmsprop")
 BIG = "1e7"
 NO_ROWS = "not in this run"
 
 
 def _index(steps: list[dict]) -> dict:
     return {(r["device"], r["dtype"], r["tag"], r["rule"], r["size"], r["impl"]): r for r in steps}
+
+
+def _rules(idx: dict) -> list[str]:
+    return list(dict.fromkeys(key[3] for key in idx))
 
 
 def _settings(steps: list[dict]) -> list[tuple]:
@@ -80,7 +84,7 @@ def _pct(row: dict) -> str:
 
 def _fused_vs_probe(idx, device, tag) -> list[str]:
     parts, worst = [], None
-    for rule in RULES:
+    for rule in _rules(idx):
         row = idx.get((device, "fp32", tag, rule, BIG, "ours-torch-fused"))
         if row is None or row.get("probe_error") or row.get("roofline_fraction") is None:
             continue
@@ -99,8 +103,7 @@ def _default_vs(idx, steps, device, tag, sizes, peer_of, label) -> list[str]:
         if r["device"] == device and r["dtype"] == "fp32" and r["tag"] == tag:
             by_case.setdefault((r["rule"], r["size"]), {})[r["impl"]] = r
     worst, misses, cases, all_noisy = None, [], 0, True
-    for (rule, size), members in sorted(by_case.items(), key=lambda kv: (order_key(kv[0][0], RULE_ORDER),
-                                                                          order_key(kv[0][1], SIZE_ORDER))):
+    for (rule, size), members in by_case.items():
         if sizes is not None and size not in sizes:
             continue
         ours, peer = members.get("ours-torch-auto"), peer_of(members)
@@ -139,7 +142,7 @@ def _adadelta_jax(idx, device, tag) -> list[str]:
 def _memory(idx, device, tag) -> list[str]:
     label = "1e7 fp32: fused paths and `make_step` allocate no parameter-sized temporary"
     found = [(impl, rule, idx.get((device, "fp32", tag, rule, BIG, impl)))
-             for impl in ("ours-torch-fused", "ours-torch-auto", "ours-jax-step") for rule in RULES]
+             for impl in ("ours-torch-fused", "ours-torch-auto", "ours-jax-step") for rule in _rules(idx)]
     found = [(impl, rule, r) for impl, rule, r in found if r is not None and r.get("temp_bytes") is not None]
     if not found:
         return [label, NO_ROWS, NO_ROWS]
@@ -156,7 +159,7 @@ def _memory(idx, device, tag) -> list[str]:
 def _training(training: list[dict], tag: str) -> list[str]:
     rows = {(r["rule"], r["impl"]): r for r in training if r.get("tag") == tag}
     parts = []
-    for rule in RULES:
+    for rule in dict.fromkeys(r["rule"] for r in training):
         ours, peer = rows.get((rule, "torch-compiled-ours")), rows.get((rule, "torch-compiled-optim"))
         if ours and peer:
             parts.append(f"{rule} {peer['median_s'] / ours['median_s']:.2f}x "
@@ -165,9 +168,12 @@ def _training(training: list[dict], tag: str) -> list[str]:
     return [label, "; ".join(parts) if parts else NO_ROWS, "measured" if parts else NO_ROWS]
 
 
-def targets(steps: list[dict], training: list[dict], level: int = 1) -> str:
+def targets(steps, training, level: int = 1) -> str:
     """Markdown: one table per device and thread setting, each target with its numbers from
-    this run and met/missed; ``level`` is the heading level of the title."""
+    this run and met/missed; ``level`` is the heading level of the title. ``steps`` and
+    ``training`` are frames (or their rows)."""
+    steps = records(sort(pd.DataFrame(steps))) if len(steps) else []
+    training = records(sort(pd.DataFrame(training), ("tag", "rule", "impl"))) if len(training) else []
     idx = _index(steps)
     out = [
         "#" * level + " Performance targets (issue #15)",

@@ -1,4 +1,5 @@
-"""Atomic file writing: every report file lands whole or not at all."""
+"""What both programs' reports (bench/timing's and bench/training's) write files with:
+every file lands whole or not at all (a temporary file in the same folder, then ``os.replace``)."""
 
 from __future__ import annotations
 
@@ -27,4 +28,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-

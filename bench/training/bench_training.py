@@ -8,7 +8,7 @@ call. ``extra_info["steps_per_call"]`` (5, or 100) lets the report turn the medi
 steps/s. Variants (``extra_info["variant"]``):
 
 - ``torch-tutorial``: the tutorial's eager loop, hand-written in-place updates under
-  ``torch.no_grad`` (``bench/tutorial_torch.py``);
+  ``torch.no_grad`` (``bench/training/tutorial_torch.py``);
 - ``torch-ours-<impl>``: ``impl_torch.optimizer_for(rule, params, impl=<impl>)`` for each
   impl in ``impl_torch.IMPLS``, eager ``zero_grad``/``backward``/``step``;
 - ``torch-optim``: ``torch.optim``'s class with the seed's numbers (Adagrad and RMSprop put
@@ -46,12 +46,12 @@ import pytest
 
 import datasets
 from adaptbench import rules
-from bench.training import models, tutorial_torch
-from bench.training.train_runs import batch_order
+from . import models, tutorial_torch
+from .train_runs import batch_order
 
 SCHEMA = 1
 GROUP = "training-iris"
-RULES = ("adagrad", "adadelta", "rmsprop")
+RULES = tuple(rules.RULES)
 BATCH_SIZE = 24
 ROUNDS = 60
 WARMUP_ROUNDS = 3
@@ -103,7 +103,7 @@ def steps_per_call(variant: str) -> int:
 def _torch_epoch(variant: str, rule):
     import torch
 
-    from bench.training import models_torch
+    from . import models_torch
 
     split, init, batches = _problem()
     X, y = torch.from_numpy(split.train[0]), torch.from_numpy(split.train[1])
@@ -126,8 +126,7 @@ def _torch_epoch(variant: str, rule):
         impl = None if variant == "torch-compiled-ours" else variant.removeprefix("torch-ours-")
         opt = impl_torch.optimizer_for(rule, model.parameters(), impl=impl)
     elif variant in ("torch-optim", "torch-compiled-optim"):
-        cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
-               "rmsprop": torch.optim.RMSprop}[rule.name]
+        cls = getattr(torch.optim, type(rule).__name__)  # the rule classes bear torch.optim's names
         kw = {"lr": rule.lr, "eps": rule.eps, "foreach": False}
         if rule.name == "adadelta":
             kw["rho"] = rule.rho
@@ -173,7 +172,7 @@ def _jax_epoch(variant: str, rule):
     import optax
 
     import impl_jax
-    from bench.training import models_jax
+    from . import models_jax
 
     split, init, batches = _problem(SCAN_EPOCHS.get(variant, 1))
     X, y = jnp.asarray(split.train[0]), jnp.asarray(split.train[1])

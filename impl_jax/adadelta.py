@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import optax
 
 from adaptbench import rules
 

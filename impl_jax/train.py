@@ -3,7 +3,7 @@
 For a tiny model (the tutorial's 15-parameter softmax regression) a step is a handful of
 microsecond-sized kernels, and what costs is the dispatch around them: a separate
 jitted gradient and jitted update pay the call overhead twice per step (about 14 us
-each on the 2-core CPU, see ``bench/bench_training.py``), and a Python loop pays it once
+each on the 2-core CPU, see ``bench/training/bench_training.py``), and a Python loop pays it once
 per step. Here forward, backward and update are traced into one function, and
 :func:`make_train_loop` runs any number of steps inside one ``lax.scan``, so the call
 overhead is paid once per call, not once per step.

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
+from . import caches
 from .distributed import local_views
 from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
 from .prologue import effective_grads
@@ -436,7 +437,7 @@ AUTO_FUSED_DTYPES = (torch.float32, torch.float64)
 logger = logging.getLogger("impl_torch")
 
 # Reasons already logged at WARNING, once each.
-_WARNED: set[str] = set()
+_WARNED = caches.WARNED
 
 
 def _eager(count: int) -> Callable:

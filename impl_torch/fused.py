@@ -1,8 +1,8 @@
 """The ``"fused"`` impl: one pass over memory per tensor, via ``torch.compile``.
 
 The rule's math is NOT written again here: each tensor's step calls the same
-``update(ops, rule, param, grad, state)`` as ``"loop"`` (``adagrad.py``, ``adadelta.py``,
-``rmsprop.py``), traced by TorchDynamo and lowered by Inductor into one elementwise kernel
+``update(ops, rule, param, grad, state)`` as ``"loop"`` (each rule's module,
+``impl_torch/<rule>.py``, registered in ``updates.UPDATES``), traced by TorchDynamo and lowered by Inductor into one elementwise kernel
 (vectorised C++/OpenMP on a CPU, Triton on CUDA) that reads ``p``, ``g`` and each state
 tensor once and writes ``p`` and each state once (fp32 Adagrad/RMSprop: 20 B per element,
 Adadelta 28 B), where the eager loop makes several passes with temporaries.
@@ -66,7 +66,6 @@ an eager impl; a compile that fails at step time raises ``CompileFailed``, on wh
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 import time
@@ -74,7 +73,7 @@ import time
 import torch
 from torch import Tensor
 
-from . import torch_private
+from . import caches, torch_private
 from .ops import TensorOps
 
 __all__ = [
@@ -193,7 +192,7 @@ class _RuleView:
 # --- availability ------------------------------------------------------------------------
 
 _PROBE_LOCK = threading.Lock()
-_PROBED: list = []
+_PROBED = caches.PROBE
 
 
 def _probe() -> str | None:
@@ -230,7 +229,7 @@ SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "xpu")
 #: The stand-in device's type, accepted while ``impl_torch.testing.stand_in_device()`` is
 #: open (a count: the context nests); its steps are traced, never code-generated.
 STAND_IN_DEVICE_TYPE = "meta"
-_STAND_IN = [0]
+_STAND_IN = caches.STAND_IN
 
 
 def supports_device(device: torch.device) -> bool:
@@ -263,11 +262,11 @@ class CompileFailed(RuntimeError):
 
 # --- compiled step per configuration -----------------------------------------------------
 
-_COMPILED: dict = {}
+_COMPILED = caches.COMPILED
 
 #: Inductor compilations made by this module (every graph, the Dynamo-guarded ones for
 #: non-contiguous tensors included): a step that raises it compiled (``fused_step`` logs).
-_COMPILES = [0]
+_COMPILES = caches.COMPILES
 
 
 def _count_compile() -> None:
@@ -355,7 +354,7 @@ def _make_guarded(full_key, codegen: bool):
     )
 
 
-@functools.lru_cache(maxsize=1024)
+@caches.memoized(maxsize=1024)
 def _key(rule) -> tuple:
     """The compile key: the rule's structure (its name, booleans, ``state_names`` and
     ``has_*`` properties, ``rules.<Rule>.STRUCTURE``), and the names of its numeric fields,
@@ -387,7 +386,7 @@ def _get(key, make, device: torch.device):
 #: Kernels whose compile failed at step time, by key, with the exception it raised: that
 #: kernel is not compiled again in this process (each try costs seconds), while every other
 #: kernel (another rule, structure, dtype, device or shape class) still compiles.
-_FAILED: dict = {}
+_FAILED = caches.FAILED
 
 
 class _KnownFailure(Exception):
@@ -399,7 +398,7 @@ class _KnownFailure(Exception):
         self.failure = failure
 
 
-_HYPERS: dict[tuple, Tensor] = {}
+_HYPERS = caches.HYPERS
 
 def _hyper_dtype(rule, name: str, dtype: torch.dtype) -> torch.dtype:
     """The dtype hyperparameter ``name`` enters the graph in: the working dtype when it is
@@ -426,7 +425,7 @@ def _hyper_tensor(name: str, value: float, dtype: torch.dtype) -> Tensor:
     key = (name, value, dtype)
     t = _HYPERS.get(key)
     if t is None:
-        if len(_HYPERS) >= 256:
+        if len(_HYPERS) >= caches.HYPERS_MAX:
             _HYPERS.clear()
         t = _HYPERS[key] = torch.tensor(value, dtype=dtype)
     return t

@@ -62,7 +62,6 @@ Deliberate differences (docs/errors-and-edge-cases.md has the cases and their te
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 
 import torch
@@ -70,7 +69,7 @@ from torch import Tensor
 
 from adaptbench import rules
 
-from . import functional, loading, plan, step_hooks
+from . import caches, functional, loading, plan, step_hooks
 from .functional import DEFAULT_IMPL, IMPLS, init_state
 from .updates import STATE_AT_CONSTRUCTION
 
@@ -142,7 +141,7 @@ def _resolve_names(rule_class, values: tuple, flags: tuple):
     return rule, DEFAULT_IMPL
 
 
-@functools.lru_cache(maxsize=512)
+@caches.memoized(maxsize=512)
 def _resolve_cached(rule_class, values: tuple, flags: tuple, types: tuple):
     """``_resolve``, cached. ``types`` (of values and flags) is part of the key because
     ``True == 1`` with one hash: without it ``centered=1`` would reuse ``centered=True``'s
@@ -152,8 +151,8 @@ def _resolve_cached(rule_class, values: tuple, flags: tuple, types: tuple):
 
 # What eager calls resolved, for steps traced by a user's torch.compile (``_config``);
 # keyed like ``_resolve_cached`` but without ``capturable``.
-_RESOLVED: dict = {}
-_RESOLVED_MAX = 512
+_RESOLVED = caches.RESOLVED
+_RESOLVED_MAX = caches.RESOLVED_MAX
 
 
 def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:

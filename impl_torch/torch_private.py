@@ -1,6 +1,7 @@
-"""Every use of torch's private API in impl_torch, in one module.
+"""torch's private API that impl_torch calls, in one module, and what stays outside it.
 
-The rest of ``impl_torch`` calls public torch only, and these functions:
+Here, each private name looked up when it is used, inside a ``try``, so that a torch that
+moved it degrades to the public path instead of failing at import:
 
 - :func:`compiled_call`: a ``torch.compile``d step. On a torch version this module knows
   (:data:`KNOWN_VERSIONS`) the first call goes through Dynamo and later calls go straight
@@ -8,7 +9,8 @@ The rest of ``impl_torch`` calls public torch only, and these functions:
   ``specialize_float`` and ``force_parameter_static_shapes`` options, ``mark_dynamic``).
   On any other version, or when a direct call meets an input it cannot place, the step
   is plain guarded ``torch.compile`` (Dynamo checks its guards at every call: ~40-70 us
-  more per call on a CPU, the same numbers), said once at INFO.
+  more per call on a CPU, the same numbers), said once at INFO. ``codegen=False`` traces
+  through AOTAutograd's eager backend instead (the stand-in device, ``testing.py``).
 - :func:`fresh_function`: a copy of a function with its own code object, so that each
   compiled configuration has a Dynamo cache of its own (``__code__.replace``).
 - :func:`compiler_problem`: what stops Inductor's CPU backend here (its C++ compiler,
@@ -16,13 +18,22 @@ The rest of ``impl_torch`` calls public torch only, and these functions:
 - :func:`step_hook_dicts`: torch.optim's global step pre-/post-hook dicts (``step_hooks.py``).
 - :func:`profiler_enabled`: whether an autograd profiler records now.
 
-Each private name is looked up when it is used, inside a ``try``, so that a torch that
-moved it degrades to the public path instead of failing at import.
+Outside, on purpose, because they are the very interface torch.optim's own optimizers use
+and have no public spelling (each is exercised by ``make test`` and
+``make test-torch-latest``):
+
+- ``torch._foreach_*`` (``ops.ForeachOps``): the multi-tensor kernels of torch.optim's
+  ``foreach=True`` paths; bitwise agreement with them needs the same kernels.
+- ``Optimizer.profile_hook_step`` and ``_step_supports_amp_scaling`` (``optimizer.py``):
+  the names ``torch.optim.Optimizer`` and ``torch.amp.GradScaler`` look up on a subclass
+  (its step wrapper, and the fused optimizers' AMP contract).
+- ``Tensor._indices()``/``_values()`` of a coalesced sparse COO gradient (each rule's
+  sparse step, ``optimizer._unscale_``): torch.optim's sparse Adagrad steps through them;
+  the public ``values()`` differs in autograd and coalescing checks, not in values.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import subprocess
@@ -33,6 +44,8 @@ import types
 
 import torch
 from torch import Tensor
+
+from . import caches
 
 __all__ = [
     "KNOWN_VERSIONS",
@@ -59,7 +72,7 @@ def _version() -> tuple[int, int]:
         return (0, 0)
 
 
-@functools.lru_cache(maxsize=None)
+@caches.memoized(maxsize=None)
 def direct_calls() -> bool:
     """Whether compiled steps are called without Dynamo after their first call (this torch
     is one of :data:`KNOWN_VERSIONS` and has the internals); said once at INFO if not."""

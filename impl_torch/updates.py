@@ -1,5 +1,5 @@
-"""The rules' math by name, for every impl: filled by each rule's module (``adagrad.py``,
-``adadelta.py``, ``rmsprop.py``, or a user's own) through :func:`register_rule`.
+"""The rules' math by name, for every impl: filled by each rule's module
+(``impl_torch/<rule>.py``, or a user's own) through :func:`register_rule`.
 
 Its own module so that ``functional`` (which dispatches) and ``fused`` (which compiles the
 same math) both read it without importing each other or any rule.

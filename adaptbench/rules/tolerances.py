@@ -1,4 +1,4 @@
-"""Agreement tolerances, stated once (DESIGN.md, agreement methodology).
+"""Agreement tolerances, stated once (PyTorch's optimizer-test tolerances; README, "How agreement is proven").
 
 Single-step tolerances follow PyTorch's own optimizer tests
 (torch/testing/_internal/common_optimizers.py and torch.testing's defaults):

@@ -288,11 +288,15 @@ def plan(rule, impl: str, params, grads, *, differentiable: bool = False) -> lis
     rest = [i for i in range(len(params)) if i not in special]
     if not rest:
         return parts
+    # Through the table, so that register_impl(name, fn, replace=True) takes effect for
+    # every name; the built-in auto and loop are recognised by identity (auto is planned
+    # per group, loop steps complex tensors after a complex prologue).
+    fn = _IMPL_TABLE[impl]
     if differentiable:
         main = [(_differentiable, None)]
-    elif impl == "auto":
+    elif fn is _auto:
         main = _auto_plan(rule, [params[i] for i in rest])
-    elif impl == "loop":
+    elif fn is _loop:
         main = [(_loop, None)]
     else:
         complex_params = any(params[i].is_complex() for i in rest)

@@ -7,10 +7,11 @@ import sys
 USAGE = """usage: python -m bench COMMAND [ARGS...]
 
 commands:
-  run [--quick|--full] [--threads LIST] [-- PYTEST-ARGS]
+  run [--quick|--full] [--threads LIST] [--rules-module M] [-- PYTEST-ARGS]
                                     time the benchmark sweep (pytest --benchmark-only bench/) at the
                                     machine's default thread count and at one pinned thread, then report;
-                                    --quick (make bench): a subset of sizes and peers, into results/<machine>/quick/
+                                    --quick (make bench): a subset of sizes and peers, into results/<machine>/quick/;
+                                    --rules-module M: sweep the rules module M registers too
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
                                     (a slice goes to results/<machine>/slices/<time>/)
   readme [--check]                  copy the report's generated files into README.md's marked blocks

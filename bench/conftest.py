@@ -1,5 +1,7 @@
 """pytest hooks for the benchmark suite (bench/**/bench_*.py).
 
+- ``--rules-module`` (the root conftest.py imports the modules) is passed on to the
+  processes a benchmark starts, in ``ADAPTBENCH_RULES_MODULES`` (``cases.RULES_MODULES``).
 - Before anything is collected, when benchmarks will run: the thread setting
   ``ADAPTBENCH_THREADS`` (``default``, or N threads pinned to N CPUs:
   ``bench.machine.configure_threads``) and, for the full sweep (``ADAPTBENCH_SWEEP=full``),
@@ -44,6 +46,9 @@ def _benchmarks_run(config) -> bool:
 
 
 def pytest_configure(config):
+    modules = config.getoption("rules_module", default=[])
+    if modules:  # the processes a benchmark starts import them too (cases.rule_names)
+        os.environ[cases.RULES_MODULES] = ",".join(modules)
     if not _benchmarks_run(config):
         return
     setup = machine.configure_threads()
@@ -71,18 +76,13 @@ def pytest_collection_modifyitems(session, config, items):
     slots = [i for i, item in enumerate(items) if isinstance(_spec(item), (cases.ProbeSpec, cases.StepSpec))]
     if not slots:
         return
-    dtype_order = ("fp32", "bf16", "fp64")
-    size_order = [s.id for s in cases.SIZES]
+    def rank(value, known) -> int:
+        return known.index(value) if value in known else len(known)
 
     def key(i):
         spec = _spec(items[i])
-        return (
-            cases.DEVICES.index(spec.device) if spec.device in cases.DEVICES else len(cases.DEVICES),
-            dtype_order.index(spec.dtype) if spec.dtype in dtype_order else len(dtype_order),
-            size_order.index(spec.size.id) if spec.size.id in size_order else len(size_order),
-            0 if isinstance(spec, cases.ProbeSpec) else 1,
-            i,
-        )
+        return (rank(spec.device, cases.DEVICES), rank(spec.dtype, tuple(cases.ITEMSIZE)),
+                rank(spec.size, cases.SIZES), 0 if isinstance(spec, cases.ProbeSpec) else 1, i)
 
     ordered = [items[i] for i in sorted(slots, key=key)]
     for slot, item in zip(slots, ordered):

@@ -35,14 +35,21 @@ def test_keras_case_is_skipped_in_a_process_of_another_backend(monkeypatch):
     assert "not installed" in keras_cases.unavailable_reason("torch")
 
 
-@pytest.mark.parametrize("name", sorted(rules.RULES))
+@pytest.mark.parametrize("name", [n for n in rules.RULES if "keras" in rules.RULES[n].PEERS])
 def test_keras_settings_follow_the_rule(name):
     rule = rules.preset(name, cases.CONVENTION)
+    spec = rule.PEERS["keras"]
     settings = keras_cases.keras_settings(rule)
-    assert settings["learning_rate"] == rule.lr and settings["epsilon"] == rule.eps
-    assert settings["weight_decay"] is None
-    if name == "rmsprop":
-        assert (settings["rho"], settings["momentum"], settings["centered"]) == (rule.alpha, rule.momentum, rule.centered)
+    assert settings.pop("optimizer") == spec.name
+    assert settings == {spec.keywords.get(f, f): v for f, v in rule.as_dict().items() if f not in spec.fixed}
     with pytest.raises(ValueError, match="decoupled"):
         keras_cases.keras_settings(rule.replace(weight_decay=0.1))
     assert keras_cases.keras_settings(rule.replace(weight_decay=0.1, decoupled_weight_decay=True))["weight_decay"] == 0.1
+
+
+def test_a_zero_where_the_peer_defaults_to_none_is_given_as_none():
+    def factory(learning_rate, momentum=None, weight_decay=None, nesterov=False):
+        pass
+
+    assert cases.off_as_none(factory, {"learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.5, "nesterov": False}) \
+        == {"learning_rate": 0.1, "momentum": None, "weight_decay": 0.5, "nesterov": False}

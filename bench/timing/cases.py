@@ -17,13 +17,16 @@ Three sweeps (``ADAPTBENCH_SWEEP``, set by ``python -m bench run``):
   x64 mode on for the whole session.
 
 Every implementation computes the same update class with the ``torch`` convention's
-hyperparameters (``rules.preset(rule, "torch")``); the builders say how each peer is
-configured to match.
+hyperparameters (``rules.preset(rule, "torch")``). Every registered rule is swept
+(``rules.RULES``, a user's own with ``--rules-module``); each peer gets the keywords the
+rule's ``PEERS`` give it (``peer_settings``), and a peer without a setting for the rule has
+no rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 from functools import cached_property
@@ -67,10 +70,18 @@ def quick_sweep() -> bool:
     return sweep() == "quick"
 
 
+# The modules of a user's rules (``--rules-module``, comma-separated): bench/conftest.py
+# sets it, so that the processes a benchmark starts (Keras, call overhead, sharded
+# servers) register the same rules as the pytest process.
+RULES_MODULES = "ADAPTBENCH_RULES_MODULES"
+
+
 def rule_names() -> tuple[str, ...]:
-    """The registered rules, in the registry's order."""
+    """The registered rules, in the registry's order, after importing ``RULES_MODULES``."""
     from adaptbench import rules
 
+    for name in filter(None, os.environ.get(RULES_MODULES, "").split(",")):
+        importlib.import_module(name)
     return tuple(rules.RULES)
 
 
@@ -79,7 +90,7 @@ def sizes() -> tuple["Size", ...]:
 
 
 def dtypes() -> tuple[str, ...]:
-    return ("fp32", "bf16", "fp64") if full_sweep() else ("fp32",)
+    return tuple(ITEMSIZE) if full_sweep() else ("fp32",)
 
 
 def _transformer_shapes(d: int = 96, blocks: int = 8, vocab: int = 1024, ctx: int = 64) -> tuple:
@@ -125,6 +136,40 @@ class Impl:
     family: str  # "ours" | "peer" | "floor" (a lower bound, not an optimizer)
     variant: str
     description: str
+    peer: str | None = None  # the library in a rule's PEERS ("torch", "optax", "keras")
+
+
+# Fields that move a constant, not a memory access or an operation (optax and Keras put eps
+# inside the root, torch.optim outside): a peer that fixes one to another value is timed at
+# its own value, the same update class at the same cost.
+SAME_COST = ("eps_in_sqrt",)
+
+
+def peer_settings(rule, peer: str) -> tuple[str, dict]:
+    """(``PEERS[peer]``'s class or factory name, its keywords) for ``rule``, at the peer's own
+    value of a ``SAME_COST`` field; ``ValueError`` when the peer has no setting for it."""
+    spec = rule.PEERS.get(peer)
+    closest = rule.replace(**{f: v for f, v in (spec.fixed if spec else {}).items() if f in SAME_COST})
+    kwargs = closest.peer_kwargs(peer)
+    return spec.name, kwargs
+
+
+def has_peer(rule, peer: str) -> bool:
+    try:
+        peer_settings(rule, peer)
+    except ValueError:
+        return False
+    return True
+
+
+def off_as_none(factory, kwargs: dict) -> dict:
+    """``kwargs`` with a 0 given as None where ``factory``'s own default is None: there None
+    leaves a term out and 0 still computes it (optax's momentum trace, Keras's weight decay)."""
+    import inspect
+
+    params = inspect.signature(factory).parameters
+    return {k: None if v == 0 and not isinstance(v, bool) and k in params and params[k].default is None else v
+            for k, v in kwargs.items()}
 
 
 def torch_impl_names() -> tuple[str, ...]:
@@ -154,16 +199,21 @@ def impls() -> tuple[Impl, ...]:
         ),
     ]
     peers = [
-        Impl("torch.optim-loop", "torch", "peer", "foreach=False", "torch.optim.<Rule>(foreach=False).step()"),
-        Impl("torch.optim-foreach", "torch", "peer", "foreach=True", "torch.optim.<Rule>(foreach=True).step()"),
-        Impl("torch.optim-fused", "torch", "peer", "fused=True", "torch.optim.<Rule>(fused=True).step(), where supported"),
-        Impl("optax", "jax", "peer", "optax", "optax.<rule>(matching settings).update + optax.apply_updates, jitted, donated"),
+        Impl("torch.optim-loop", "torch", "peer", "foreach=False", "torch.optim.<Rule>(foreach=False).step()",
+             "torch"),
+        Impl("torch.optim-foreach", "torch", "peer", "foreach=True", "torch.optim.<Rule>(foreach=True).step()",
+             "torch"),
+        Impl("torch.optim-fused", "torch", "peer", "fused=True", "torch.optim.<Rule>(fused=True).step(), where supported",
+             "torch"),
+        Impl("optax", "jax", "peer", "optax", "optax.<rule>(matching settings).update + optax.apply_updates, jitted, donated",
+             "optax"),
         # each Keras peer runs in a process of its own backend (bench/timing/keras_cases.py)
         Impl("keras-jax", "jax", "peer", "keras-jax",
              "keras.optimizers.<Rule>(matching settings).stateless_apply, jitted, params and optimizer "
-             "variables donated (a KERAS_BACKEND=jax process)"),
+             "variables donated (a KERAS_BACKEND=jax process)", "keras"),
         Impl("keras-torch", "torch", "peer", "keras-torch",
-             "keras.optimizers.<Rule>(matching settings).apply(grads, variables) (a KERAS_BACKEND=torch process)"),
+             "keras.optimizers.<Rule>(matching settings).apply(grads, variables) (a KERAS_BACKEND=torch process)",
+             "keras"),
     ]
     floors = [
         Impl("jax-empty-jit", "jax", "floor", "empty",
@@ -177,6 +227,7 @@ def impls() -> tuple[Impl, ...]:
 def rule_for(name: str):
     from adaptbench import rules
 
+    rule_names()
     return rules.preset(name, CONVENTION)
 
 
@@ -252,11 +303,14 @@ class ProbeSpec:
 
 
 def working_set_arrays() -> tuple[int, ...]:
-    """The distinct working-set multiples of the swept rules (Adagrad/RMSprop 3, Adadelta 4)."""
+    """The distinct working-set multiples of the swept rules (p, g and each state tensor)."""
     return tuple(sorted({2 + len(rule_for(r).state_names) for r in rule_names()}))
 
 
 def step_specs() -> list[StepSpec]:
+    """Every rule with every implementation, less the peers that have no setting for it."""
+    timed = {(rule, i.peer): i.peer is None or has_peer(rule_for(rule), i.peer) for rule in rule_names()
+             for i in impls()}
     return [
         StepSpec(rule, size, dtype, device, impl)
         for device in DEVICES
@@ -264,6 +318,7 @@ def step_specs() -> list[StepSpec]:
         for size in sizes()
         for rule in rule_names()
         for impl in impls()
+        if timed[rule, impl.peer]
     ]
 
 

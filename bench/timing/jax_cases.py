@@ -5,16 +5,10 @@ Every jax case is one jitted call with params and optimizer state donated
 the next call, and the call waits for them (``jax.block_until_ready``). Compilation and
 warm-up happen here, before the ``benchmark`` fixture sees the callable.
 
-optax peer settings for the ``torch`` convention (the same update class: same state
-tensors, same memory traffic, same arithmetic up to where eps sits):
-
-- Adagrad: ``optax.adagrad(learning_rate=lr, initial_accumulator_value=0.0, eps=eps)``.
-  optax puts eps inside the root and masks the update where the accumulator is 0; torch
-  puts it outside. No optax setting moves eps, so this is the closest configuration.
-- Adadelta: ``optax.adadelta(learning_rate=lr, rho=rho, eps=eps, weight_decay=wd)``:
-  the same formula as torch.
-- RMSprop: ``optax.rmsprop(learning_rate=lr, decay=alpha, eps=eps, eps_in_sqrt=False,
-  centered=..., momentum=...)``: the same formula as torch (momentum equal for constant lr).
+The optax peer is the factory the rule's ``PEERS["optax"]`` names, with the keywords it
+maps for the ``torch`` convention (``cases.peer_settings``): the same update class (same
+state tensors, same memory traffic, same arithmetic up to where eps sits, which optax may
+fix inside the root).
 """
 
 from __future__ import annotations
@@ -62,26 +56,14 @@ def put(arrays, dtype: str, dev):
 
 
 def optax_peer(rule):
-    """The optax transformation computing the same update class as ``rule`` (torch convention)."""
+    """(the optax transformation computing ``rule``'s update class, its settings);
+    ``ValueError`` when optax has no setting for ``rule``."""
     import optax
 
-    if rule.name == "adagrad":
-        kwargs = dict(learning_rate=rule.lr, initial_accumulator_value=rule.initial_accumulator_value, eps=rule.eps)
-        return optax.adagrad(**kwargs), {"factory": "optax.adagrad", **kwargs}
-    if rule.name == "adadelta":
-        kwargs = dict(learning_rate=rule.lr, rho=rule.rho, eps=rule.eps, weight_decay=rule.weight_decay)
-        return optax.adadelta(**kwargs), {"factory": "optax.adadelta", **kwargs}
-    if rule.name == "rmsprop":
-        kwargs = dict(
-            learning_rate=rule.lr,
-            decay=rule.alpha,
-            eps=rule.eps,
-            eps_in_sqrt=rule.eps_in_sqrt,
-            centered=rule.centered,
-            momentum=rule.momentum or None,
-        )
-        return optax.rmsprop(**kwargs), {"factory": "optax.rmsprop", **kwargs}
-    raise ValueError(f"no optax peer for {rule.name!r}")
+    name, kwargs = cases.peer_settings(rule, "optax")
+    factory = getattr(optax, name)
+    kwargs = cases.off_as_none(factory, kwargs)
+    return factory(**kwargs), {"factory": f"optax.{name}", **kwargs}
 
 
 def _impl_jax():

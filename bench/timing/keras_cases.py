@@ -13,10 +13,9 @@ their results into the one JSON (``bench/timing/keras_run.py``).
   ``Model.fit`` calls on the torch backend; Keras's torch optimizers use ``torch._foreach_*``).
 
 Settings for the ``torch`` convention (the same update class, as for the optax peer in
-``jax_cases.py``): ``Adagrad(learning_rate=lr, initial_accumulator_value=s0, epsilon=eps)``,
-``Adadelta(learning_rate=lr, rho=rho, epsilon=eps)``, ``RMSprop(learning_rate=lr, rho=alpha,
-epsilon=eps, centered=..., momentum=...)``. Keras puts eps inside the root (no setting moves
-it) and its weight decay is decoupled (``weight_decay=None`` here: the preset has none).
+``jax_cases.py``): the ``keras.optimizers`` class the rule's ``PEERS["keras"]`` names, with
+the keywords it maps (``cases.peer_settings``). Keras puts eps inside the root (no setting
+moves it) and its weight decay is decoupled (``weight_decay=None`` when the preset has none).
 """
 
 from __future__ import annotations
@@ -56,20 +55,18 @@ def unavailable_reason(backend: str) -> str | None:
 
 
 def keras_settings(rule) -> dict:
-    """The Keras constructor keywords for a rules object (eps always inside the root)."""
-    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
-        raise ValueError("Keras's weight decay is decoupled; the rule couples it")
-    common = {"learning_rate": rule.lr, "epsilon": rule.eps, "weight_decay": rule.weight_decay or None}
-    if rule.name == "adagrad":
-        return {"optimizer": "Adagrad", "initial_accumulator_value": rule.initial_accumulator_value, **common}
-    if rule.name == "adadelta":
-        return {"optimizer": "Adadelta", "rho": rule.rho, **common}
-    return {"optimizer": "RMSprop", "rho": rule.alpha, "centered": rule.centered, "momentum": rule.momentum, **common}
+    """``{"optimizer": <keras.optimizers class name>, **its keywords}`` for ``rule``;
+    ``ValueError`` when Keras has no setting for it."""
+    name, kwargs = cases.peer_settings(rule, "keras")
+    return {"optimizer": name, **kwargs}
 
 
-def _make_optimizer(keras, settings: dict):
+def _make_optimizer(keras, settings: dict) -> tuple:
+    """(the optimizer, the settings it was made with)."""
     kwargs = dict(settings)
-    return getattr(keras.optimizers, kwargs.pop("optimizer"))(**kwargs)
+    cls = getattr(keras.optimizers, kwargs.pop("optimizer"))
+    kwargs = cases.off_as_none(cls, kwargs)
+    return cls(**kwargs), {"optimizer": settings["optimizer"], **kwargs}
 
 
 @contextlib.contextmanager
@@ -109,7 +106,7 @@ def _build_jax(keras, spec: cases.StepSpec, settings: dict) -> Case:
         params = jax_cases.put(params_np, spec.dtype, dev)
         grads = jax_cases.put(grads_np, spec.dtype, dev)
         dtype = jax_cases.np_dtype(spec.dtype)
-        optimizer = _make_optimizer(keras, settings)
+        optimizer, settings = _make_optimizer(keras, settings)
         optimizer.build([keras.Variable(p, dtype=dtype) for p in params_np])
         state = [jax.numpy.array(v.value, copy=True) for v in optimizer.variables]
 
@@ -132,7 +129,7 @@ def _build_torch(keras, spec: cases.StepSpec, settings: dict) -> Case:
     with torch.device(spec.device):
         variables = [keras.Variable(torch.tensor(p, dtype=dt, device=spec.device)) for p in params_np]
         grads = [torch.tensor(g, dtype=dt, device=spec.device) for g in grads_np]
-        optimizer = _make_optimizer(keras, settings)
+        optimizer, settings = _make_optimizer(keras, settings)
         optimizer.build(variables)
     sync = torch_cases.synchroniser(spec.device)
     apply = optimizer.apply

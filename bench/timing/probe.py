@@ -3,7 +3,7 @@
 The probe is an in-place read-modify-write ``a += b`` (3 accesses, 12 B per fp32 element):
 ``a.add_(b)`` in torch and a jitted ``a + b`` with ``a`` donated in jax, on the same
 device, in the same dtype and at the same working-set size as the step it judges: a step
-over n elements touching k arrays (p, g, states: Adagrad/RMSprop 3, Adadelta 4) is judged
+over n elements touching k arrays (p, g and each state tensor) is judged
 against a probe whose a and b hold ceil(k n / 2) elements each, so both live in the same
 level of the memory hierarchy. Not a copy into a
 fresh buffer: that pays write-allocate traffic that an in-place step does not (at 1e7

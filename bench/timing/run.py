@@ -1,4 +1,4 @@
-"""``python -m bench run [--quick | --full] [--threads LIST] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
+"""``python -m bench run [--quick | --full] [--threads LIST] [--rules-module M] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
 
 Runs ``pytest bench --benchmark-only`` once per thread setting, each in its own process
 (``ADAPTBENCH_THREADS``; see ``bench/machine.py``): ``default`` (the machine's default, the
@@ -19,7 +19,9 @@ The Keras peers run after each setting's sweep in one process per backend, into 
 setting's JSON (``bench/timing/keras_run.py``); the quick sweep has none.
 Each setting's pytest shows a progress bar (bench/conftest.py): benchmarks done, the one
 running, and the time left at the rate so far.
-Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``.
+Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``;
+``--rules-module M`` (repeatable) goes to every pytest it runs, which imports M before
+collection, so that the rules M registers are swept too (docs/adding-a-rule.md).
 """
 
 from __future__ import annotations
@@ -101,10 +103,14 @@ def main(argv=None) -> int:
                        help="a subset of sizes and peers in minutes, into results/<machine>/quick/ (make bench)")
     which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (make bench-full)")
     parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
+    parser.add_argument("--rules-module", action="append", default=[], metavar="MODULE",
+                        help="import MODULE's rules in every pytest run, so that they are swept (repeatable)")
     parser.add_argument("--out", help="report folder (default: results/<machine>, or its slices/<time>/ for a slice)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     args = parser.parse_args(argv)
-    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    user = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    modules = [a for m in args.rules_module for a in ("--rules-module", m)]
+    extra = [*modules, *user]
     try:
         sweep = "quick" if args.quick else "full" if args.full else cases.sweep()
         settings = thread_settings(args.threads)
@@ -116,7 +122,7 @@ def main(argv=None) -> int:
     tmpdir = Path(tempfile.mkdtemp(prefix="adaptbench-run-"))
     command = "python -m bench run" + "".join(
         " " + a for a in ([f"--{sweep}"] if sweep != "default" else []) + ([f"--threads {args.threads}"] if args.threads else [])
-        + (["--", shlex.join(extra)] if extra else []))
+        + ([shlex.join(modules)] if modules else []) + (["--", shlex.join(user)] if user else []))
     start = time.monotonic()
     rc = 0
     try:

@@ -59,7 +59,7 @@ class JaxServer:
         from jax.sharding import NamedSharding, PartitionSpec
 
         import impl_jax
-        from adaptbench import rules
+        from bench.timing import cases
 
         self.case = self.probe = None
         devices = jax.devices()[: cfg["devices"]]
@@ -69,7 +69,7 @@ class JaxServer:
         p_np, g_np = host_arrays(n, 2)
         params = jax.device_put(p_np, sharding)
         grads = jax.device_put(g_np, sharding)
-        rule = rules.preset(cfg["rule"], "torch")
+        rule = cases.rule_for(cfg["rule"])
         if cfg["impl"] == "make_step":
             step = impl_jax.make_step(rule)
             state = impl_jax.init(rule, params)
@@ -169,8 +169,8 @@ class TorchServer:
         from torch.distributed.tensor import DTensor
 
         import impl_torch
-        from adaptbench import rules
-        from bench.timing.torch_cases import _CLASS, torch_optim_kwargs
+        from bench.timing import cases
+        from bench.timing.torch_cases import torch_optim
 
         self.case = self.probe = None
         n = cfg["n"]
@@ -182,11 +182,11 @@ class TorchServer:
         full_grad = torch.from_numpy(g_np)
         local = full_grad.chunk(self.world)[self.rank].clone()  # FSDP2's Shard(0) split
         p.grad = DTensor.from_local(local, self.mesh, p.placements, shape=p.shape, stride=p.stride())
-        rule = rules.preset(cfg["rule"], "torch")
+        rule = cases.rule_for(cfg["rule"])
         impl = cfg["impl"]
         if impl.startswith("torch.optim-"):
-            cls = getattr(torch.optim, _CLASS[cfg["rule"]])
-            opt = cls([p], foreach=impl == "torch.optim-foreach", **torch_optim_kwargs(rule))
+            cls, kwargs = torch_optim(rule)
+            opt = cls([p], foreach=impl == "torch.optim-foreach", **kwargs)
         else:
             opt = impl_torch.optimizer_for(rule, [p], impl=impl.removeprefix("ours-torch-"))
         for _ in range(3):

@@ -1,11 +1,11 @@
 """Build a warmed-up, synchronised one-step callable for a torch implementation.
 
-Ours (``impl_torch.optimizer_for(rule, params, impl=...)``) and the peers
-(``torch.optim.Adagrad/Adadelta/RMSprop`` with ``foreach=False``, ``foreach=True`` or
+Ours (``impl_torch.optimizer_for(rule, params, impl=...)``) and the peers (the rule's
+``PEERS["torch"]`` class in ``torch.optim`` with ``foreach=False``, ``foreach=True`` or
 ``fused=True``) are all timed through ``Optimizer.step()`` with ``p.grad`` set, so both
 sides pay the same Python-level optimizer overhead. torch.optim gets the rule's torch
-keywords (the ``torch`` convention: torch.optim's defaults), i.e. exactly the update our
-implementations compute.
+keywords (``cases.peer_settings``; the ``torch`` convention is torch.optim's defaults),
+i.e. exactly the update our implementations compute.
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ import pytest
 from . import cases, memory
 
 WARMUP_STEPS = 3
-_TORCH_KEYS = {
-    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"),
-    "adadelta": ("lr", "rho", "eps", "weight_decay", "maximize"),
-    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
-}
-_CLASS = {"adagrad": "Adagrad", "adadelta": "Adadelta", "rmsprop": "RMSprop"}
 # (impl id, rule, dtype, device) -> reason it cannot run, or None. "Check by trying once."
 _unsupported: dict[tuple, str | None] = {}
 
@@ -58,17 +52,12 @@ def synchroniser(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def torch_optim_kwargs(rule) -> dict:
-    """The torch.optim keywords for a rules object (torch convention; eps outside the root for
-    Adagrad/RMSprop and inside both roots for Adadelta, which is what torch.optim does)."""
-    if rule.name != "adadelta" and rule.eps_in_sqrt:
-        raise ValueError(f"torch.optim.{_CLASS[rule.name]} puts eps outside the root; got eps_in_sqrt=True")
-    if getattr(rule, "mask_zero_accumulator", False):
-        raise ValueError("torch.optim.Adagrad has no mask_zero_accumulator")
-    if rule.name == "adadelta" and not rule.eps_in_sqrt:
-        raise ValueError("torch.optim.Adadelta puts eps inside the roots; got eps_in_sqrt=False")
-    d = rule.as_dict()
-    return {k: d[k] for k in _TORCH_KEYS[rule.name]}
+def torch_optim(rule):
+    """(the ``torch.optim`` class of ``rule``'s torch peer, its keywords)."""
+    import torch
+
+    name, kwargs = cases.peer_settings(rule, "torch")
+    return getattr(torch.optim, name), kwargs
 
 
 def tensors(size: cases.Size, dtype: str, device: str):
@@ -83,8 +72,6 @@ def tensors(size: cases.Size, dtype: str, device: str):
 
 
 def _optimizer(spec: cases.StepSpec, params):
-    import torch
-
     rule = spec.rule_obj
     impl = spec.impl
     if impl.family == "ours":
@@ -95,10 +82,9 @@ def _optimizer(spec: cases.StepSpec, params):
                 raise
             pytest.skip("impl_torch is not written yet")
         return impl_torch.optimizer_for(rule, params, impl=impl.variant), {"impl": impl.variant, **rule.as_dict()}
-    kwargs = torch_optim_kwargs(rule)
+    cls, kwargs = torch_optim(rule)
     key, _, value = impl.variant.partition("=")
     kwargs[key] = value == "True"
-    cls = getattr(torch.optim, _CLASS[rule.name])
     return cls(params, **kwargs), {"class": f"torch.optim.{cls.__name__}", **kwargs}
 
 

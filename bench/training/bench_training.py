@@ -11,13 +11,15 @@ steps/s. Variants (``extra_info["variant"]``):
   ``torch.no_grad`` (``bench/training/tutorial_torch.py``);
 - ``torch-ours-<impl>``: ``impl_torch.optimizer_for(rule, params, impl=<impl>)`` for each
   impl in ``impl_torch.IMPLS``, eager ``zero_grad``/``backward``/``step``;
-- ``torch-optim``: ``torch.optim``'s class with the seed's numbers (Adagrad and RMSprop put
-  eps outside the root there: a different rounding of the same cost);
+- ``torch-optim``: the rule's ``torch.optim`` peer with the seed's numbers
+  (``cases.peer_settings``: where torch.optim fixes eps outside the root and the seed puts
+  it inside, a different rounding of the same cost), when the rule has one;
 - ``torch-compiled-ours`` / ``torch-compiled-optim``: the whole training step
   (``zero_grad``, forward, loss, ``backward``, ``step``) in one ``torch.compile``d
   function (default ``fullgraph=False``), with ``impl_torch``'s default impl or
   ``torch.optim``'s default class: what a user who compiles the training step gets;
-- ``jax-optax``: optax's transformation inside one jitted function per mini-batch;
+- ``jax-optax``: the rule's optax peer inside one jitted function per mini-batch, when it
+  has one;
 - ``jax-ours-transform``: ``impl_jax.transformation`` the same way;
 - ``jax-ours-step``: a jitted gradient function, then ``impl_jax.make_step(rule)`` (two
   dispatches per mini-batch);
@@ -46,6 +48,7 @@ import pytest
 
 import datasets
 from adaptbench import rules
+from ..timing import cases
 from . import models, tutorial_torch
 from .train_runs import batch_order
 
@@ -126,13 +129,8 @@ def _torch_epoch(variant: str, rule):
         impl = None if variant == "torch-compiled-ours" else variant.removeprefix("torch-ours-")
         opt = impl_torch.optimizer_for(rule, model.parameters(), impl=impl)
     elif variant in ("torch-optim", "torch-compiled-optim"):
-        cls = getattr(torch.optim, type(rule).__name__)  # the rule classes bear torch.optim's names
-        kw = {"lr": rule.lr, "eps": rule.eps, "foreach": False}
-        if rule.name == "adadelta":
-            kw["rho"] = rule.rho
-        elif rule.name == "rmsprop":
-            kw["alpha"] = rule.alpha
-        opt = cls(model.parameters(), **kw)
+        name, kw = cases.peer_settings(rule, "torch")
+        opt = getattr(torch.optim, name)(model.parameters(), foreach=False, **kw)
     else:
         raise ValueError(variant)
 
@@ -156,22 +154,13 @@ def _torch_epoch(variant: str, rule):
 # --------------------------------------------------------------------------- jax
 
 
-def _optax(rule):
-    import optax
-
-    if rule.name == "adagrad":
-        return optax.adagrad(rule.lr, initial_accumulator_value=0.0, eps=rule.eps)
-    if rule.name == "adadelta":
-        return optax.adadelta(rule.lr, rho=rule.rho, eps=rule.eps)
-    return optax.rmsprop(rule.lr, decay=rule.alpha, eps=rule.eps)
-
-
 def _jax_epoch(variant: str, rule):
     import jax
     import jax.numpy as jnp
     import optax
 
     import impl_jax
+    from ..timing.jax_cases import optax_peer
     from . import models_jax
 
     split, init, batches = _problem(SCAN_EPOCHS.get(variant, 1))
@@ -191,7 +180,7 @@ def _jax_epoch(variant: str, rule):
         return loss(params, *batch)
 
     if variant in ("jax-optax", "jax-ours-transform"):
-        tx = _optax(rule) if variant == "jax-optax" else impl_jax.transformation(rule)
+        tx = optax_peer(rule)[0] if variant == "jax-optax" else impl_jax.transformation(rule)
         state = {"params": params, "opt": tx.init(params)}
         fn = jax.jit(functools.partial(one_step, tx), donate_argnums=(0, 1))
 
@@ -239,8 +228,13 @@ def _jax_epoch(variant: str, rule):
 # --------------------------------------------------------------------------- benchmark
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("rule_name", RULES)
+# The variants that time a peer, and which peer: a rule without a setting there has no row.
+PEER_OF = {"torch-optim": "torch", "torch-compiled-optim": "torch", "jax-optax": "optax"}
+CASES = [(rule, variant) for rule in RULES for variant in VARIANTS
+         if variant not in PEER_OF or cases.has_peer(rules.preset(rule, "seed"), PEER_OF[variant])]
+
+
+@pytest.mark.parametrize("rule_name, variant", CASES, ids=[f"{r}-{v}" for r, v in CASES])
 def test_training_iris(benchmark, rule_name, variant):
     import torch
 

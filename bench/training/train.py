@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
                    help="data set (default iris; with --sweep: restrict the sweep, repeatable)")
     p.add_argument("--model", action="append", choices=MODELS,
                    help="model (default linear; with --sweep: restrict, repeatable)")
-    p.add_argument("--rule", action="append", choices=train_rules.RULES,
+    p.add_argument("--rule", action="append", choices=train_rules.names(),
                    help="update rule (default rmsprop; with --sweep: restrict, repeatable)")
     p.add_argument("--framework", choices=FRAMEWORK_CHOICES, default="both")
     p.add_argument("--epochs", type=_positive_int, default=None,
@@ -132,7 +132,7 @@ def _sweep(args, frameworks, argv) -> int:
         show_progress=not args.no_progress,
         datasets_=tuple(args.dataset) if args.dataset else None,
         models=tuple(args.model) if args.model else MODELS,
-        rules_=tuple(args.rule) if args.rule else train_rules.RULES,
+        rules_=tuple(args.rule) if args.rule else None,
         epochs=args.epochs,
         batch_size=args.batch_size, dtype=args.dtype, seed=args.seed, hidden=args.hidden, lr=args.lr,
         torch_impl=args.torch_impl,

@@ -1,12 +1,11 @@
 """The update rules the training experiment compares, built for either framework.
 
-- ``adagrad``, ``adadelta``, ``rmsprop``: this project's implementations with the
-  tutorial's hyperparameters, ``rules.preset(rule, "seed")`` (lr 0.02, eps 1e-6 inside
-  the root, RMSprop gamma 0.9, Adadelta rho 0.9 with lr 1): ``impl_torch.optimizer_for``
-  in PyTorch, ``impl_jax.transformation`` in JAX.
-- ``sgd`` (lr 0.1) and ``momentum`` (lr 0.1, heavy-ball momentum 0.9) as baselines:
-  ``torch.optim.SGD`` and ``optax.sgd``, which compute the same update
-  (``b <- m*b + g``, ``p <- p - lr*b``, first ``b = g``).
+- every registered rule (``rules.RULES``): this project's implementations with the
+  tutorial's hyperparameters, ``rules.preset(rule, "seed")`` (the rule's ``PRESETS["seed"]``):
+  ``impl_torch.optimizer_for`` in PyTorch, ``impl_jax.transformation`` in JAX.
+- ``sgd`` (lr 0.1) and ``momentum`` (lr 0.1, heavy-ball momentum 0.9) as baselines, unless a
+  rule of that name is registered: ``torch.optim.SGD`` and ``optax.sgd``, which compute the
+  same update (``b <- m*b + g``, ``p <- p - lr*b``, first ``b = g``).
 
 ``lr`` overrides a rule's learning rate.
 """
@@ -15,17 +14,21 @@ from __future__ import annotations
 
 from adaptbench import rules
 
-ADAPTIVE: tuple[str, ...] = ("adagrad", "adadelta", "rmsprop")
 BASELINES: dict[str, dict] = {
     "sgd": dict(lr=0.1, momentum=0.0),
     "momentum": dict(lr=0.1, momentum=0.9),
 }
-RULES: tuple[str, ...] = ADAPTIVE + tuple(BASELINES)
+
+
+def names() -> tuple[str, ...]:
+    """The registered rules (read when called: a user's module may register more), then the
+    baselines."""
+    return tuple(rules.RULES) + tuple(b for b in BASELINES if b not in rules.RULES)
 
 
 def check_rule(rule) -> str:
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule not in names():
+        raise ValueError(f"rule must be one of {names()}, got {rule!r}")
     return rule
 
 
@@ -43,7 +46,7 @@ def spec(rule: str, lr: float | None = None):
     check_rule(rule)
     _check_lr(lr)
     over = {} if lr is None else {"lr": float(lr)}
-    if rule in ADAPTIVE:
+    if rule in rules.RULES:
         return rules.preset(rule, "seed", **over)
     return tuple(sorted({**BASELINES[rule], **over}.items()))
 
@@ -51,8 +54,9 @@ def spec(rule: str, lr: float | None = None):
 def describe(rule: str, lr: float | None = None) -> str:
     """One line for the results: the hyperparameters and which code ran."""
     s = spec(rule, lr)
-    if rule in ADAPTIVE:
-        fields = {k: v for k, v in s.as_dict().items() if k in ("lr", "eps", "eps_in_sqrt", "alpha", "rho")}
+    if rule in rules.RULES:
+        seed = type(s).PRESETS.get("seed", {})
+        fields = {k: v for k, v in s.as_dict().items() if k in seed}
         return (
             f"`rules.preset({rule!r}, 'seed')` {fields}: "
             "`impl_torch.optimizer_for` / `impl_jax.transformation`"
@@ -64,7 +68,7 @@ def describe(rule: str, lr: float | None = None) -> str:
 def torch_optimizer(rule: str, params, lr: float | None = None, impl: str | None = None):
     """A ``torch.optim.Optimizer`` over ``params`` (``impl`` picks ours; the baselines ignore it)."""
     s = spec(rule, lr)
-    if rule in ADAPTIVE:
+    if rule in rules.RULES:
         import impl_torch
 
         return impl_torch.optimizer_for(s, params, impl=impl)
@@ -77,7 +81,7 @@ def torch_optimizer(rule: str, params, lr: float | None = None, impl: str | None
 def jax_transformation(rule: str, lr: float | None = None):
     """An ``optax.GradientTransformation`` whose updates are added to the parameters."""
     s = spec(rule, lr)
-    if rule in ADAPTIVE:
+    if rule in rules.RULES:
         import impl_jax
 
         return impl_jax.transformation(s)

@@ -48,14 +48,14 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
-def sweep_configs(datasets_=None, models=MODELS, rules_=train_rules.RULES, epochs=None, **common):
+def sweep_configs(datasets_=None, models=MODELS, rules_=None, epochs=None, **common):
     """The run configurations of a sweep, data set by data set."""
     names = datasets.NAMES if datasets_ is None else datasets_
     return [
         RunConfig(dataset=ds, model=m, rule=r, epochs=epochs or SWEEP_EPOCHS[ds], **common)
         for ds in names
         for m in models
-        for r in rules_
+        for r in (train_rules.names() if rules_ is None else rules_)
     ]
 
 
@@ -299,7 +299,7 @@ def write_results(results, out: Path, *, command: str, elapsed_s: float, framewo
 
 
 def sweep(out=DEFAULT_OUT, *, command: str | None = None, frameworks=FRAMEWORKS, show_progress=True,
-          datasets_=None, models=MODELS, rules_=train_rules.RULES, epochs=None, **common) -> list[Path]:
+          datasets_=None, models=MODELS, rules_=None, epochs=None, **common) -> list[Path]:
     """Run the sweep and write ``out``; returns the files written."""
     configs = sweep_configs(datasets_, models, rules_, epochs, **common)
     t0 = time.perf_counter()

@@ -165,8 +165,9 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         "jitted call with params and state donated and threaded through iterations, waited for with "
         "`jax.block_until_ready`; torch steps are `Optimizer.step()` (followed by `torch.cuda.synchronize()` on "
         "CUDA). Medians per step. Hyperparameters: the `torch` convention (torch.optim defaults) for every "
-        "implementation; the optax peer uses the matching settings (Adagrad: `initial_accumulator_value=0`, "
-        "eps inside the root as optax must; Adadelta: same formula; RMSprop: `decay=alpha`, `eps_in_sqrt=False`).",
+        "implementation; each peer (torch.optim, optax, Keras) gets the keywords the rule's `PEERS` map "
+        "(`rule.peer_kwargs`), with eps where the peer fixes it (inside or outside the root): the same update "
+        "class at the same cost; a peer with no setting for a rule has no rows.",
         "",
         "Roofline: bytes one step must move (reads and writes of params, grads and each state tensor: "
         "`rules.<Rule>.accesses_per_element` x itemsize x n) over the median, as a fraction of the best "

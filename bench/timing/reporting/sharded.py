@@ -7,8 +7,8 @@ section (tables and image links). Nothing is written when the JSON has no sharde
 (the section is then empty). ``rows(data)``, ``markdown(rows)`` and ``plot(rows, out)``
 are its parts.
 
-Per row: elements and bytes per device per step (the step's bytes, fp32 Adagrad/RMSprop
-20 B, Adadelta 28 B per element, divided by the device count), the step's median time as
+Per row: elements and bytes per device per step (the step's bytes, the rule's
+``accesses_per_element`` x 4 B per fp32 element, divided by the device count), the step's median time as
 timed inside its server, GB/s per device, the probe's GB/s per device (an in-place
 ``a + b`` with the same per-device working set, on the same devices, in the same server)
 and the step's fraction of it; strong-scaling rows add the time relative to one device.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ def test_quick_sweep_times_a_rule_from_the_users_module(tmp_path):
     cmd = [sys.executable, "-m", "bench", "run", "--quick", "--threads", "1", "--rules-module", "tests.user_rule",
            "--out", str(out), "--", "-k", "signdescent and iris15 and not fused",
            "--benchmark-max-time=0.01", "--benchmark-min-rounds=1"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # an xdist worker's PYTEST_* variables would make the sweep's pytest disable benchmarks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((out / "benchmark.json").read_text())
     timed = {b["extra_info"]["impl"] for b in data["benchmarks"] if b["extra_info"].get("rule") == "signdescent"}

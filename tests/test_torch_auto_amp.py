@@ -21,13 +21,13 @@ import impl_torch
 from adaptbench import rules
 from impl_torch import functional
 
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
+from tests.peer_lookup import ours_torch_class, rule_names, torch_class, torch_takes
 
 
 def _step_twice(name, impl, numel, dtype, zero_grad=False):
     gen = torch.Generator().manual_seed(0)
     p = torch.nn.Parameter(torch.randn(numel, generator=gen).to(dtype))
-    opt = OURS[name]([p], **({} if impl == "auto" else {"impl": impl}))
+    opt = ours_torch_class(name)([p], **({} if impl == "auto" else {"impl": impl}))
     for _ in range(2):
         p.grad = torch.zeros_like(p) if zero_grad else torch.randn(numel, generator=gen).to(dtype)
         opt.step()
@@ -35,7 +35,7 @@ def _step_twice(name, impl, numel, dtype, zero_grad=False):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names())
 def test_auto_at_the_fused_threshold_is_loop_in_16_bit(name, dtype):
     numel = functional.AUTO_FUSED_MIN_NUMEL
     auto_p, auto_s = _step_twice(name, "auto", numel, dtype)
@@ -68,12 +68,6 @@ KWARGS = {  # the fused selection of tests/peers (compilations shared within a r
     "adadelta": {"weight_decay": 0.1, "maximize": True},
     "rmsprop": {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
 }
-TORCH_FUSED = {"adagrad": lambda ps, kw: torch.optim.Adagrad(ps, **kw, fused=True)}
-TORCH_EAGER = {
-    "adagrad": lambda ps, kw: torch.optim.Adagrad(ps, **kw, foreach=False),
-    "adadelta": lambda ps, kw: torch.optim.Adadelta(ps, **kw, foreach=False),
-    "rmsprop": lambda ps, kw: torch.optim.RMSprop(ps, **kw, foreach=False),
-}
 
 
 def _amp_run(make, steps=5, inf_at=2):
@@ -96,10 +90,12 @@ def _amp_run(make, steps=5, inf_at=2):
     return [p.detach() for p in params], steps_seen, scales
 
 
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_fused_honours_grad_scaler_like_torch(name):
-    ours = _amp_run(lambda ps: OURS[name](ps, **KWARGS[name], fused=True))
-    theirs = _amp_run(lambda ps: TORCH_FUSED.get(name, TORCH_EAGER[name])(ps, KWARGS[name]))
+    ours = _amp_run(lambda ps: ours_torch_class(name)(ps, **KWARGS[name], fused=True))
+    # torch.optim's fused kernel where it has one, else its loop
+    flag = {"fused": True} if torch_takes(name, "fused") else {"foreach": False}
+    theirs = _amp_run(lambda ps: torch_class(name)(ps, **KWARGS[name], **flag))
     assert ours[1] == theirs[1]  # the inf step is skipped, step counts included
     assert ours[2] == theirs[2]
     tol = rules.tolerance(torch.float32)
@@ -132,10 +128,10 @@ def test_found_inf_skips_and_grad_scale_unscales_in_place():
 # --- devices ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names())
 def test_fused_on_meta_raises_naming_the_device(name):
     p = torch.nn.Parameter(torch.ones(4, device="meta"))
-    opt = OURS[name]([p], fused=True)
+    opt = ours_torch_class(name)([p], fused=True)
     p.grad = torch.ones(4, device="meta")
     with pytest.raises(RuntimeError, match=r"params\[0\] is on meta"):
         opt.step()

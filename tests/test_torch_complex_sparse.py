@@ -1,4 +1,4 @@
-"""Complex parameters and sparse gradients in impl_torch, against torch.optim and the oracle.
+"""Complex parameters in impl_torch, against torch.optim and the oracle.
 
 - ``complex_as_real=True`` (default): a complex parameter is stepped as its real view,
   as torch.optim does: bitwise equal to torch.optim for the eager impls (a complex and a
@@ -6,9 +6,8 @@
   stepping the real view itself (torch's ``test_complex_2d`` contract).
 - ``complex_as_real=False`` (optax): real second moments of ``|g|^2``, checked against the
   float64/complex128 oracle (``rules.reference``).
-- Sparse gradients (``nn.Embedding(sparse=True)``) for Adagrad: bitwise equal to
-  torch.optim's sparse Adagrad for every impl, duplicate indices included; weight decay
-  raises as in torch.optim.
+
+Adagrad's sparse gradients are Adagrad's own: tests/test_rule_adagrad.py.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ import impl_torch
 from adaptbench import rules
 from adaptbench.rules import reference
 
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
-TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
+from tests.peer_lookup import ours_torch_class, rule_names, torch_class
+
 # torch's optim_db configurations with the most options (the fused selection of tests/peers)
 KWARGS = {
     "adagrad": {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1},
@@ -52,39 +51,39 @@ def _run(opt, params, steps=5):
 
 
 @pytest.mark.parametrize("impl", sorted(EAGER))
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_complex_as_real_is_torch_optim_bitwise(name, impl):
     ours_flags, torch_flags = EAGER[impl]
     a = [p.requires_grad_() for p in _params()]
     b = [p.requires_grad_() for p in _params()]
-    pa, sa = _run(TORCH[name](a, **KWARGS[name], **torch_flags), a)
-    pb, sb = _run(OURS[name](b, **KWARGS[name], **ours_flags), b)
+    pa, sa = _run(torch_class(name)(a, **KWARGS[name], **torch_flags), a)
+    pb, sb = _run(ours_torch_class(name)(b, **KWARGS[name], **ours_flags), b)
     for x, y in zip(pa, pb):
         assert torch.equal(x, y)
     for x, y in zip(sa, sb):
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_complex_fused_within_tolerance(name):
     a = [p.requires_grad_() for p in _params()]
     b = [p.requires_grad_() for p in _params()]
-    pa, _ = _run(TORCH[name](a, **KWARGS[name], foreach=False), a)
-    pb, _ = _run(OURS[name](b, **KWARGS[name], impl="fused"), b)
+    pa, _ = _run(torch_class(name)(a, **KWARGS[name], foreach=False), a)
+    pb, _ = _run(ours_torch_class(name)(b, **KWARGS[name], impl="fused"), b)
     tol = rules.tolerance(torch.float32)
     for x, y in zip(pa, pb):
         torch.testing.assert_close(y, x, rtol=tol.rtol, atol=tol.atol)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1], ids=["no-wd", "wd"])
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_complex_param_steps_like_its_real_view(name, weight_decay):
     """Bitwise without weight decay; with it, torch.optim's single-tensor order adds
     ``wd * p`` in complex arithmetic, which may round differently (1 ulp) from the real sum."""
     kwargs = {**KWARGS[name], "weight_decay": weight_decay}
     c = _params()[0].requires_grad_()
     r = torch.view_as_real(_params()[0]).clone().requires_grad_()
-    oc, orl = OURS[name]([c], **kwargs), OURS[name]([r], **kwargs)
+    oc, orl = ours_torch_class(name)([c], **kwargs), ours_torch_class(name)([r], **kwargs)
     for k in range(4):
         c.grad = _grads(k, [c])[0]
         r.grad = torch.view_as_real(c.grad).clone()
@@ -130,114 +129,14 @@ def test_complex_as_real_false_is_the_oracle(name, kwargs, dtype, impl):
         np.testing.assert_allclose(state[name_].numpy(), want_s[name_], rtol=tol.rtol, atol=tol.atol)
 
 
-# --- sparse gradients ---------------------------------------------------------------------------
-
-SPARSE = [
-    {},
-    {"lr": 0.1, "lr_decay": 0.5, "initial_accumulator_value": 0.1},
-    {"maximize": True, "eps": 1e-6},
-]
-
-
-def _embedding_run(optimizer_cls, kwargs, steps=5):
-    torch.manual_seed(0)
-    emb = torch.nn.Embedding(12, 3, sparse=True)
-    dense = torch.nn.Linear(3, 2)
-    opt = optimizer_cls([*emb.parameters(), *dense.parameters()], **kwargs)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        opt.zero_grad()
-        index = torch.randint(0, 12, (8,), generator=gen)  # duplicates: rows used twice
-        dense(emb(index)).square().sum().backward()
-        opt.step()
-    return [p.detach() for p in (*emb.parameters(), *dense.parameters())], opt.state[emb.weight]["sum"]
-
-
-def _embedding_only_run(optimizer_cls, kwargs, steps=5):
-    torch.manual_seed(0)
-    emb = torch.nn.Embedding(12, 3, sparse=True)
-    opt = optimizer_cls(emb.parameters(), **kwargs)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        opt.zero_grad()
-        emb(torch.randint(0, 12, (8,), generator=gen)).sin().sum().backward()
-        opt.step()
-    return emb.weight.detach(), opt.state[emb.weight]["sum"]
-
-
-# torch.optim.Adagrad's sparse path builds its sparse tensors without opting in or out of
-# the invariant checks, and torch warns about that; the warning is torch.optim's.
-torch_sparse_warning = pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")
-
-
-@torch_sparse_warning
-@pytest.mark.parametrize("impl", ["loop", "foreach", "auto"])
-@pytest.mark.parametrize("kwargs", SPARSE, ids=["default", "lr_decay-initial", "maximize-eps"])
-def test_sparse_adagrad_with_dense_params_is_torch_optims(kwargs, impl):
-    theirs = _embedding_run(torch.optim.Adagrad, {**kwargs, "foreach": False})
-    ours = _embedding_run(impl_torch.Adagrad, {**kwargs, "impl": impl})
-    for x, y in zip(theirs[0], ours[0]):
-        assert torch.equal(x, y)
-    assert torch.equal(theirs[1], ours[1])
-
-
-@torch_sparse_warning
-@pytest.mark.parametrize("impl", ["loop", "foreach", "auto", "fused"])
-@pytest.mark.parametrize("kwargs", SPARSE, ids=["default", "lr_decay-initial", "maximize-eps"])
-def test_sparse_adagrad_is_torch_optims_in_every_impl(kwargs, impl):
-    """Sparse gradients take the sparse path whatever the impl (torch.optim's fused
-    Adagrad refuses them; ours steps them as its loop does)."""
-    theirs = _embedding_only_run(torch.optim.Adagrad, {**kwargs, "foreach": False})
-    ours = _embedding_only_run(impl_torch.Adagrad, {**kwargs, "impl": impl})
-    assert torch.equal(theirs[0], ours[0]) and torch.equal(theirs[1], ours[1])
-
-
-def test_sparse_duplicates_are_coalesced_first():
-    """Two half-gradients for one row are one step with their sum, not two steps."""
-    p = torch.zeros(4, 2, requires_grad=True)
-    opt = impl_torch.Adagrad([p], lr=1.0)
-    index = torch.tensor([[1, 1], [0, 0]])
-    p.grad = torch.sparse_coo_tensor(index, torch.tensor([0.5, 0.5]), (4, 2))
-    opt.step()
-    q = torch.zeros(4, 2, requires_grad=True)
-    ref = impl_torch.Adagrad([q], lr=1.0)
-    q.grad = torch.zeros(4, 2)
-    q.grad[1, 0] = 1.0
-    ref.step()
-    assert torch.equal(p.detach(), q.detach())
-
-
-@torch_sparse_warning
-def test_sparse_with_weight_decay_raises_like_torch_and_changes_nothing():
-    emb = torch.nn.Embedding(5, 3, sparse=True)
-    before = emb.weight.detach().clone()
-    for cls in (torch.optim.Adagrad, impl_torch.Adagrad):
-        opt = cls(emb.parameters(), weight_decay=0.1)
-        emb.zero_grad()
-        emb(torch.tensor([1, 2])).sum().backward()
-        with pytest.raises(RuntimeError, match="weight_decay option is not compatible with sparse"):
-            opt.step()
-    assert torch.equal(emb.weight, before)
-
-
-def test_functional_step_takes_a_sparse_grad():
-    rule = rules.Adagrad(lr=0.5)
-    p = torch.ones(3, 2)
-    state = impl_torch.init_state(rule, p)
-    g = torch.sparse_coo_tensor(torch.tensor([[2]]), torch.tensor([[1.0, -1.0]]), (3, 2))
-    impl_torch.step(rule, [p], [g], [state])
-    assert torch.equal(p[:2], torch.ones(2, 2)) and not torch.equal(p[2], torch.ones(2))
-    assert state["step"].item() == 1.0
-
-
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names())
 def test_complex_with_decoupled_weight_decay_steps_like_its_real_view(name):
     """Decoupled decay acts on p itself, so it stays in the rule's math on the real view
     (the loop's complex prologue only negates the gradient here)."""
     kwargs = {"weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}
     c = _params()[0].requires_grad_()
     r = torch.view_as_real(_params()[0]).clone().requires_grad_()
-    oc, orl = OURS[name]([c], **kwargs, impl="loop"), OURS[name]([r], **kwargs, impl="foreach")
+    oc, orl = ours_torch_class(name)([c], **kwargs, impl="loop"), ours_torch_class(name)([r], **kwargs, impl="foreach")
     for k in range(3):
         c.grad = _grads(k, [c])[0]
         r.grad = torch.view_as_real(c.grad).clone()

@@ -14,8 +14,7 @@ import torch
 
 import impl_torch
 
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
-TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
+from tests.peer_lookup import ours_torch_class, torch_class
 
 OPTIONS = [
     ("adagrad", {"lr": 0.9}),
@@ -36,7 +35,7 @@ def _inputs(name, kwargs):
     gen = torch.Generator().manual_seed(0)
     p = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
     g = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
-    names = impl_torch.init_state(OURS[name]([torch.zeros(1)], **kwargs).group_rules()[0], torch.zeros(1)).keys()
+    names = impl_torch.init_state(ours_torch_class(name)([torch.zeros(1)], **kwargs).group_rules()[0], torch.zeros(1)).keys()
     # second moments well above the squared first moment: the centered root stays real
     state = {
         n: (torch.rand(4, generator=gen, dtype=torch.float64) * (0.1 if n == "grad_avg" else 1) + (n != "grad_avg"))
@@ -62,7 +61,7 @@ def _one_step(cls, kwargs, names):
 @pytest.mark.parametrize("name, kwargs", OPTIONS, ids=IDS)
 def test_gradcheck_through_a_step(name, kwargs):
     p, g, state = _inputs(name, kwargs)
-    f = _one_step(OURS[name], kwargs, list(state))
+    f = _one_step(ours_torch_class(name), kwargs, list(state))
     assert torch.autograd.gradcheck(f, (p, g, *state.values()))
 
 
@@ -70,8 +69,8 @@ def test_gradcheck_through_a_step(name, kwargs):
                          ids=[i for i, o in zip(IDS, OPTIONS) if not TORCH_KEYS & o[1].keys()])
 def test_step_and_gradients_equal_torch_optims_differentiable(name, kwargs):
     p, g, state = _inputs(name, kwargs)
-    ours = _one_step(OURS[name], kwargs, list(state))(p, g, *state.values())
-    theirs = _one_step(TORCH[name], kwargs, list(state))(p, g, *state.values())
+    ours = _one_step(ours_torch_class(name), kwargs, list(state))(p, g, *state.values())
+    theirs = _one_step(torch_class(name), kwargs, list(state))(p, g, *state.values())
     for x, y in zip(ours, theirs):
         assert torch.equal(x, y)
     weights = [torch.linspace(-1, 1, 4, dtype=torch.float64) * (i + 1) for i in range(len(ours))]

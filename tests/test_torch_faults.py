@@ -19,9 +19,8 @@ import impl_torch
 from adaptbench import rules
 from adaptbench.rules import reference
 
-NAMES = ["adagrad", "adadelta", "rmsprop"]
-TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
+from tests.peer_lookup import dense_only_rules, ours_torch_class, rule_names, torch_class, torch_takes
+
 FOREACH = {"loop": False, "foreach": True}
 
 
@@ -41,8 +40,12 @@ def _snapshot(opt) -> dict:
 
 # --- 2. loaded state is validated and normalised ------------------------------------------------
 
-# The first state tensor checked (in sorted order) per rule.
-STATE_NAME = {"adagrad": "sum", "adadelta": "acc_delta", "rmsprop": "square_avg"}
+
+def _first_checked_state(name: str) -> str:
+    """The state tensor a load checks first (in sorted order) for the rule's defaults."""
+    return sorted(rules.RULES[name]().state_names)[0]
+
+
 LOW_COUNTERS = [
     # (dtype a checkpoint tool cast the counter to, a count it still holds exactly, past
     # which + 1 rounds back: bf16 has 8 significant bits, fp16 11)
@@ -69,16 +72,16 @@ def _with_step(state_dict: dict, value) -> dict:
 
 
 @pytest.mark.parametrize("dtype,count", LOW_COUNTERS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_low_precision_step_counter_is_normalised_at_load(name, dtype, count):
     # The issue's case: a checkpoint whose "step" was cast to bf16/fp16 with the rest.
     # Loaded, ours counts on in float32 and follows torch.optim loaded with a float32
     # counter (torch.optim loaded with the low-precision one freezes it: the finding below).
     kw = {"lr_decay": 0.01} if name == "adagrad" else {}
-    _, source = _trained(OURS[name], 2, **kw)
+    _, source = _trained(ours_torch_class(name), 2, **kw)
     saved = source.state_dict()
     ours_model, theirs_model = _linear(1), _linear(1)
-    ours, theirs = OURS[name](ours_model.parameters(), **kw), TORCH[name](theirs_model.parameters(), **kw)
+    ours, theirs = ours_torch_class(name)(ours_model.parameters(), **kw), torch_class(name)(theirs_model.parameters(), **kw)
     ours.load_state_dict(_with_step(saved, lambda: torch.tensor(count, dtype=dtype)))
     theirs.load_state_dict(_with_step(saved, lambda: torch.tensor(float(count))))
     for model, opt in ((ours_model, ours), (theirs_model, theirs)):
@@ -139,15 +142,15 @@ def test_bad_step_counter_is_refused_at_load(step, exc, match):
     assert all(torch.equal(v, before[id(p)][k]) for p, s in opt.state.items() for k, v in s.items())
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names())
 def test_state_of_another_shape_is_refused_at_load(name):
     # A checkpoint of another model (Linear(3, 2) saved, Linear(2, 2) loading): torch.optim
     # loads it and fails at the next step inside a kernel; ours names the entry and state.
-    _, source = _trained(OURS[name], 1)
+    _, source = _trained(ours_torch_class(name), 1)
     model = torch.nn.Linear(2, 2)
-    opt = OURS[name](model.parameters())
+    opt = ours_torch_class(name)(model.parameters())
     before = _snapshot(opt)
-    key = STATE_NAME[name]
+    key = _first_checked_state(name)
     with pytest.raises(
         ValueError,
         match=rf"state_dict\['state'\]\[0\]\['{key}'\] has shape \(2, 3\), but its parameter "
@@ -157,17 +160,17 @@ def test_state_of_another_shape_is_refused_at_load(name):
     assert _snapshot(opt).keys() == before.keys()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_loaded_state_takes_the_parameters_dtype_and_device(name):
     # A float64 checkpoint into a float32 model: cast as torch.optim's load casts it.
-    _, source = _trained(OURS[name], 2)
+    _, source = _trained(ours_torch_class(name), 2)
     saved = copy.deepcopy(source.state_dict())
     for s in saved["state"].values():
         for k in s:
             if k != "step":
                 s[k] = s[k].double()
     ours_model, theirs_model = _linear(1), _linear(1)
-    ours, theirs = OURS[name](ours_model.parameters()), TORCH[name](theirs_model.parameters())
+    ours, theirs = ours_torch_class(name)(ours_model.parameters()), torch_class(name)(theirs_model.parameters())
     ours.load_state_dict(copy.deepcopy(saved))
     theirs.load_state_dict(copy.deepcopy(saved))
     for po, pt in zip(ours_model.parameters(), theirs_model.parameters()):
@@ -177,15 +180,15 @@ def test_loaded_state_takes_the_parameters_dtype_and_device(name):
                 assert torch.equal(ours.state[po][key], value), key
 
 
-@pytest.mark.parametrize("name", ["adadelta", "rmsprop"])
+@pytest.mark.parametrize("name", [n for n in rule_names("torch") if torch_takes(n, "capturable")])
 def test_refused_flag_in_a_loaded_group_is_refused_at_load(name):
     # The issue's case: a state dict saved by torch.optim with capturable=True. Before, it
     # loaded and the next step() told the user to "pass capturable=False", which they never
     # passed. Now load_state_dict refuses it, says it came from the state dict, and changes
     # nothing; a pre-hook that clears the flag makes it load.
     model = _linear()
-    saved = TORCH[name](model.parameters(), capturable=True).state_dict()
-    opt = OURS[name](model.parameters())
+    saved = torch_class(name)(model.parameters(), capturable=True).state_dict()
+    opt = ours_torch_class(name)(model.parameters())
     with pytest.raises(ValueError, match=r"state_dict\['param_groups'\]\[0\].*capturable=True.*comes from the state dict"):
         opt.load_state_dict(saved)
     assert opt.param_groups[0]["capturable"] is False
@@ -199,22 +202,25 @@ def test_refused_flag_in_a_loaded_group_is_refused_at_load(name):
     assert opt.param_groups[0]["capturable"] is False
 
 
-@pytest.mark.parametrize("name", ["adagrad", "rmsprop"])
-def test_loaded_state_lacking_what_its_group_needs_is_refused(name):
+# (rule, options it was saved with, the state it lacks, what the refusal says)
+LACKING = [
+    pytest.param("adagrad", {}, "sum", r"state_dict\['state'\]\[0\] has keys \['step'\], which is not Adagrad state",
+                 id="adagrad"),
+    pytest.param("rmsprop", {"centered": True}, "grad_avg", r"state_dict\['state'\]\[0\] lacks \['grad_avg'\]",
+                 id="rmsprop"),
+]
+
+
+@pytest.mark.parametrize("name, options, dropped, match", LACKING)
+def test_loaded_state_lacking_what_its_group_needs_is_refused(name, options, dropped, match):
     # State without a tensor its group's settings use: RMSprop saved centered, its
     # "grad_avg" dropped; Adagrad without "sum". torch.optim fails at the next step with a
     # bare KeyError; ours refuses at load, naming the entry.
-    _, source = _trained(OURS["rmsprop"], 1, centered=True) if name == "rmsprop" else _trained(OURS[name], 1)
+    _, source = _trained(ours_torch_class(name), 1, **options)
     saved = copy.deepcopy(source.state_dict())
-    if name == "rmsprop":
-        for s in saved["state"].values():
-            del s["grad_avg"]
-        match = r"state_dict\['state'\]\[0\] lacks \['grad_avg'\]"
-    else:
-        for s in saved["state"].values():
-            del s["sum"]
-        match = r"state_dict\['state'\]\[0\] has keys \['step'\], which is not Adagrad state"
-    opt = OURS[name](_linear().parameters())
+    for s in saved["state"].values():
+        del s[dropped]
+    opt = ours_torch_class(name)(_linear().parameters())
     with pytest.raises(ValueError, match=match):
         opt.load_state_dict(saved)
 
@@ -222,13 +228,13 @@ def test_loaded_state_lacking_what_its_group_needs_is_refused(name):
 # --- 4. a step that raises changes nothing -----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["adadelta", "rmsprop"])
+@pytest.mark.parametrize("name", dense_only_rules())
 def test_failed_step_creates_no_lazy_state(name):
     # The issue's case: a dense Linear group, then a sparse Embedding group (sparse
     # gradients are refused by RMSprop and Adadelta). The step raises, and before the fix
     # opt.state had gained the Linear's two entries.
     lin, emb = _linear(), torch.nn.Embedding(5, 3, sparse=True)
-    opt = OURS[name]([{"params": lin.parameters()}, {"params": emb.parameters()}])
+    opt = ours_torch_class(name)([{"params": lin.parameters()}, {"params": emb.parameters()}])
     (lin(torch.ones(1, 3)).sum() + emb(torch.tensor([1])).sum()).backward()
     before = [p.detach().clone() for p in (*lin.parameters(), *emb.parameters())]
     with pytest.raises(TypeError, match=r"param_groups\[1\]\['params'\]\[0\]\.grad is a sparse gradient"):
@@ -238,19 +244,19 @@ def test_failed_step_creates_no_lazy_state(name):
         assert torch.equal(p, b)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names())
 def test_failed_step_leaves_earlier_groups_state_untouched(name):
     # Group 0 has state (one step done) and its model was converted to float64 since (its
     # state is cast at the next step); group 1 is made invalid behind the optimizer's back
     # (a state tensor of the wrong shape). No step counter moves and nothing is cast.
     a, b = _linear(0), _linear(1)
-    opt = OURS[name]([{"params": a.parameters()}, {"params": b.parameters()}])
+    opt = ours_torch_class(name)([{"params": a.parameters()}, {"params": b.parameters()}])
     _backward(a)
     _backward(b)
     opt.step()
     a.double()
     _backward(a, torch.float64)
-    key = {"adagrad": "sum", "adadelta": "square_avg", "rmsprop": "square_avg"}[name]
+    key = rules.RULES[name]().state_names[0]
     opt.state[b.bias][key] = torch.zeros(5)
     before_state, before_params = _snapshot(opt), [p.detach().clone() for p in opt.param_groups[0]["params"]]
     with pytest.raises(ValueError, match=rf"state\[param_groups\[1\]\['params'\]\[1\]\]\['{key}'\] has shape \(5,\)"):
@@ -267,15 +273,15 @@ def test_failed_step_leaves_earlier_groups_state_untouched(name):
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_state_follows_a_parameter_converted_after_construction(name, impl):
     # model.double() after the optimizer (and its state) exist. torch.optim steps on with a
     # float32 state mixed into float64 math; ours casts the state to the parameter's dtype
     # at the next step, which is what torch.optim's own load_state_dict does. So the
     # reference is torch.optim after a state-dict round trip: bitwise equal.
     ours_model, theirs_model = _linear(), _linear()
-    ours = OURS[name](ours_model.parameters(), impl=impl)
-    theirs = TORCH[name](theirs_model.parameters(), foreach=FOREACH[impl])
+    ours = ours_torch_class(name)(ours_model.parameters(), impl=impl)
+    theirs = torch_class(name)(theirs_model.parameters(), foreach=FOREACH[impl])
     for model, opt in ((ours_model, ours), (theirs_model, theirs)):
         _backward(model)
         opt.step()
@@ -295,12 +301,12 @@ def test_state_follows_a_parameter_converted_after_construction(name, impl):
             assert torch.equal(ours.state[po][key], value), key
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names())
 def test_converted_parameter_state_is_cast_in_place_of_the_old(name):
     # The state dict entry is updated (not replaced): a reference taken before keeps
     # working, and the step counter (a CPU scalar, never cast) keeps counting.
     model = _linear()
-    opt = OURS[name](model.parameters())
+    opt = ours_torch_class(name)(model.parameters())
     _backward(model)
     opt.step()
     state = opt.state[model.weight]
@@ -323,14 +329,14 @@ def test_functional_step_still_refuses_mismatched_state():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_state_follows_a_parameter_moved_to_another_device(name):
     # model.cuda() after the optimizer has state: torch.optim raises at its next step (its
     # kernels refuse CPU state with CUDA parameters); ours moves the state, and matches
     # torch.optim after a state-dict round trip (which moves it the same way).
     ours_model, theirs_model = _linear(), _linear()
-    ours = OURS[name](ours_model.parameters(), impl="foreach")
-    theirs = TORCH[name](theirs_model.parameters(), foreach=True)
+    ours = ours_torch_class(name)(ours_model.parameters(), impl="foreach")
+    theirs = torch_class(name)(theirs_model.parameters(), foreach=True)
     for model, opt in ((ours_model, ours), (theirs_model, theirs)):
         _backward(model)
         opt.step()
@@ -383,19 +389,19 @@ def _hogwild(cls, **kw):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forks a worker (fork start method)")
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")  # JAX's, if imported
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_share_memory_shares_every_state_tensor(name):
     # The issue's case (Adagrad, lr_decay=0.5): with only "sum" shared the run ended with
     # step 1.0 and p = -0.170711; two steps give 2.0 and -0.147140 (the float64 oracle).
     # Adadelta and RMSprop must create their state before the fork to share it.
     kw = {"lr": 0.1, "lr_decay": 0.5} if name == "adagrad" else {"lr": 0.1}
-    p, opt = _hogwild(OURS[name], **kw)
+    p, opt = _hogwild(ours_torch_class(name), **kw)
     state = opt.state[p]
     assert all(t.is_shared() for t in state.values())
     assert state["step"].item() == 2.0
 
     q = torch.zeros(1, requires_grad=True)
-    sequential = TORCH[name]([q], **kw)
+    sequential = torch_class(name)([q], **kw)
     for _ in range(2):
         q.grad = torch.ones(1)
         sequential.step()

@@ -14,7 +14,7 @@ import torch
 
 import impl_torch
 
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
+from tests.peer_lookup import ours_torch_class, rule_names
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -141,7 +141,7 @@ CHANGES = [
 
 def _run(name, change, cached: bool, **kw):
     model = _model()
-    opt = OURS[name](model.parameters(), **kw)
+    opt = ours_torch_class(name)(model.parameters(), **kw)
     for seed in range(3):
         _backward(model, seed)
         if not cached:
@@ -166,7 +166,7 @@ def _run(name, change, cached: bool, **kw):
 
 @pytest.mark.parametrize("impl", ["loop", "foreach", "auto"])
 @pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.strip("_"))
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names())
 def test_a_change_between_steps_is_seen_as_by_the_full_check(name, change, impl):
     kw = {"impl": impl} if change is not _impl_changed else {}
     if name == "rmsprop":
@@ -182,14 +182,14 @@ def test_a_change_between_steps_is_seen_as_by_the_full_check(name, change, impl)
             assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("name", sorted(OURS))
+@pytest.mark.parametrize("name", rule_names())
 def test_a_tensor_lr_changed_in_place_takes_effect(name):
     """A tensor hyperparameter is the same object after ``fill_``: never taken as unchanged."""
     steps = {}
     for cached in (True, False):
         model = _model()
         lr = torch.tensor(0.01)
-        opt = OURS[name](model.parameters(), lr=lr)
+        opt = ours_torch_class(name)(model.parameters(), lr=lr)
         for seed in range(4):
             if seed == 2:
                 lr.fill_(0.5)

@@ -1,0 +1,110 @@
+"""Adagrad's own behaviour: sparse gradients (``nn.Embedding(sparse=True)``), bitwise
+equal to torch.optim's sparse Adagrad for every impl, duplicate indices included; weight
+decay raises as in torch.optim."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import impl_torch
+from adaptbench import rules
+
+# --- sparse gradients ---------------------------------------------------------------------------
+
+SPARSE = [
+    {},
+    {"lr": 0.1, "lr_decay": 0.5, "initial_accumulator_value": 0.1},
+    {"maximize": True, "eps": 1e-6},
+]
+
+
+def _embedding_run(optimizer_cls, kwargs, steps=5):
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(12, 3, sparse=True)
+    dense = torch.nn.Linear(3, 2)
+    opt = optimizer_cls([*emb.parameters(), *dense.parameters()], **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        opt.zero_grad()
+        index = torch.randint(0, 12, (8,), generator=gen)  # duplicates: rows used twice
+        dense(emb(index)).square().sum().backward()
+        opt.step()
+    return [p.detach() for p in (*emb.parameters(), *dense.parameters())], opt.state[emb.weight]["sum"]
+
+
+def _embedding_only_run(optimizer_cls, kwargs, steps=5):
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(12, 3, sparse=True)
+    opt = optimizer_cls(emb.parameters(), **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        opt.zero_grad()
+        emb(torch.randint(0, 12, (8,), generator=gen)).sin().sum().backward()
+        opt.step()
+    return emb.weight.detach(), opt.state[emb.weight]["sum"]
+
+
+# torch.optim.Adagrad's sparse path builds its sparse tensors without opting in or out of
+# the invariant checks, and torch warns about that; the warning is torch.optim's.
+torch_sparse_warning = pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")
+
+
+@torch_sparse_warning
+@pytest.mark.parametrize("impl", ["loop", "foreach", "auto"])
+@pytest.mark.parametrize("kwargs", SPARSE, ids=["default", "lr_decay-initial", "maximize-eps"])
+def test_sparse_adagrad_with_dense_params_is_torch_optims(kwargs, impl):
+    theirs = _embedding_run(torch.optim.Adagrad, {**kwargs, "foreach": False})
+    ours = _embedding_run(impl_torch.Adagrad, {**kwargs, "impl": impl})
+    for x, y in zip(theirs[0], ours[0]):
+        assert torch.equal(x, y)
+    assert torch.equal(theirs[1], ours[1])
+
+
+@torch_sparse_warning
+@pytest.mark.parametrize("impl", ["loop", "foreach", "auto", "fused"])
+@pytest.mark.parametrize("kwargs", SPARSE, ids=["default", "lr_decay-initial", "maximize-eps"])
+def test_sparse_adagrad_is_torch_optims_in_every_impl(kwargs, impl):
+    """Sparse gradients take the sparse path whatever the impl (torch.optim's fused
+    Adagrad refuses them; ours steps them as its loop does)."""
+    theirs = _embedding_only_run(torch.optim.Adagrad, {**kwargs, "foreach": False})
+    ours = _embedding_only_run(impl_torch.Adagrad, {**kwargs, "impl": impl})
+    assert torch.equal(theirs[0], ours[0]) and torch.equal(theirs[1], ours[1])
+
+
+def test_sparse_duplicates_are_coalesced_first():
+    """Two half-gradients for one row are one step with their sum, not two steps."""
+    p = torch.zeros(4, 2, requires_grad=True)
+    opt = impl_torch.Adagrad([p], lr=1.0)
+    index = torch.tensor([[1, 1], [0, 0]])
+    p.grad = torch.sparse_coo_tensor(index, torch.tensor([0.5, 0.5]), (4, 2))
+    opt.step()
+    q = torch.zeros(4, 2, requires_grad=True)
+    ref = impl_torch.Adagrad([q], lr=1.0)
+    q.grad = torch.zeros(4, 2)
+    q.grad[1, 0] = 1.0
+    ref.step()
+    assert torch.equal(p.detach(), q.detach())
+
+
+@torch_sparse_warning
+def test_sparse_with_weight_decay_raises_like_torch_and_changes_nothing():
+    emb = torch.nn.Embedding(5, 3, sparse=True)
+    before = emb.weight.detach().clone()
+    for cls in (torch.optim.Adagrad, impl_torch.Adagrad):
+        opt = cls(emb.parameters(), weight_decay=0.1)
+        emb.zero_grad()
+        emb(torch.tensor([1, 2])).sum().backward()
+        with pytest.raises(RuntimeError, match="weight_decay option is not compatible with sparse"):
+            opt.step()
+    assert torch.equal(emb.weight, before)
+
+
+def test_functional_step_takes_a_sparse_grad():
+    rule = rules.Adagrad(lr=0.5)
+    p = torch.ones(3, 2)
+    state = impl_torch.init_state(rule, p)
+    g = torch.sparse_coo_tensor(torch.tensor([[2]]), torch.tensor([[1.0, -1.0]]), (3, 2))
+    impl_torch.step(rule, [p], [g], [state])
+    assert torch.equal(p[:2], torch.ones(2, 2)) and not torch.equal(p[2], torch.ones(2))
+    assert state["step"].item() == 1.0

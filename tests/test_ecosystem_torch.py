@@ -17,10 +17,9 @@ import copy
 import pytest
 import torch
 
+from tests.peer_lookup import ours_torch_class, rule_names, torch_class
 from tests.test_torch_optimizer import (
     FOREACH,
-    OURS,
-    TORCH,
     assert_same,
     leaves,
     make_tensors,
@@ -28,7 +27,7 @@ from tests.test_torch_optimizer import (
     step_scheduled_in_lockstep,
 )
 
-RULES = ["adagrad", "adadelta", "rmsprop"]
+RULES = rule_names("torch")
 IMPLS = ["loop", "foreach"]
 
 
@@ -37,7 +36,7 @@ IMPLS = ["loop", "foreach"]
 def test_one_cycle_lr_matches_torch_optim(rule, impl):
     init, grads = make_tensors(torch.float32, 8)
     po, pt = leaves(init), leaves(init)
-    ours, theirs = OURS[rule](po, lr=0.01, impl=impl), TORCH[rule](pt, lr=0.01, foreach=FOREACH[impl])
+    ours, theirs = ours_torch_class(rule)(po, lr=0.01, impl=impl), torch_class(rule)(pt, lr=0.01, foreach=FOREACH[impl])
     kw = dict(max_lr=0.1, total_steps=8, cycle_momentum=False)
     step_scheduled_in_lockstep(ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, **kw))
 
@@ -48,7 +47,7 @@ def test_lambda_lr_per_group(rule):
     init, grads = make_tensors(torch.float32, 4)
     po, pt = leaves(init), leaves(init)
     groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.05}]  # noqa: E731
-    ours, theirs = OURS[rule](groups(po), lr=0.02), TORCH[rule](groups(pt), lr=0.02, foreach=True)
+    ours, theirs = ours_torch_class(rule)(groups(po), lr=0.02), torch_class(rule)(groups(pt), lr=0.02, foreach=True)
     lambdas = [lambda e: 0.9**e, lambda e: 1.0 / (1 + e)]
     step_scheduled_in_lockstep(ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambdas))
     assert ours.group_rules()[1].lr == pytest.approx(0.05 / 5)
@@ -59,7 +58,7 @@ def test_state_dict_after_add_param_group_round_trip(rule):
     """An optimizer grown by add_param_group saves and resumes like an uninterrupted one."""
     init, grads = make_tensors(torch.float32, 6)
     p_full = leaves(init)
-    full = OURS[rule](p_full[:2])
+    full = ours_torch_class(rule)(p_full[:2])
     full.add_param_group({"params": p_full[2:], "lr": 0.05})
     for gs in grads[:3]:
         set_grads(p_full, gs)
@@ -70,7 +69,7 @@ def test_state_dict_after_add_param_group_round_trip(rule):
         full.step()
 
     p_res = leaves(saved_params)
-    resumed = OURS[rule](p_res[:2])
+    resumed = ours_torch_class(rule)(p_res[:2])
     resumed.add_param_group({"params": p_res[2:], "lr": 0.05})
     resumed.load_state_dict(saved)
     for gs in grads[3:]:
@@ -85,7 +84,7 @@ def test_grad_scaler_skips_steps_with_inf_grads(rule, impl):
     """torch.amp.GradScaler on CPU: an inf in any grad skips the whole step (params and state untouched)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
-    opt = OURS[rule](model.parameters(), lr=0.05, impl=impl)
+    opt = ours_torch_class(rule)(model.parameters(), lr=0.05, impl=impl)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     x = torch.randn(8, 4)
 
@@ -120,7 +119,7 @@ def test_grad_scaler_unscales_like_torch_optim(rule):
     torch.manual_seed(0)
     m1 = torch.nn.Linear(4, 3)
     m2 = copy.deepcopy(m1)
-    o1, o2 = OURS[rule](m1.parameters(), lr=0.05), TORCH[rule](m2.parameters(), lr=0.05, foreach=True)
+    o1, o2 = ours_torch_class(rule)(m1.parameters(), lr=0.05), torch_class(rule)(m2.parameters(), lr=0.05, foreach=True)
     s1, s2 = torch.amp.GradScaler("cpu", init_scale=2.0**10), torch.amp.GradScaler("cpu", init_scale=2.0**10)
     for _ in range(3):
         x = torch.randn(8, 4)
@@ -139,7 +138,7 @@ def test_trains_a_module_like_torch_optim(rule):
     m1 = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
     m1 = m1.to(memory_format=torch.channels_last)
     m2 = copy.deepcopy(m1)
-    o1, o2 = OURS[rule](m1.parameters(), lr=0.02), TORCH[rule](m2.parameters(), lr=0.02, foreach=False)
+    o1, o2 = ours_torch_class(rule)(m1.parameters(), lr=0.02), torch_class(rule)(m2.parameters(), lr=0.02, foreach=False)
     for _ in range(5):
         x = torch.randn(4, 2, 6, 6).to(memory_format=torch.channels_last)
         for m, o in ((m1, o1), (m2, o2)):

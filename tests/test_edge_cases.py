@@ -31,13 +31,11 @@ import impl_jax  # noqa: E402
 import impl_torch  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.peer_lookup import jax_factory, ours_torch_class, rule_names, torch_class  # noqa: E402
 from tests.reference_libraries import optax_trajectory  # noqa: E402
 
-NAMES = ["adagrad", "adadelta", "rmsprop"]
 IMPLS = [i for i in IMPLEMENTATIONS if "strided" not in i.id]
 IMPL_IDS = [i.id for i in IMPLS]
-TORCH_OPTIM = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
 
 
 def _torch_kwargs(rule) -> dict:
@@ -54,7 +52,7 @@ def _torch_kwargs(rule) -> dict:
 def torch_optim(rule, params, grads, dtype=torch.float32):
     """torch.optim (foreach=False) from float64 NumPy inputs: final params and states as float64."""
     ps = [torch.tensor(np.asarray(p), dtype=dtype, requires_grad=True) for p in params]
-    opt = TORCH_OPTIM[rule.name](ps, **_torch_kwargs(rule), foreach=False)
+    opt = torch_class(rule.name)(ps, **_torch_kwargs(rule), foreach=False)
     for gs in grads:
         for p, g in zip(ps, gs):
             p.grad = torch.tensor(np.asarray(g), dtype=dtype)
@@ -95,7 +93,7 @@ def check_against_torch_optim(impl, rule, params, grads, dtype="float32"):
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_zero_grad_with_eps_zero_is_nan_in_torch_convention(name, impl):
     """eps = 0 and a zero accumulator: 0 / (sqrt(0) + 0) = NaN, as torch.optim computes it."""
     rule = rules.preset(name, "torch", eps=0.0)
@@ -104,7 +102,7 @@ def test_zero_grad_with_eps_zero_is_nan_in_torch_convention(name, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_zero_grad_with_default_eps_leaves_params_unchanged(name, impl):
     rule = rules.preset(name, "torch")
     p, _ = check_against_torch_optim(impl, rule, [np.ones(3)], [[np.zeros(3)]] * 2)
@@ -130,7 +128,7 @@ REGULAR = [np.array([0.1, -0.2, 0.3, -0.4, 0.5])]
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_nan_and_inf_grads_propagate(name, impl, dtype):
     """A NaN/Inf gradient poisons its own element (params and state) and nothing else, as in torch.optim."""
     rule = rules.preset(name, "torch")
@@ -152,7 +150,7 @@ def test_nan_in_params_with_weight_decay_propagates(impl):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_huge_grads_overflow_and_freeze_like_torch_optim(name, impl, dtype):
     """fp32 and bf16 (same exponent range), |g| = 1e30: g*g overflows to inf (as in torch.optim), so the accumulator is inf and
     the step g / (sqrt(inf) + eps) is 0: the parameter silently stops moving, forever (Adagrad)
@@ -165,7 +163,7 @@ def test_huge_grads_overflow_and_freeze_like_torch_optim(name, impl, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_tiny_grads_underflow_like_torch_optim(name, impl, dtype):
     """fp32 and bf16, |g| = 1e-30: g*g underflows to 0; the step is ~g/eps, far below an ulp of p = 1."""
     rule = rules.preset(name, "torch")
@@ -175,27 +173,27 @@ def test_tiny_grads_underflow_like_torch_optim(name, impl, dtype):
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_tiny_params_with_moderate_grads(name, impl):
     """Subnormal-sized params move by a normal-sized step: no flush to zero anywhere."""
     rule = rules.preset(name, "torch")
     check_against_torch_optim(impl, rule, [np.array([1e-40, -1e-42, 0.0])], [[np.array([1.0, -1.0, 1e-3])]] * 2)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 @pytest.mark.parametrize("via", ["torch", "jax"])
 @pytest.mark.parametrize("grad", [1e-4, 0.0, 300.0, 1e20])
 def test_float16_edge_values_like_torch_optim(name, via, grad):
     """fp16: ours (torch optimizer and jax make_step) reproduce torch.optim's fp16 specials."""
     dt = torch.float16
     ref = torch.ones(3, dtype=dt, requires_grad=True)
-    opt = TORCH_OPTIM[name]([ref], foreach=False)
+    opt = torch_class(name)([ref], foreach=False)
     ref.grad = torch.full((3,), grad).to(dt)  # 1e20 -> inf in fp16
     opt.step()
     want = ref.detach().double().numpy()
     if via == "torch":
         p = torch.ones(3, dtype=dt, requires_grad=True)
-        o = OURS[name]([p])
+        o = ours_torch_class(name)([p])
         p.grad = torch.full((3,), grad).to(dt)
         o.step()
         got = p.detach().double().numpy()
@@ -211,7 +209,7 @@ def test_float16_edge_values_like_torch_optim(name, via, grad):
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_empty_and_scalar_params(name, impl):
     rule = rules.preset(name, "torch", **({"momentum": 0.9, "centered": True} if name == "rmsprop" else {}))
     rng = np.random.default_rng(0)
@@ -230,7 +228,7 @@ def _same(impl):
 
 
 @pytest.mark.parametrize("impl", impl_torch.IMPLS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_channels_last_params_like_torch_optim(name, impl):
     """4-d channels_last params: bitwise torch.optim, and params and state keep the layout."""
     torch.manual_seed(0)
@@ -238,7 +236,7 @@ def test_channels_last_params_like_torch_optim(name, impl):
     p, q = init.clone().requires_grad_(), init.clone().requires_grad_()
     assert p.is_contiguous(memory_format=torch.channels_last)
     kw = {"momentum": 0.9, "centered": True} if name == "rmsprop" else {}
-    o, t = OURS[name]([p], **kw, impl=impl), TORCH_OPTIM[name]([q], **kw, foreach=False)
+    o, t = ours_torch_class(name)([p], **kw, impl=impl), torch_class(name)([q], **kw, foreach=False)
     for _ in range(3):
         g = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
         p.grad, q.grad = g.clone(), g.clone()
@@ -256,7 +254,7 @@ def test_channels_last_params_like_torch_optim(name, impl):
 
 
 @pytest.mark.parametrize("impl", impl_torch.IMPLS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_requires_grad_false_is_skipped_and_unfreezing_starts_state(name, impl):
     """A frozen param (requires_grad False, grad None) is skipped: no state (Adagrad: the state
     torch.optim.Adagrad creates eagerly in __init__, step 0); unfrozen, its step count starts
@@ -264,7 +262,7 @@ def test_requires_grad_false_is_skipped_and_unfreezing_starts_state(name, impl):
     torch.manual_seed(0)
     a, b = torch.randn(3, requires_grad=True), torch.randn(4)
     ta, tb = a.detach().clone().requires_grad_(), b.clone()
-    o, t = OURS[name]([a, b], impl=impl), TORCH_OPTIM[name]([ta, tb], foreach=False)
+    o, t = ours_torch_class(name)([a, b], impl=impl), torch_class(name)([ta, tb], foreach=False)
     b_before = b.clone()
     for step in range(5):
         if step == 2:
@@ -311,10 +309,10 @@ def test_state_dict_of_another_rule_is_refused_at_load(source, target):
     ``load_state_dict`` with a ValueError naming the keys; optimizer and parameter unchanged."""
     torch.manual_seed(0)
     p, q = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)
-    src = OURS[source]([q])
+    src = ours_torch_class(source)([q])
     q.grad = torch.randn(3)
     src.step()
-    dst = OURS[target]([p])
+    dst = ours_torch_class(target)([p])
     p.grad = torch.randn(3)
     dst.step()
     before_p, before_state = p.detach().clone(), dst.state_dict()
@@ -327,15 +325,15 @@ def test_state_dict_of_another_rule_is_refused_at_load(source, target):
         assert torch.equal(after["state"][0][k], v)
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta"])
+@pytest.mark.parametrize("name", [n for n in rule_names() if "momentum" not in rules.RULES[n].__dataclass_fields__])
 def test_momentum_for_a_rule_without_momentum_names_it(name):
     """The dataclass's "unexpected keyword argument 'momentum'" names it: no nicer message needed."""
     with pytest.raises(TypeError, match="momentum"):
         rules.preset(name, "torch", momentum=0.9)
     with pytest.raises(TypeError, match="momentum"):
-        OURS[name]([torch.zeros(2, requires_grad=True)], momentum=0.9)
+        ours_torch_class(name)([torch.zeros(2, requires_grad=True)], momentum=0.9)
     with pytest.raises(TypeError, match="momentum"):
-        {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta}[name](momentum=0.9)
+        jax_factory(name)(momentum=0.9)
 
 
 def test_unknown_rule_impl_and_convention():
@@ -359,7 +357,7 @@ def _jax_setup(name):
     return rule, params, impl_jax.init(rule, params)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names())
 @pytest.mark.parametrize(
     "grads",
     [
@@ -381,7 +379,7 @@ def test_jax_mismatched_tree_is_a_clear_error(name, grads):
     assert float(params["w"][0, 0]) == 1.0 and int(state.step) == 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", rule_names())
 def test_jax_state_of_another_rule_is_a_type_error(name):
     rule, params, _ = _jax_setup(name)
     other = impl_jax.init(rules.preset("adagrad" if name != "adagrad" else "rmsprop"), params)
@@ -392,19 +390,22 @@ def test_jax_state_of_another_rule_is_a_type_error(name):
 # --- findings about the reference libraries --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["adagrad", "rmsprop"])
+# the rules whose torch.optim default eps sits outside the root and rounds to 0 in float16
+@pytest.mark.parametrize(
+    "name", [n for n in rule_names("torch") if not rules.RULES[n]().eps_in_sqrt and np.float16(rules.RULES[n]().eps) == 0]
+)
 def test_finding_torch_optim_fp16_turns_zero_grad_into_nan(name):
     """torch.optim.Adagrad/RMSprop in float16 turn a *zero* gradient into NaN with their
     default eps: the CPU ``add`` kernel rounds eps (1e-10, 1e-8) to fp16 first, where it is 0,
     so the step is 0 / (sqrt(0) + 0). A gradient of 1e-4 gives -inf (g*g underflows to 0).
     bfloat16 (fp32's exponent range) has neither problem. We reproduce it (tests above)."""
     p = torch.ones(2, dtype=torch.float16, requires_grad=True)
-    opt = TORCH_OPTIM[name]([p], foreach=False)
+    opt = torch_class(name)([p], foreach=False)
     p.grad = torch.tensor([0.0, 1e-4], dtype=torch.float16)
     opt.step()
     assert torch.isnan(p[0]) and p[1] == -float("inf")
     q = torch.ones(2, dtype=torch.bfloat16, requires_grad=True)
-    opt = TORCH_OPTIM[name]([q], foreach=False)
+    opt = torch_class(name)([q], foreach=False)
     q.grad = torch.tensor([0.0, 1e-4], dtype=torch.bfloat16)
     opt.step()
     assert torch.isfinite(q).all()

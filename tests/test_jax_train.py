@@ -25,7 +25,7 @@ from adaptbench import rules  # noqa: E402
 from bench.training import models, models_jax  # noqa: E402
 from bench.training.train_runs import batch_order  # noqa: E402
 
-RULES = ("adagrad", "adadelta", "rmsprop")
+RULES = list(rules.RULES)
 EPOCHS = 4
 BATCH = 24
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
     fused.unavailable_reason() is not None, reason=f"torch.compile unavailable: {fused.unavailable_reason()}"
 )
 
-RULES = ("adagrad", "adadelta", "rmsprop")
+RULES = list(rules.RULES)
 IMPLS = ("loop", "foreach", "fused", "auto")
 
 

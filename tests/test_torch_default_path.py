@@ -28,8 +28,10 @@ import torch
 import impl_torch
 from adaptbench import rules
 from impl_torch import functional, fused
+from tests.peer_lookup import ours_torch_class, peer_name, rule_names, torch_class
 
-CLASSES = ["Adagrad", "Adadelta", "RMSprop"]
+# ids: torch.optim's class names
+CLASSES = [pytest.param(name, id=peer_name(name, "torch")) for name in rule_names("torch")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 needs_compile = pytest.mark.skipif(
@@ -49,8 +51,8 @@ def _mlp(seed: int) -> torch.nn.Module:
 def test_small_model_default_is_bitwise_torch_optim_and_never_compiles(name):
     ours, theirs = _mlp(0), _mlp(0)
     assert sum(p.numel() for p in ours.parameters()) == 5571
-    opt = getattr(impl_torch, name)(ours.parameters())
-    ref = getattr(torch.optim, name)(theirs.parameters())
+    opt = ours_torch_class(name)(ours.parameters())
+    ref = torch_class(name)(theirs.parameters())
     before = fused._COMPILES[0]
     x = torch.randn(32, 4)
     for _ in range(3):
@@ -286,7 +288,7 @@ def test_threads_stepping_their_own_fused_optimizers(name):
     def train(k):
         try:
             p = torch.nn.Parameter(starts[k].clone())
-            opt = getattr(impl_torch, name)([p], impl="fused", lr=0.0123 + k * 1e-4)
+            opt = ours_torch_class(name)([p], impl="fused", lr=0.0123 + k * 1e-4)
             for g in grads[k]:
                 p.grad = g.clone()
                 opt.step()
@@ -302,7 +304,7 @@ def test_threads_stepping_their_own_fused_optimizers(name):
     assert not errors, errors
     for k in range(4):
         p = torch.nn.Parameter(starts[k].clone())
-        opt = getattr(impl_torch, name)([p], impl="loop", lr=0.0123 + k * 1e-4)
+        opt = ours_torch_class(name)([p], impl="loop", lr=0.0123 + k * 1e-4)
         for g in grads[k]:
             p.grad = g.clone()
             opt.step()
@@ -379,8 +381,8 @@ def test_a_warm_step_is_no_deeper_than_torch_optims(name, foreach):
         p.grad = torch.randn_like(p)
         q.grad = p.grad.clone()
     kwargs = {"foreach": True} if foreach else {}
-    opt = getattr(impl_torch, name)(ours, **kwargs)
-    ref = getattr(torch.optim, name)(theirs, foreach=foreach)
+    opt = ours_torch_class(name)(ours, **kwargs)
+    ref = torch_class(name)(theirs, foreach=foreach)
     for _ in range(2):  # warm: plans made
         opt.step()
         ref.step()

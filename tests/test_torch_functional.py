@@ -15,8 +15,6 @@ import impl_torch
 from adaptbench import rules
 from impl_torch import ForeachOps, TensorOps, functional
 
-RULE_NAMES = ["adagrad", "adadelta", "rmsprop"]
-
 # Rules beyond the torch convention: every switch torch.optim lacks, and the presets.
 EXTENSIONS = [
     rules.Adagrad(eps_in_sqrt=True),
@@ -26,7 +24,7 @@ EXTENSIONS = [
     rules.Adadelta(eps_in_sqrt=False, maximize=True, weight_decay=0.1, rho=0.5),
     rules.RMSprop(eps_in_sqrt=True),
     rules.RMSprop(eps_in_sqrt=True, centered=True, momentum=0.5),
-    *[rules.preset(r, c) for r in RULE_NAMES for c in rules.CONVENTIONS],
+    *[rules.preset(r, c) for r in rules.RULES for c in rules.CONVENTIONS],
 ]
 
 

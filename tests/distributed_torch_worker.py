@@ -19,8 +19,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import impl_torch
+from tests.peer_lookup import ours_torch_class, rule_names, torch_class
 
-RULES = ("adagrad", "adadelta", "rmsprop")
+RULES = rule_names("torch")
 ALL_IMPLS = ("loop", "foreach", "fused", "auto")
 
 
@@ -59,8 +60,7 @@ def _placement(code: str):
 
 
 def _optim_classes(rule: str):
-    name = {"adagrad": "Adagrad", "adadelta": "Adadelta", "rmsprop": "RMSprop"}[rule]
-    return getattr(impl_torch, name), getattr(torch.optim, name)
+    return ours_torch_class(rule), torch_class(rule)
 
 
 def _mlp() -> torch.nn.Module:

@@ -32,6 +32,8 @@ import sys
 
 import numpy as np
 
+from tests.peer_lookup import peer_name, rule_names
+
 
 def _load_problem(path: str):
     data = np.load(path)
@@ -116,9 +118,10 @@ def main(cases_path: str, problem_path: str, out_path: str) -> None:
             for mode, run in modes.items():
                 with _precision(keras, dtype):
                     results[f"{case['id']}|{dtype}|{mode}"] = run(keras, case, params, grads, dtype)
+    keras_names = [peer_name(rule, "keras") for rule in rule_names("keras")]
     signatures = {
         name: list(inspect.signature(getattr(keras.optimizers, name)).parameters)
-        for name in ("Adagrad", "Adadelta", "RMSprop")
+        for name in keras_names
     }
     np.savez(out_path, signatures=np.array(json.dumps(signatures)), **results)
 

@@ -10,6 +10,8 @@ import numpy as np
 import optax
 import torch
 
+from tests.peer_lookup import optax_factory
+
 
 def x64(dtype) -> contextlib.AbstractContextManager:
     """JAX's 64-bit mode for float64 runs only; never switched on globally."""
@@ -65,14 +67,10 @@ def max_relative_difference(a, b) -> float:
 
 
 def optax_for(rule) -> optax.GradientTransformation:
-    """optax's own transformation for an optax-convention Adagrad or RMSprop ``rules``
-    object, with every ``optax.rmsprop`` option the rule carries (``momentum`` 0 is
-    optax's ``None``: no trace)."""
-    if rule.name == "adagrad":
-        return optax.adagrad(rule.lr, initial_accumulator_value=rule.initial_accumulator_value, eps=rule.eps)
-    if rule.name == "rmsprop":
-        return optax.rmsprop(
-            rule.lr, decay=rule.alpha, eps=rule.eps, centered=rule.centered, momentum=rule.momentum or None,
-            nesterov=rule.nesterov, bias_correction=rule.bias_correction, initial_scale=rule.initial_scale,
-        )
-    raise ValueError(f"no optax counterpart mapped for {rule.name!r}")
+    """optax's own transformation for an optax-convention ``rules`` object, with every
+    option the rule carries (its ``PEERS["optax"]`` keywords; ``momentum`` 0 is optax's
+    ``None``: no trace)."""
+    kwargs = rule.peer_kwargs("optax")
+    if kwargs.get("momentum", None) == 0:
+        kwargs["momentum"] = None
+    return optax_factory(rule.name)(**kwargs)

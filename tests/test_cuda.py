@@ -17,6 +17,7 @@ import torch
 import impl_torch
 from adaptbench import rules
 from adaptbench.rules import reference
+from tests.peer_lookup import ours_torch_class, rule_names, torch_class
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -65,8 +66,6 @@ def test_torch_impl_on_cuda_matches_the_oracle_after_every_step(name, convention
             assert p.device.type == "cuda"
 
 
-_TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
-_OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
 _KEYWORDS = {
     "adagrad": {"lr": 0.05, "lr_decay": 0.25, "weight_decay": 0.01},
     "adadelta": {"lr": 0.5, "weight_decay": 0.01},
@@ -75,14 +74,14 @@ _KEYWORDS = {
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach", "fused", "auto"])
-@pytest.mark.parametrize("name", sorted(_TORCH))
+@pytest.mark.parametrize("name", rule_names("torch"))
 def test_optimizer_on_cuda_matches_torch_optim(name, impl):
     gen = torch.Generator().manual_seed(1)
     init = [torch.randn(s, generator=gen) for s in SHAPES]
     ours = [t.cuda().requires_grad_() for t in init]
     theirs = [t.cuda().requires_grad_() for t in init]
-    opt = _OURS[name](ours, **_KEYWORDS[name], impl=impl)
-    ref = _TORCH[name](theirs, **_KEYWORDS[name], foreach=False)
+    opt = ours_torch_class(name)(ours, **_KEYWORDS[name], impl=impl)
+    ref = torch_class(name)(theirs, **_KEYWORDS[name], foreach=False)
     for _ in range(STEPS):
         for a, b in zip(ours, theirs):
             a.grad = torch.randn(a.shape, generator=gen).cuda()

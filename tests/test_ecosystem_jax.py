@@ -21,14 +21,14 @@ import optax  # noqa: E402
 
 import impl_jax  # noqa: E402
 from adaptbench import rules  # noqa: E402
+from tests.peer_lookup import jax_factory, rule_names  # noqa: E402
 
-FACTORIES = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
 STATIC = {
     "adagrad": ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
     "adadelta": ("rho", "eps", "weight_decay"),
     "rmsprop": ("alpha", "eps", "weight_decay", "momentum"),
 }
-NAMES = list(FACTORIES)
+NAMES = rule_names()
 
 
 def _tree(seed=0):
@@ -62,8 +62,8 @@ def _assert_trees_equal(a, b):
 def test_chain_with_identity_transforms_is_bitwise_alone(name):
     """A no-op neighbour in ``optax.chain`` (and nested chains) changes nothing."""
     params, grads = _tree(), _grads(3)
-    alone = _run(FACTORIES[name](lr=0.05), params, grads)[0]
-    chained = _run(optax.chain(optax.identity(), optax.chain(FACTORIES[name](lr=0.05)), optax.identity()), params, grads)[0]
+    alone = _run(jax_factory(name)(lr=0.05), params, grads)[0]
+    chained = _run(optax.chain(optax.identity(), optax.chain(jax_factory(name)(lr=0.05)), optax.identity()), params, grads)[0]
     _assert_trees_equal(alone, chained)
 
 
@@ -71,8 +71,8 @@ def test_chain_with_identity_transforms_is_bitwise_alone(name):
 def test_chain_clip_then_rule_sees_clipped_grads(name):
     params, grads = _tree(), _grads(3)
     clipped = [jax.tree.map(lambda g: jnp.clip(g, -0.5, 0.5), g) for g in grads]
-    want = _run(FACTORIES[name](lr=0.05), params, clipped)[0]
-    got = _run(optax.chain(optax.clip(0.5), FACTORIES[name](lr=0.05)), params, grads)[0]
+    want = _run(jax_factory(name)(lr=0.05), params, clipped)[0]
+    got = _run(optax.chain(optax.clip(0.5), jax_factory(name)(lr=0.05)), params, grads)[0]
     _assert_trees_equal(want, got)
 
 
@@ -88,11 +88,11 @@ def test_inject_hyperparams_without_jit(name):
     params, grads = _tree(), _grads(3)
     defaults = {
         k: float(np.float32(v.default))
-        for k, v in inspect.signature(FACTORIES[name]).parameters.items()
+        for k, v in inspect.signature(jax_factory(name)).parameters.items()
         if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
     }
-    want = _run(FACTORIES[name](**{**defaults, "lr": float(np.float32(0.05))}), params, grads, jit=False)[0]
-    got = _run(optax.inject_hyperparams(FACTORIES[name])(lr=0.05), params, grads, jit=False)[0]
+    want = _run(jax_factory(name)(**{**defaults, "lr": float(np.float32(0.05))}), params, grads, jit=False)[0]
+    got = _run(optax.inject_hyperparams(jax_factory(name))(lr=0.05), params, grads, jit=False)[0]
     _assert_trees_equal(want, got)
 
 
@@ -100,7 +100,7 @@ def test_inject_hyperparams_without_jit(name):
 def test_inject_hyperparams_lr_changed_inside_jit(name):
     """lr may be traced (state.hyperparams['lr']); changing it equals a rebuilt factory."""
     params, grads = _tree(), _grads(4)
-    tx = optax.inject_hyperparams(FACTORIES[name], static_args=STATIC[name])(lr=0.05)
+    tx = optax.inject_hyperparams(jax_factory(name), static_args=STATIC[name])(lr=0.05)
     state = tx.init(params)
 
     @jax.jit
@@ -109,13 +109,13 @@ def test_inject_hyperparams_lr_changed_inside_jit(name):
         return optax.apply_updates(p, u), s
 
     # reference: two constant-lr transformations sharing the inner state
-    ref_p, ref = params, FACTORIES[name](lr=0.05)
+    ref_p, ref = params, jax_factory(name)(lr=0.05)
     ref_s = ref.init(params)
     p = params
     for i, g in enumerate(grads):
         if i == 2:
             state.hyperparams["lr"] = jnp.asarray(0.01, jnp.float32)
-            ref = FACTORIES[name](lr=float(np.float32(0.01)))
+            ref = jax_factory(name)(lr=float(np.float32(0.01)))
         p, state = step(p, state, g)
         u, ref_s = jax.jit(ref.update)(g, ref_s, ref_p)
         ref_p = optax.apply_updates(ref_p, u)
@@ -151,22 +151,22 @@ def test_inject_hyperparams_every_numeric_hyperparameter_inside_jit(name, base, 
     ``state.hyperparams`` between steps equals rebuilding the factory with the new value
     (inject_hyperparams rounds the values to the params' dtype, float32 here)."""
     params, grads = _tree(), _grads(4)
-    tx = optax.inject_hyperparams(FACTORIES[name])(lr=0.05, **base)
+    tx = optax.inject_hyperparams(jax_factory(name))(lr=0.05, **base)
     state = tx.init(params)
     step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
     f32 = lambda v: float(np.float32(v))
     defaults = {
         k: f32(v.default)
-        for k, v in inspect.signature(FACTORIES[name]).parameters.items()
+        for k, v in inspect.signature(jax_factory(name)).parameters.items()
         if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
     }
     kwargs = {**defaults, **{k: f32(v) if not isinstance(v, bool) else v for k, v in base.items()}, "lr": f32(0.05)}
-    ref = FACTORIES[name](**kwargs)
+    ref = jax_factory(name)(**kwargs)
     ref_p, ref_s, p = params, ref.init(params), params
     for i, g in enumerate(grads):
         if i == 2:
             state.hyperparams[field] = jnp.asarray(value, jnp.float32)
-            ref = FACTORIES[name](**{**kwargs, field: f32(value)})
+            ref = jax_factory(name)(**{**kwargs, field: f32(value)})
         p, state = step(p, state, g)
         u, ref_s = jax.jit(ref.update)(g, ref_s, ref_p)
         ref_p = optax.apply_updates(ref_p, u)
@@ -180,7 +180,7 @@ def test_a_traced_switch_is_a_clear_type_error(name):
     """Bools change what is computed: traced, they are refused by name."""
     params = _tree()
     with pytest.raises(TypeError, match=r"maximize is a traced value.*static_args"):
-        jax.jit(lambda m: FACTORIES[name](maximize=m).init(params))(True)
+        jax.jit(lambda m: jax_factory(name)(maximize=m).init(params))(True)
 
 
 def test_momentum_traced_when_the_state_is_created_allocates_the_buffer():
@@ -206,7 +206,7 @@ def test_momentum_traced_when_the_state_is_created_allocates_the_buffer():
 def test_update_accepts_extra_arguments(name):
     """Every factory returns a GradientTransformationExtraArgs, as optax's aliases do, so
     ``update(..., value=loss)`` (line searches, optax.contrib wrappers) is accepted."""
-    tx = FACTORIES[name](lr=0.05)
+    tx = jax_factory(name)(lr=0.05)
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
     params = _tree()
     with_value, _ = tx.update(params, tx.init(params), params, value=jnp.asarray(1.0))
@@ -228,10 +228,10 @@ def test_schedule_equals_rebuilding_per_step(name):
     """An optax schedule is evaluated at the pre-increment count."""
     params, grads = _tree(), _grads(4)
     sched = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
-    got = _run(FACTORIES[name](lr=sched), params, grads, jit=False)[0]
-    p, state = params, FACTORIES[name]().init(params)
+    got = _run(jax_factory(name)(lr=sched), params, grads, jit=False)[0]
+    p, state = params, jax_factory(name)().init(params)
     for i, g in enumerate(grads):
-        u, state = FACTORIES[name](lr=float(sched(i))).update(g, state, p)
+        u, state = jax_factory(name)(lr=float(sched(i))).update(g, state, p)
         p = optax.apply_updates(p, u)
     _assert_trees_equal(got, p)
 
@@ -240,9 +240,9 @@ def test_schedule_equals_rebuilding_per_step(name):
 def test_multisteps_accumulates_then_steps_once(name):
     """optax.MultiSteps(k=2): one step per two micro-batches with their mean gradient."""
     params, grads = _tree(), _grads(4)
-    got = _run(optax.MultiSteps(FACTORIES[name](lr=0.05), every_k_schedule=2), params, grads)[0]
+    got = _run(optax.MultiSteps(jax_factory(name)(lr=0.05), every_k_schedule=2), params, grads)[0]
     means = [jax.tree.map(lambda a, b: (a + b) / 2, grads[0], grads[1]), jax.tree.map(lambda a, b: (a + b) / 2, grads[2], grads[3])]
-    want = _run(FACTORIES[name](lr=0.05), params, means)[0]
+    want = _run(jax_factory(name)(lr=0.05), params, means)[0]
     for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
@@ -303,7 +303,7 @@ def test_state_save_restore_round_trip_is_bitwise(name, tmp_path):
 def test_apply_if_finite_skips_a_nan_step(name):
     """optax.apply_if_finite: a NaN gradient leaves params and our inner state untouched."""
     params, grads = _tree(), _grads(2)
-    tx = optax.apply_if_finite(FACTORIES[name](lr=0.05), max_consecutive_errors=3)
+    tx = optax.apply_if_finite(jax_factory(name)(lr=0.05), max_consecutive_errors=3)
     state = tx.init(params)
     step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
     params, state = step(params, state, grads[0])

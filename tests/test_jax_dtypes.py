@@ -41,7 +41,7 @@ def test_float16_gradients_of_float32_params_are_refused():
         tx.update(grads, tx.init(params), params)
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("name", list(rules.RULES))
 def test_state_of_another_dtype_is_refused_without_params_too(name):
     rule = rules.preset(name, "torch", centered=True) if name == "rmsprop" else rules.preset(name, "torch")
     tx = impl_jax.transformation(rule)

@@ -41,7 +41,7 @@ def _compiled_passes(rule):
     return list(step.compiled(params, state, grads).items())
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("name", list(rules.RULES))
 def test_make_step_has_no_temporary_at_1e7(name):
     rule = rules.preset(name, "torch")
     for pass_name, compiled in _compiled_passes(rule):

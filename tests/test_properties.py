@@ -26,10 +26,9 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import array_shapes  # noqa: E402
 
-import impl_jax  # noqa: E402
-import impl_torch  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.peer_lookup import jax_factory, ours_torch_class  # noqa: E402
 from tests.test_parity import _round, check_resynchronised_steps  # noqa: E402
 
 IMPLS = [i for i in IMPLEMENTATIONS if i.id in ("torch-loop", "torch-foreach", "jax-make_step")]
@@ -99,8 +98,6 @@ BAD_NONNEGATIVE = st.one_of(
 BAD_UNIT = st.one_of(
     st.floats(min_value=1.0, exclude_min=True), st.floats(max_value=0.0, exclude_max=True), st.just(math.nan)
 )
-JAX = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
-TORCH = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
 CASES = [(n, a, "nonneg") for n, args in NONNEGATIVE.items() for a in args] + [
     (n, a, "unit") for n, args in UNIT.items() for a in args
 ]
@@ -114,9 +111,9 @@ def test_invalid_values_raise_value_error_naming_the_argument(name, arg, kind, d
     with pytest.raises(ValueError, match=arg):
         rules.rule_class(name)(**{arg: value})
     with pytest.raises(ValueError, match=arg):
-        JAX[name](**{arg: value})
+        jax_factory(name)(**{arg: value})
     with pytest.raises(ValueError, match=arg):
-        TORCH[name]([torch.zeros(2, requires_grad=True)], **{arg: value})
+        ours_torch_class(name)([torch.zeros(2, requires_grad=True)], **{arg: value})
 
 
 @pytest.mark.parametrize("name", sorted(rules.RULES))
@@ -126,4 +123,4 @@ def test_non_numbers_raise_type_error_naming_the_argument(name, value):
     with pytest.raises(TypeError, match="lr"):
         rules.rule_class(name)(lr=value)
     with pytest.raises(TypeError, match="lr"):
-        JAX[name](lr=value)
+        jax_factory(name)(lr=value)

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 import impl_jax  # noqa: E402
 import impl_torch  # noqa: E402
 from adaptbench import rules  # noqa: E402
+from tests.peer_lookup import optax_factory, rule_names, torch_class  # noqa: E402
 from tests.reference_libraries import (  # noqa: E402
     max_relative_difference,
     optax_trajectory,
@@ -205,28 +206,6 @@ def test_rmsprop_momentum_differs_with_a_schedule():
     assert max_relative_difference(a, b) > 1e-6
 
 
-def test_optax_adadelta_default_learning_rate_ascends():
-    """optax.adadelta(learning_rate=None) skips scale_by_learning_rate, so nothing flips the
-    sign: apply_updates *adds* the Adadelta step and the loss goes up (optax 0.2.x source:
-    alias.adadelta -> transform.scale_by_learning_rate(None) -> identity)."""
-    import jax
-    import jax.numpy as jnp
-
-    def loss(p):
-        return jnp.sum(p**2)
-
-    p = jnp.array([1.0, -2.0, 3.0])
-    losses = []
-    for transform in (optax.adadelta(), optax.adadelta(learning_rate=1.0)):
-        q, state = p, transform.init(p)
-        for _ in range(100):
-            updates, state = transform.update(jax.grad(loss)(q), state, q)
-            q = optax.apply_updates(q, updates)
-        losses.append(float(loss(q)))
-    default_lr, explicit_lr = losses
-    assert default_lr > float(loss(p)) > explicit_lr
-
-
 def test_optax_adagrad_masks_where_torch_divides_zero_by_zero():
     """Zero accumulator, zero gradient, eps = 0: torch.optim yields NaN, optax yields 0."""
     params = [np.array([1.0, 1.0])]
@@ -237,21 +216,16 @@ def test_optax_adagrad_masks_where_torch_divides_zero_by_zero():
     assert t[0][0][1] == pytest.approx(o[0][0][1])
 
 
-@pytest.mark.parametrize("name", sorted(rules.RULES))
+@pytest.mark.parametrize("name", rule_names("torch", "optax"))
 def test_presets_are_the_libraries_defaults(name):
     """The `torch` preset is torch.optim's defaults and the `optax` preset optax's (lr given)."""
     params, grads = problem(steps=10)
-    torch_cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}[name]
-    optax_factory = {
-        "adagrad": lambda: optax.adagrad(1e-2),
-        "adadelta": lambda: optax.adadelta(1.0),
-        "rmsprop": lambda: optax.rmsprop(1e-2),
-    }[name]
     from adaptbench.rules import reference
 
     for convention, run in [
-        ("torch", lambda: torch_optim_trajectory(torch_cls, params, grads, "float64")),
-        ("optax", lambda: optax_trajectory(optax_factory(), params, grads, "float64")),
+        ("torch", lambda: torch_optim_trajectory(torch_class(name), params, grads, "float64")),
+        ("optax", lambda: optax_trajectory(optax_factory(name)(rules.preset(name, "optax").lr), params, grads,
+                                           "float64")),
     ]:
         rule = rules.preset(name, convention)
         states = [reference.init_state(rule, p) for p in params]

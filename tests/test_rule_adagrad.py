@@ -1,6 +1,6 @@
-"""Adagrad's own behaviour: sparse gradients (``nn.Embedding(sparse=True)``), bitwise
-equal to torch.optim's sparse Adagrad for every impl, duplicate indices included; weight
-decay raises as in torch.optim."""
+"""Adagrad's own behaviour: ``lr_decay`` with step counts that differ between tensors, and
+sparse gradients (``nn.Embedding(sparse=True)``), bitwise equal to torch.optim's sparse
+Adagrad for every impl, duplicate indices included; weight decay raises as in torch.optim."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ import torch
 
 import impl_torch
 from adaptbench import rules
+
+# --- lr_decay ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ["loop", "foreach"])
+def test_adagrad_lr_decay_with_differing_step_counts(impl):
+    # foreach passes one clr per tensor (torch._foreach_mul's ScalarList).
+    rule = rules.Adagrad(lr_decay=0.5)
+    params = [torch.ones(2), torch.ones(2)]
+    states = [impl_torch.init_state(rule, p) for p in params]
+    states[1]["step"].fill_(9.0)
+    impl_torch.step(rule, params, [torch.ones(2), torch.ones(2)], states, impl=impl)
+    # sum = 1, step 1 -> clr = 0.01; step 10 -> clr = 0.01 / (1 + 9 * 0.5)
+    torch.testing.assert_close(params[0], torch.full((2,), 1 - 0.01 / (1 + 1e-10)))
+    torch.testing.assert_close(params[1], torch.full((2,), 1 - 0.01 / 5.5 / (1 + 1e-10)))
+    assert [s["step"].item() for s in states] == [1.0, 10.0]
+
 
 # --- sparse gradients ---------------------------------------------------------------------------
 

@@ -126,12 +126,10 @@ def test_complex_grad_of_a_real_param_is_refused():
 def test_complex_as_real_is_torch_optims_complex(case):
     torch = pytest.importorskip("torch")
     rule = COMPLEX_RULES[case]
-    cls = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}[rule.name]
-    not_torchs = ("eps_in_sqrt", "complex_as_real", "mask_zero_accumulator", "initial_scale", "nesterov", "bias_correction",
-                  "decoupled_weight_decay")
-    kwargs = {k: v for k, v in rule.as_dict().items() if k not in not_torchs}
+    from tests.peer_lookup import torch_class
+
     p = torch.nn.Parameter(torch.tensor(P0))
-    opt = cls([p], foreach=False, **kwargs)
+    opt = torch_class(rule.name)([p], foreach=False, **rule.peer_kwargs("torch", complex_params=True))
     expected, state = P0, reference.init_state(rule, P0)
     for g in GRADS:
         p.grad = torch.tensor(g)

@@ -135,20 +135,6 @@ def test_mask_zero_accumulator(impl):
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-def test_adagrad_lr_decay_with_differing_step_counts(impl):
-    # foreach passes one clr per tensor (torch._foreach_mul's ScalarList).
-    rule = rules.Adagrad(lr_decay=0.5)
-    params = [torch.ones(2), torch.ones(2)]
-    states = [impl_torch.init_state(rule, p) for p in params]
-    states[1]["step"].fill_(9.0)
-    impl_torch.step(rule, params, [torch.ones(2), torch.ones(2)], states, impl=impl)
-    # sum = 1, step 1 -> clr = 0.01; step 10 -> clr = 0.01 / (1 + 9 * 0.5)
-    torch.testing.assert_close(params[0], torch.full((2,), 1 - 0.01 / (1 + 1e-10)))
-    torch.testing.assert_close(params[1], torch.full((2,), 1 - 0.01 / 5.5 / (1 + 1e-10)))
-    assert [s["step"].item() for s in states] == [1.0, 10.0]
-
-
-@pytest.mark.parametrize("impl", ["loop", "foreach"])
 def test_none_grads_are_skipped_and_grads_untouched(impl):
     rule = rules.RMSprop(maximize=True, weight_decay=0.1)
     params = [torch.ones(2), torch.ones(3)]

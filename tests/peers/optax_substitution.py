@@ -19,16 +19,14 @@ import optax
 import pytest
 from optax._src import alias, transform
 
-import impl_jax
 from adaptbench import rules
-
-_FACTORIES = {"adagrad": impl_jax.adagrad, "adadelta": impl_jax.adadelta, "rmsprop": impl_jax.rmsprop}
+from tests.peer_lookup import jax_factory, peer_name, rule_names
 
 
 def _ours(name: str, **values) -> optax.GradientTransformationExtraArgs:
     """impl_jax's factory with the ``optax`` preset's switches and ``values`` (numbers,
     schedules or traced scalars: the factory takes what ``inject_hyperparams`` passes)."""
-    return _FACTORIES[name](**{**rules.preset(name, "optax").as_dict(), **values})
+    return jax_factory(name)(**{**rules.preset(name, "optax").as_dict(), **values})
 
 
 def _undirected(tx) -> optax.GradientTransformationExtraArgs:
@@ -97,14 +95,15 @@ def scale_by_adadelta(rho=0.9, eps=1e-6):
     return _undirected(adadelta(1.0, rho, eps))
 
 
-SUBSTITUTES = {
-    alias: ("adagrad", "adadelta", "rmsprop"),
-    transform: ("scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adadelta"),
-    optax: ("adagrad", "adadelta", "rmsprop", "scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adadelta"),
-}
+# optax's factory of each registered rule with an optax peer (its PEERS["optax"]); this
+# module defines a substitute of each, with optax's signature, and of optax's transforms
+# that compute these rules without a learning rate.
+_ALIASES = tuple(peer_name(name, "optax") for name in rule_names("optax"))
+_TRANSFORMS = ("scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adadelta")
+SUBSTITUTES = {alias: _ALIASES, transform: _TRANSFORMS, optax: _ALIASES + _TRANSFORMS}
 
 # What a case must mention (its name, or its parameters' repr) to touch these rules.
-_TOUCHES = ("adagrad", "adadelta", "rmsprop", "scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")
+_TOUCHES = _ALIASES + ("scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")
 # Cases that use these rules without naming them.
 _ALSO = {"test_map_params_to_none"}
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import impl_torch
+from tests.peer_lookup import ours_torch_class, peer_name, rule_names, torch_class
 
-RULES = ("Adagrad", "Adadelta", "RMSprop")
-OURS = {"Adagrad": impl_torch.Adagrad, "Adadelta": impl_torch.Adadelta, "RMSprop": impl_torch.RMSprop}
-TORCH = {"Adagrad": torch.optim.Adagrad, "Adadelta": torch.optim.Adadelta, "RMSprop": torch.optim.RMSprop}
+# The registered rules with a torch.optim peer, by torch.optim's class name: optim_db's
+# key for the rule, and the suites' test ids.
+RULES = tuple(peer_name(name, "torch") for name in rule_names("torch"))
+OURS = {peer_name(name, "torch"): ours_torch_class(name) for name in rule_names("torch")}
+TORCH = {peer_name(name, "torch"): torch_class(name) for name in rule_names("torch")}
 
 
 def load():
@@ -40,7 +42,7 @@ def load():
 
 
 def infos() -> dict:
-    """``{"Adagrad": OptimizerInfo, ...}`` for the three rules."""
+    """``{"Adagrad": OptimizerInfo, ...}`` for the rules in ``RULES``."""
     db = load().optim_db
     found = {info.name: info for info in db if info.name in RULES}
     assert sorted(found) == sorted(RULES), f"optim_db lacks {set(RULES) - set(found)}"

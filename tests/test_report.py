@@ -517,7 +517,7 @@ def test_call_overhead_column_and_section(tmp_path):
     _run(["--json", str(_write(tmp_path, data)), "--out", str(out)])
     md = _unpad((out / "README.md").read_text())
     section = md.split("## Call overhead of the fused steps")[1].split("\n## ")[0]
-    assert "enable_kernel_profile" in section and "bench/timing/overhead.py" in section
+    assert "bench/timing/overhead.py" in section  # where the method is told
     assert ("| cpu | fp32 | 1 (pinned) | adagrad | 1e3 | ours-torch-fused | 30.0 | 32.0 | 3.00 | 1 | 29.0 | 91% |"
             in section)
     assert "| adagrad | 1e7 | ours-torch-fused | 10,500 | 10,100 | 10,200 | 1 | -100 | -1% |" in section

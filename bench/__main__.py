@@ -11,7 +11,8 @@ commands:
                                     time the benchmark sweep (pytest --benchmark-only bench/) at the
                                     machine's default thread count and at one pinned thread, then report;
                                     --quick (make bench): a subset of sizes and peers, into results/<machine>/quick/;
-                                    --rules-module M: sweep the rules module M registers too
+                                    --rules-module M: sweep the rules module M registers too,
+                                    into results/<machine>/rules/ (git-ignored)
   report [--json PATH] [--out DIR]  tables, CSV and plots under results/<machine>/ from a results JSON
                                     (a slice goes to results/<machine>/slices/<time>/)
   readme [--check]                  copy the report's generated files into README.md's marked blocks

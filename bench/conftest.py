@@ -187,6 +187,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "sweep": cases.sweep(),
         "threads": record,
         "selection": selection(config),
+        "rules_modules": config.getoption("rules_module", default=[]),
         "command": os.environ.get("ADAPTBENCH_COMMAND")
         or "python -m pytest " + shlex.join(map(str, config.invocation_params.args)),
         "benchmark_options": options,

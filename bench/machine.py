@@ -1,38 +1,16 @@
 """What machine a benchmark ran on, and the thread settings it ran under.
 
-``collect()`` gathers the metadata that ``bench/conftest.py`` stores under
-``machine_info["adaptbench"]`` in every pytest-benchmark JSON and the training experiment
-in its histories: the CPU from py-cpuinfo (pytest-benchmark's own ``machine_info["cpu"]``),
-cores and threads from psutil, thread pools from threadpoolctl, versions, git and the
-frameworks; only the cache sizes are read from sysfs (see ``cpu_caches``). ``slug()``
-derives the ``results/<machine>/`` folder name from it; ``configure_threads()`` gives torch
-and XLA the same intra-op thread count before anything is timed.
+``collect()`` gathers what ``bench/conftest.py`` stores under ``machine_info["adaptbench"]``
+in every pytest-benchmark JSON (and the training experiment in its histories): the CPU from
+py-cpuinfo, cores and threads from psutil, thread pools from threadpoolctl, versions, git
+and the frameworks; only the cache sizes are read from sysfs (see ``cpu_caches``).
+``slug()`` names the ``results/<machine>/`` folder.
 
-Thread settings (the design's "same thread count for both frameworks"; the headline at
-the machine's default, one thread as a second setting). ``ADAPTBENCH_THREADS`` picks one per
-process (``python -m bench run`` runs one pytest process per setting):
-
-- ``default`` (or unset): what a user gets. No thread flag is set; torch keeps its default
-  intra-op count, XLA its default. The CPU budget of both frameworks is every CPU the
-  process may run on (``os.sched_getaffinity``).
-- ``N`` (e.g. ``1``): the process is pinned to N CPUs (``os.sched_setaffinity``) before
-  torch or jax start a thread, so every thread either framework starts inherits the set;
-  torch gets ``set_num_threads(N)`` and XLA ``intra_op_parallelism_threads=N`` (Eigen's pool
-  off for N = 1). Thread flags alone do not hold XLA to one core: runs with flags only
-  measured 1.4-1.96 CPUs of process time per second of wall time for jitted steps at every
-  size (its runtime threads spin beside the one that computes), against 0.99 for torch.
-  Pinning is what makes the budget hold; what it costs is that XLA's helper threads now
-  share the one core with the computation (docs/performance.md).
-
-Every benchmark records its setting (``thread_setting``, ``threads``, ``cpu_budget``) and
-the CPU utilisation it achieved (``cpu_util``); the report flags a row above its budget.
-
-Inductor (``impl="fused"``) compiles in a pool of worker processes by default
-(``compile_threads`` = the CPU count), started by the first compile and kept alive for a
-while after it. The sweep compiles in-process instead
-(``torch._inductor.config.compile_threads = 1``) so that no process of ours runs beside
-the timed steps. (It was suspected of the large IQRs of the first step group, iris15
-Adagrad, 23-68 us against 2-3 us elsewhere; those stayed without the pool, cause unknown.)
+``configure_threads()`` applies a thread setting (``ADAPTBENCH_THREADS``: ``default``, or N
+CPUs with the process pinned to them before torch or XLA start a thread); what each
+setting means and why pinning, not thread flags, holds XLA to N cores: docs/performance.md,
+"Thread settings and CPU budgets". It also makes Inductor compile in-process
+(``compile_threads = 1``), so that no worker pool of ours runs beside the timed steps.
 """
 
 from __future__ import annotations

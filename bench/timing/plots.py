@@ -37,7 +37,7 @@ def _style(impl: str, i: int):
     return STYLE.get(impl, (f"C{i % 10}", ":", "x"))
 
 
-def _figure(rules):
+def figure(rules):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -47,7 +47,7 @@ def _figure(rules):
     return plt, fig, axes[0]
 
 
-def _save(plt, fig, path, writer) -> None:
+def save(plt, fig, path, writer) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -61,7 +61,7 @@ def _plot(rows, device, dtype, tag, out, writer, what: str) -> str | None:
     rules = order([x["rule"] for x in sub], rule_order())
     if not rules:
         return None
-    plt, fig, axes = _figure(rules)
+    plt, fig, axes = figure(rules)
     impls = order([x["impl"] for x in sub], impl_order())
     handles = {}
     for ax, rule in zip(axes, rules):
@@ -103,7 +103,7 @@ def _plot(rows, device, dtype, tag, out, writer, what: str) -> str | None:
     fig.suptitle(("Median time per step" if what == "time" else "Fraction of the in-place a += b bandwidth")
                  + f" (hollow markers: {MANY}, 100 tensors)")
     name = f"{what}-{device}-{dtype}-{tag}.png"
-    _save(plt, fig, out / name, writer)
+    save(plt, fig, out / name, writer)
     return name
 
 

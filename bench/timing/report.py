@@ -7,7 +7,7 @@ writes the report into a folder:
 
 - a whole sweep goes to ``results/<machine>/`` (the name comes from the JSON's machine
   info: ``gpu-<gpu-name>`` or ``cpu-<model>-<cores>c``), the quick sweep (``make bench``)
-  to ``results/<machine>/quick/``;
+  to ``results/<machine>/quick/``, a run with ``--rules-module`` to ``results/<machine>/rules/``;
 - a slice (a ``-k`` selection, a subset of the benchmark files: the JSON's
   ``adaptbench.selection``) goes to ``results/<machine>/slices/<run time>/``, never over a
   whole sweep: ``--out`` naming a folder that holds one is refused.

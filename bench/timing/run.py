@@ -21,7 +21,8 @@ Each setting's pytest shows a progress bar (bench/conftest.py): benchmarks done,
 running, and the time left at the rate so far.
 Arguments after ``--`` go to pytest, e.g. ``python -m bench run -- -k "adagrad and 1e6"``;
 ``--rules-module M`` (repeatable) goes to every pytest it runs, which imports M before
-collection, so that the rules M registers are swept too (docs/adding-a-rule.md).
+collection, so that the rules M registers are swept too (docs/adding-a-rule.md); such a run
+reports into ``results/<machine>/rules/`` (git-ignored), never the committed folder.
 """
 
 from __future__ import annotations
@@ -104,8 +105,10 @@ def main(argv=None) -> int:
     which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (make bench-full)")
     parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
     parser.add_argument("--rules-module", action="append", default=[], metavar="MODULE",
-                        help="import MODULE's rules in every pytest run, so that they are swept (repeatable)")
-    parser.add_argument("--out", help="report folder (default: results/<machine>, or its slices/<time>/ for a slice)")
+                        help="import MODULE's rules in every pytest run, so that they are swept (repeatable); "
+                             "the report goes to results/<machine>/rules/ (git-ignored)")
+    parser.add_argument("--out", help="report folder (default: results/<machine>, its quick/ or rules/ folder for "
+                                      "--quick or --rules-module, and slices/<time>/ beneath for a slice)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     args = parser.parse_args(argv)
     user = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args

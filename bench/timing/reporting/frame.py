@@ -19,6 +19,8 @@ KEYS = {"step": ("rule", "size", "n", "n_tensors", "dtype", "device", "impl", "f
         "probe": ("size", "n", "dtype", "device", "framework", "bytes_per_call"),
         "training": ("rule", "impl", "steps_per_call")}
 SLOWER, FASTER = 1.10, 1 / 1.10
+# Two medians closer than this ratio (or than their IQRs) are a tie: the run does not separate them.
+TIE = 1.05
 # A row is over its CPU budget when its process CPU time per wall second exceeds the
 # budget by more than this (the meter itself reads ~1.0 for a single busy thread).
 BUDGET_SLACK = 0.1
@@ -204,6 +206,14 @@ def compare(current: pd.DataFrame, previous: pd.DataFrame, keys: list[str]) -> p
 
 STEP_KEYS = ["device", "dtype", "tag", "rule", "size", "impl"]
 TRAINING_KEYS = ["tag", "group", "rule", "impl"]
+
+
+def within_noise(fast: dict, slow: dict) -> bool:
+    """True when ``slow``'s median is not clearly above ``fast``'s: the gap is smaller than
+    the mean of the two IQRs, or the ratio is below ``TIE``."""
+    gap = slow["median_s"] - fast["median_s"]
+    noise = ((fast.get("iqr_s") or 0.0) + (slow.get("iqr_s") or 0.0)) / 2
+    return gap <= noise or slow["median_s"] < TIE * fast["median_s"]
 
 
 def records(df: pd.DataFrame) -> list[dict]:

@@ -13,20 +13,11 @@ import pandas as pd
 
 from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
                   threads_label)
-from .frame import GROUP, impl_order, order, records, rule_order, size_order, sort
-from .freshness import freshness
+from .frame import GROUP, TIE, impl_order, order, records, rule_order, size_order, sort, within_noise
+from .freshness import freshness, measured_commit
+from .store import PREVIOUS
+from .targets import targets
 
-TIE = 1.05
-FRAMEWORKS = (("torch", "PyTorch"), ("jax", "JAX"))
-PREVIOUS = "previous.json"
-
-
-def within_noise(fast: dict, slow: dict) -> bool:
-    """True when ``slow``'s median is not clearly above ``fast``'s: the gap is smaller than
-    the mean of the two IQRs, or the ratio is below ``TIE``."""
-    gap = slow["median_s"] - fast["median_s"]
-    noise = ((fast.get("iqr_s") or 0.0) + (slow.get("iqr_s") or 0.0)) / 2
-    return gap <= noise or slow["median_s"] < TIE * fast["median_s"]
 
 
 def pick(members: list[dict], framework: str) -> dict | None:
@@ -117,9 +108,7 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     mi = data.get("machine_info") or {}
     ab = mi.get("adaptbench") or {}
     run = data.get("adaptbench") or {}
-    git = ab.get("git") or {}
-    commit = git.get("commit") or (data.get("commit_info") or {}).get("id") or "unknown"
-    dirty = git.get("dirty") if git.get("dirty") is not None else (data.get("commit_info") or {}).get("dirty")
+    commit, dirty = measured_commit(data)
     cores = ab.get("cores") or {}
     caches = ab.get("caches") or {}
     torch_info = ab.get("torch") or {}
@@ -133,7 +122,7 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         "",
         f"- command: `{run.get('command', 'unknown')}` ({sweep} sweep)",
         f"- date: {data.get('datetime', 'unknown')}",
-        f"- commit: `{commit}`" + (" (working tree dirty)" if dirty else ""),
+        f"- commit: `{commit or 'unknown'}`" + (" (working tree dirty)" if dirty else ""),
         f"- machine: {ab.get('cpu_model', mi.get('processor', 'unknown'))}, {cores.get('physical', '?')} cores / "
         f"{cores.get('logical', '?')} threads ({cores.get('usable', '?')} usable), "
         + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in caches.items())
@@ -156,40 +145,14 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     if ab.get("env"):
         lines.append("- environment: " + ", ".join(f"`{k}={v}`" for k, v in ab["env"].items()))
     if previous is not None:
-        pgit = ((previous.get("machine_info") or {}).get("adaptbench") or {}).get("git") or {}
         lines.append(f"- compared with: `{PREVIOUS}` from {previous.get('datetime', 'unknown')}, "
-                     f"commit `{pgit.get('commit') or 'unknown'}`")
-    lines += [
+                     f"commit `{measured_commit(previous)[0] or 'unknown'}`")
+    return lines + [
         "",
-        "Timing: each callable is compiled and warmed up before pytest-benchmark sees it; jax steps are one "
-        "jitted call with params and state donated and threaded through iterations, waited for with "
-        "`jax.block_until_ready`; torch steps are `Optimizer.step()` (followed by `torch.cuda.synchronize()` on "
-        "CUDA). Medians per step. Hyperparameters: the `torch` convention (torch.optim defaults) for every "
-        "implementation; each peer (torch.optim, optax, Keras) gets the keywords the rule's `PEERS` map "
-        "(`rule.peer_kwargs`), with eps where the peer fixes it (inside or outside the root): the same update "
-        "class at the same cost; a peer with no setting for a rule has no rows.",
-        "",
-        "Roofline: bytes one step must move (reads and writes of params, grads and each state tensor: "
-        "`rules.<Rule>.accesses_per_element` x itemsize x n) over the median, as a fraction of the best "
-        "in-place `a += b` probe (12 B per fp32 element, torch `a.add_(b)` or jitted donated `a + b`) "
-        "measured in the same run on the same device at the same working-set size (a step over n elements "
-        "touching k arrays is judged against a probe over ceil(k n / 2) elements), right before the steps of "
-        "that size. A fraction above 100% is shown as *probe error*, never as a result.",
-        "",
-        "Thread settings: each setting runs in its own process. *default* is what a user gets: no thread "
-        "flag, torch's and XLA's own thread counts, every usable CPU as the budget of both. *pinned* (N threads) "
-        "pins the whole process to N CPUs (`os.sched_setaffinity`) before either framework starts a thread, and "
-        "sets torch's and XLA's thread counts to N: thread flags alone did not hold XLA to one core. CPU util "
-        "is the process's CPU time per wall second while a benchmark ran; a row above its budget is marked †.",
-        "",
-        "Temporary memory: bytes one step allocates beyond params, grads and state, measured once per case "
-        "outside the timed loop: jax from the compiled executable's `memory_analysis().temp_size_in_bytes`; "
-        "torch on CPU as the peak of the allocations the profiler records during one step "
-        "(`torch.profiler`, `profile_memory=True`); torch on CUDA as `torch.cuda.max_memory_allocated` above "
-        "what was allocated before the step.",
+        "How each number is made (timing, the peers' hyperparameters, the roofline, thread settings and CPU "
+        "budgets, temporary memory): docs/performance.md.",
         "",
     ]
-    return lines
 
 
 def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict, records) -> list[str]:
@@ -273,8 +236,7 @@ def _rule_tables(rs: pd.DataFrame, previous) -> list[str]:
     out = [title, "", "Median us per step (fastest in bold; the floor in italics, never a candidate):", "",
            grid(median, impls), "",
            "Speedup over the best torch.optim variant of the same group (>1: faster; below 1 marked slower):", "",
-           grid(lambda r: fmt_x(r.get("speedup_vs_torch_optim")) + flag(r), competitors).replace(
-               "| impl", "| impl", 1), "",
+           grid(lambda r: fmt_x(r.get("speedup_vs_torch_optim")) + flag(r), competitors), "",
            "Fraction of the bandwidth roofline:", "", grid(fmt_pct, competitors), ""]
     if rs["temp_bytes"].notna().any():
         out += ["Temporary memory of one step (bytes allocated beyond params, grads and state; ? = not measured):",
@@ -298,16 +260,11 @@ def _overhead(steps: list[dict]) -> list[str]:
         return []
     out = [
         "## Call overhead of the fused steps", "",
-        "What a step costs beyond its kernels: the median time of `Optimizer.step()` less the median time of the "
-        "kernels one step runs (Inductor's generated C++ kernels for `ours-torch-fused`, and for `ours-torch-auto` "
-        "where auto picks fused; the native `aten::_fused_*` op for `torch.optim-fused`), both measured on CPU in "
-        "one process of its own, started beside the sweep with the same thread setting. That process builds the "
-        "same case with Inductor's `cpp.enable_kernel_profile` on (a `RECORD_FUNCTION` range around each kernel, "
-        "which changes the generated code: the sweep's own kernels never carry it), times the step with `timeit` "
-        "and runs as many steps under `torch.profiler`, in alternating blocks, summing the kernel ranges of each "
-        "step (bench/timing/overhead.py). So *step us* is that process's median, shown beside the sweep's; "
-        "share = overhead / step. Where the kernel takes most of the step (large sizes) the overhead is the "
-        "difference of two medians and within their run-to-run noise, negative at times.", "",
+        "What a step costs beyond its kernels: the median of `Optimizer.step()` less the median of the kernels "
+        "one step runs, both measured on CPU in one process beside the sweep, with the same thread setting "
+        "(how, and why in a process of its own: bench/timing/overhead.py). *step us* is that process's median, "
+        "shown beside the sweep's; share = overhead / step. Where the kernel takes most of the step (large "
+        "sizes) the overhead is the difference of two medians and within their noise, negative at times.", "",
     ]
     if measured:
         body = [[r["device"], r["dtype"], threads_label(r), r["rule"], r["size"], r["impl"], fmt_us(r["median_s"]),
@@ -329,8 +286,6 @@ def _share(row) -> str:
 
 def markdown(data: dict, steps: pd.DataFrame, probes: pd.DataFrame, previous: dict | None, plots: list[str],
              name: str, ignored: int, json_name: str, training: pd.DataFrame) -> str:
-    from .targets import targets
-
     out = [f"# adaptbench results: {name}", "",
            "Generated by `python -m bench report` from the pytest-benchmark JSON; do not edit by hand.", ""]
     out += _how_made(data, previous, json_name)

@@ -1,27 +1,19 @@
 """Tables and plots for the "sharded" family (bench/timing/bench_sharded.py).
 
-``write(data, out, writer=None) -> str`` takes a pytest-benchmark JSON (already loaded) as
-a pandas frame (``rows``),
-writes ``sharded-<framework>-<scaling>.png`` under ``out`` and returns the Markdown
-section (tables and image links). Nothing is written when the JSON has no sharded rows
-(the section is then empty). ``rows(data)``, ``markdown(rows)`` and ``plot(rows, out)``
-are its parts.
-
-Per row: elements and bytes per device per step (the step's bytes, the rule's
-``accesses_per_element`` x 4 B per fp32 element, divided by the device count), the step's median time as
-timed inside its server, GB/s per device, the probe's GB/s per device (an in-place
-``a + b`` with the same per-device working set, on the same devices, in the same server)
-and the step's fraction of it; strong-scaling rows add the time relative to one device.
-A fraction above 1 means the probe under-measured: shown as a probe error, never as a
-result.
+Per row: elements and bytes per device per step, the step's median as timed inside its
+server, GB/s per device, the probe's GB/s per device (an in-place ``a + b`` of the same
+per-device working set, on the same devices, in the same server) and the step's fraction
+of it (above 1 the probe under-measured: a probe error, never a result); strong scaling
+adds the time relative to one device.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
+
+from bench.writer import atomic_write_bytes
 
 from .fmt import table
 from .frame import order, records, rule_order
@@ -94,79 +86,51 @@ def markdown(rs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _save(fig, path: Path, writer) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    if writer is None:
-        path.write_bytes(buf.getvalue())
-    else:
-        writer(path, buf.getvalue())
-
-
-def plot(rs: list[dict], out, writer=None) -> list[str]:
+def plot(rs: pd.DataFrame, out, writer=atomic_write_bytes) -> list[str]:
     """Per (framework, scaling): one panel per rule. Over device counts (JAX): GB/s per
-    device per impl (solid) and the probe's GB/s per device (dotted); one device count
+    device per impl (solid) and the best probe per count (dotted); one device count
     (torch): bars of GB/s per device per impl, the probe a dotted line. Returns file names."""
-    if rs.empty:
-        return []
-    rs = records(rs)
-    import matplotlib
+    from ..plots import figure, save
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
     written = []
-    for (framework, scaling) in sorted({(r["framework"], r["scaling"]) for r in rs}):
-        sub = [r for r in rs if (r["framework"], r["scaling"]) == (framework, scaling)]
-        rules = order([r["rule"] for r in sub], rule_order())
-        fig, axes = plt.subplots(1, len(rules), figsize=(5.2 * len(rules), 4.4), squeeze=False,
-                                 layout="constrained")
-        for ax, rule in zip(axes[0], rules):
-            rr = [r for r in sub if r["rule"] == rule]
-            impls = sorted({(r["impl"], r["threads"]) for r in rr})
-            counts = sorted({r["devices"] for r in rr})
-            if len(counts) > 1:
-                for i, impl in enumerate(impls):
-                    pts = [r for r in rr if (r["impl"], r["threads"]) == impl]
-                    ax.plot([r["devices"] for r in pts], [r["gbps_per_device"] for r in pts],
-                            marker="o", color=f"C{i}", label=f"{impl[0]}, {impl[1]} threads")
-                probe: dict[int, float] = {}
-                for r in rr:  # the best probe per device count, as bench/timing/probe.py's roofline
-                    if r["probe_gbps_per_device"]:
-                        probe[r["devices"]] = max(probe.get(r["devices"], 0.0), r["probe_gbps_per_device"])
-                if probe:
-                    ax.plot(sorted(probe), [probe[d] for d in sorted(probe)], ":", color="gray",
-                            label="probe a+b (roofline)")
+    for (framework, scaling), sub in rs.groupby(["framework", "scaling"], sort=True):
+        rules = order(sub["rule"], rule_order())
+        plt, fig, axes = figure(rules)
+        for ax, rule in zip(axes, rules):
+            rr = sub[sub["rule"] == rule]
+            gbps = rr.pivot_table(index="devices", columns=["impl", "threads"], values="gbps_per_device")
+            probe = pd.to_numeric(rr["probe_gbps_per_device"]).groupby(rr["devices"]).max().dropna()
+            if len(gbps) > 1:
+                for i, ((impl, threads), line) in enumerate(gbps.items()):
+                    line = line.dropna()
+                    ax.plot(line.index, line, marker="o", color=f"C{i}", label=f"{impl}, {threads} threads")
+                if not probe.empty:
+                    ax.plot(probe.index, probe, ":", color="gray", label="probe a+b (roofline)")
                 ax.set_xscale("log", base=2)
-                ax.set_xticks(counts, [str(c) for c in counts])
+                ax.set_xticks(gbps.index, [str(c) for c in gbps.index])
                 ax.set_xlabel("devices")
             else:
-                ax.bar(range(len(impls)),
-                       [next(r["gbps_per_device"] for r in rr if (r["impl"], r["threads"]) == i) for i in impls],
-                       color=[f"C{k}" for k in range(len(impls))])
-                ax.set_xticks(range(len(impls)), [f"{i}, {t} thr." for i, t in impls], rotation=35, ha="right")
-                probes = [r["probe_gbps_per_device"] for r in rr if r["probe_gbps_per_device"]]
-                if probes:
-                    ax.axhline(max(probes), linestyle=":", color="gray", label="probe a+b (roofline)")
-                ax.set_xlabel(f"{counts[0]} ranks")
+                bars = gbps.iloc[0]
+                ax.bar(range(len(bars)), bars, color=[f"C{k}" for k in range(len(bars))])
+                ax.set_xticks(range(len(bars)), [f"{i}, {t} thr." for i, t in bars.index], rotation=35, ha="right")
+                if not probe.empty:
+                    ax.axhline(probe.max(), linestyle=":", color="gray", label="probe a+b (roofline)")
+                ax.set_xlabel(f"{gbps.index[0]} ranks")
             ax.set_ylabel("GB/s per device")
             ax.set_title(rule)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
         fig.suptitle(SCALING_TITLE.get(scaling, f"{framework} {scaling}"))
         name = f"sharded-{framework}-{scaling}.png"
-        _save(fig, out / name, writer)
+        save(plt, fig, Path(out) / name, writer)
         written.append(name)
     return written
 
 
-def write(data: dict, out, writer=None) -> str:
-    """Plots under ``out`` (``writer(path, bytes)`` if given, e.g. the report's atomic
-    writer) and the Markdown section; ``""`` when ``data`` has no sharded rows."""
+def write(data: dict, out, writer=atomic_write_bytes) -> str:
+    """Plots under ``out`` and the Markdown section; ``""`` when ``data`` has no sharded rows."""
     rs = rows(data)
+    if rs.empty:
+        return ""
     plot(rs, out, writer)
     return markdown(rs)

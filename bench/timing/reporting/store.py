@@ -12,7 +12,6 @@ compares any two of them in the terminal:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,8 @@ PREVIOUS = "previous.json"
 ARCHIVE = "archive"
 SLICES = "slices"
 QUICK = "quick"
+# Runs that swept rules of the user's own (``--rules-module``): git-ignored, never in the committed folder.
+RULES = "rules"
 
 
 def selection(data: dict) -> tuple[bool, str]:
@@ -57,10 +58,6 @@ def sweep(data: dict) -> tuple:
     return (meta.get("sweep") or ("full" if meta.get("full") else "default"), tuple(tags))
 
 
-def digest(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
 def slim(data: dict) -> dict:
     """``data`` without the per-round samples (``stats.data``): the summary statistics stay,
     and a results folder holds kilobytes instead of megabytes."""
@@ -75,15 +72,19 @@ def _stamp(data: dict) -> str:
 
 def output_folder(data: dict, out=None) -> Path:
     """Where the report of ``data`` goes: ``--out`` when given, else ``results/<machine>/``
-    for a whole sweep and ``results/<machine>/slices/<run time>/`` for a slice. A slice
-    never lands on a whole sweep's folder: that raises ``ReportError``."""
+    for a whole sweep and ``results/<machine>/slices/<run time>/`` for a slice; the quick
+    sweep and runs with ``--rules-module`` in the ``quick/`` and ``rules/`` folders beneath
+    it. A slice never lands on a whole sweep's folder: that raises ``ReportError``."""
     from bench import machine
 
     partial, why = selection(data)
     if out is None:
         base = RESULTS_ROOT / machine.slug((data.get("machine_info") or {}).get("adaptbench") or {})
-        if (data.get("adaptbench") or {}).get("sweep") == QUICK:
+        meta = data.get("adaptbench") or {}
+        if meta.get("sweep") == QUICK:
             base = base / QUICK
+        elif meta.get("rules_modules"):
+            base = base / RULES
         return base / SLICES / _stamp(data) if partial else base
     out = Path(out)
     if partial and (out / CURRENT).exists():
@@ -98,22 +99,18 @@ def output_folder(data: dict, out=None) -> Path:
     return out
 
 
-def _archive(path: Path, out: Path, data: dict | None) -> None:
-    folder = out / ARCHIVE
-    folder.mkdir(exist_ok=True)
-    stem = f"{path.stem}-{_stamp(data) if data else 'unreadable'}"
-    target, i = folder / f"{stem}.json", 1
+def _archive(path: Path, out: Path) -> None:
+    """Move ``path`` to ``archive/<name>-<its run time>.json``, never over an earlier one."""
+    try:
+        stem = f"{path.stem}-{_stamp(load(path))}"
+    except ReportError:
+        stem = f"{path.stem}-unreadable"
+    (out / ARCHIVE).mkdir(exist_ok=True)
+    target, i = out / ARCHIVE / f"{stem}.json", 1
     while target.exists():
-        target, i = folder / f"{stem}-{i}.json", i + 1
+        target, i = out / ARCHIVE / f"{stem}-{i}.json", i + 1
     os.replace(path, target)
     print(f"bench report: kept {path.name} of another sweep as {target}", file=sys.stderr)
-
-
-def _readable(path: Path) -> dict | None:
-    try:
-        return load(path)
-    except ReportError:
-        return None
 
 
 def ingest(src: Path, data: dict, out: Path) -> dict | None:
@@ -134,12 +131,12 @@ def ingest(src: Path, data: dict, out: Path) -> dict | None:
                 print(f"bench report: warning: the earlier {current} is unreadable ({exc})", file=sys.stderr)
                 old = None
             if old is not None and sweep(old) == sweep(new):
-                if digest(old) != digest(new):
+                if old != new:
                     os.replace(current, previous)
             else:
-                _archive(current, out, old)
+                _archive(current, out)
                 if previous.exists():
-                    _archive(previous, out, _readable(previous))
+                    _archive(previous, out)
         atomic_write_text(current, json.dumps(new, indent=1) + "\n")
     if previous.exists():
         try:

@@ -1,22 +1,10 @@
 """The performance targets of issue #15, judged from one run: ``targets.md``.
 
-Every number comes from the run's frames (``frame.frames``); nothing is typed in. Per thread setting:
-
-1. 1e7 fp32: our fused step of one rule (``RULE_TARGETS``) >= 1.0x torch.optim's
-   ``fused=True``; every rule's fused step >= 85 % of the in-place bandwidth probe.
-2. Our default step (``ours-torch-auto``) >= 1.0x torch.optim's default (on a CPU its
-   for-loop, ``torch.optim-loop``; on CUDA ``foreach``) at every rule and size, and >= 1.0x
-   torch.optim's fastest variant from 1e5 elements up.
-3. The compiled training step (``torch.compile`` around forward, backward and ``step``):
-   ours against torch.optim in the same setup (measured; no ratio is promised).
-4. One rule's JAX ``make_step`` at 1e7 (``RULE_TARGETS``) >= 2.5x optax (goal 4x).
-5. CUDA rows present (``make bench-gpu`` on a machine with a GPU).
-6. Temporary memory at 1e7: the fused paths and ``make_step`` allocate less than one
-   parameter-sized tensor.
-
-A target whose rows the run lacks says so ("not in this run"). A ratio is peer median /
-ours; "within noise" marks a gap smaller than the two rows' IQRs or 5 %
-(``recommend.within_noise``): the run does not separate them.
+One table per device and thread setting (fp32), one row per target: its wording (each
+``_<target>`` function's label, the numbers from ``RULE_TARGETS`` and the constants
+below), this run's numbers from the frames (``frame.frames``; nothing is typed in) and
+met / missed / "not in this run". A ratio is peer median / ours; "within noise" marks a
+miss the run cannot separate from a tie (``frame.within_noise``).
 """
 
 from __future__ import annotations
@@ -26,8 +14,7 @@ import pandas as pd
 from adaptbench import rules
 
 from .fmt import fmt_bytes, fmt_us, table, threads_label
-from .frame import records, sort
-from .markdown import within_noise
+from .frame import records, sort, within_noise
 
 PROBE_TARGET = 0.85
 # The targets about one rule, as issue #15 words them (their definition): the rule, ours,
@@ -48,15 +35,6 @@ def _index(steps: list[dict]) -> dict:
 
 def _rules(idx: dict) -> list[str]:
     return list(dict.fromkeys(key[3] for key in idx))
-
-
-def _settings(steps: list[dict]) -> list[tuple]:
-    """(device, tag, a row of it) per device and thread setting, fp32 only, in run order."""
-    seen: dict[tuple, dict] = {}
-    for r in steps:
-        if r["dtype"] == "fp32":
-            seen.setdefault((r["device"], r["tag"]), r)
-    return [(device, tag, row) for (device, tag), row in seen.items()]
 
 
 def _ratio(peer: dict | None, ours: dict | None) -> tuple[float | None, bool]:
@@ -109,17 +87,15 @@ def _fused_vs_probe(idx, device, tag) -> list[str]:
             _status(worst, PROBE_TARGET)]
 
 
-def _default_vs(idx, steps, device, tag, sizes, peer_of, label) -> list[str]:
+def _default_vs(idx, device, tag, sizes, peer_of, label) -> list[str]:
     """Our default step against ``peer_of(members)`` at every rule and size in ``sizes``
     (None: every size): the worst ratio and every miss."""
     by_case: dict[tuple, dict] = {}
-    for r in steps:
-        if r["device"] == device and r["dtype"] == "fp32" and r["tag"] == tag:
-            by_case.setdefault((r["rule"], r["size"]), {})[r["impl"]] = r
+    for (d, dtype, t, rule, size, impl), r in idx.items():
+        if (d, dtype, t) == (device, "fp32", tag) and (sizes is None or size in sizes):
+            by_case.setdefault((rule, size), {})[impl] = r
     worst, misses, cases, all_noisy = None, [], 0, True
     for (rule, size), members in by_case.items():
-        if sizes is not None and size not in sizes:
-            continue
         ours, peer = members.get("ours-torch-auto"), peer_of(members)
         ratio, noisy = _ratio(peer, ours)
         if ratio is None:
@@ -194,15 +170,18 @@ def targets(steps, training, level: int = 1) -> str:
         "docs/performance.md.",
         "",
     ]
-    settings = _settings(steps)
-    for device, tag, row in settings:
+    settings: dict[tuple, dict] = {}  # (device, thread tag) in report order: its first fp32 row
+    for r in steps:
+        if r["dtype"] == "fp32":
+            settings.setdefault((r["device"], r["tag"]), r)
+    for (device, tag), row in settings.items():
         body = [
             _fused_vs_torch(idx, device, tag),
             _fused_vs_probe(idx, device, tag),
-            _default_vs(idx, steps, device, tag, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
+            _default_vs(idx, device, tag, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
                         f"default step (`auto`) >= 1.0x torch.optim's default ({TORCH_DEFAULT.get(device, '-')}) "
                         "at every rule and size"),
-            _default_vs(idx, steps, device, tag, FROM_1E5, _fastest_torch_optim,
+            _default_vs(idx, device, tag, FROM_1E5, _fastest_torch_optim,
                         "default step >= 1.0x torch.optim's fastest variant from 1e5 up"),
             _training(training, tag) if device == "cpu" else ["compiled training step", NO_ROWS, NO_ROWS],
             _jax_vs_optax(idx, device, tag),
@@ -210,7 +189,7 @@ def targets(steps, training, level: int = 1) -> str:
         ]
         out += ["#" * (level + 1) + f" {device}, fp32, threads {threads_label(row)}", "",
                 table(["target", "this run", "status"], body), ""]
-    if not any(device == "cuda" for device, _, _ in settings):
+    if not any(device == "cuda" for device, _ in settings):
         out += ["CUDA: no CUDA rows in this run (this machine has no GPU; `make bench-gpu` writes "
                 "`results/gpu-<name>/` where one is present).", ""]
     return "\n".join(out)

@@ -105,10 +105,11 @@ def pytest_collection_finish(session):
     label = os.environ.get("ADAPTBENCH_PROGRESS")
     if not (label and session.items and _benchmarks_run(session.config)):
         return
+    import torch
     from tqdm import tqdm
 
     # CUDA cases skip at once without a GPU: counting them would double the estimate
-    devices = {"cpu", "cuda"} if machine.cuda_available() else {"cpu"}
+    devices = {"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"}
     _progress["counted"] = {item.nodeid for item in session.items
                             if getattr(_spec(item), "device", "cpu") in devices}
     _progress["bar"] = tqdm(total=len(_progress["counted"]), desc=label, unit="benchmark", file=sys.stderr,

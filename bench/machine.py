@@ -7,10 +7,7 @@ and the frameworks; only the cache sizes are read from sysfs (see ``cpu_caches``
 ``slug()`` names the ``results/<machine>/`` folder.
 
 ``configure_threads()`` applies a thread setting (``ADAPTBENCH_THREADS``: ``default``, or N
-CPUs with the process pinned to them before torch or XLA start a thread); what each
-setting means and why pinning, not thread flags, holds XLA to N cores: docs/performance.md,
-"Thread settings and CPU budgets". It also makes Inductor compile in-process
-(``compile_threads = 1``), so that no worker pool of ours runs beside the timed steps.
+CPUs with the process pinned to them); docs/performance.md, "Thread settings and CPU budgets".
 """
 
 from __future__ import annotations
@@ -73,15 +70,9 @@ def _jax_backend_initialised() -> bool | None:
 
 
 def configure_threads(setting: str | None = None) -> dict:
-    """Apply a thread setting (default ``requested_setting()``) to this process; return it.
-
-    For ``N``: pins the process to the first N usable CPUs, appends
-    ``--xla_cpu_multi_thread_eigen`` and ``intra_op_parallelism_threads`` to ``XLA_FLAGS``
-    unless the user set them, and calls ``torch.set_num_threads(N)``. For ``default``: changes
-    nothing but Inductor's compile pool. XLA reads its flags, and threads inherit the
-    affinity, when they start, so call this before any jax array or torch thread exists;
-    whether the XLA flags could still apply is recorded (``xla_flags_applied``).
-    """
+    """Apply a thread setting (default ``requested_setting()``) to this process and return
+    it; call it before any jax array or torch thread exists (docs/performance.md, "Thread
+    settings and CPU budgets", says what each setting does and why)."""
     setting = requested_setting() if setting is None else str(setting)
     applied = not _jax_backend_initialised()
     if setting == DEFAULT_SETTING:
@@ -107,7 +98,7 @@ def configure_threads(setting: str | None = None) -> dict:
         torch.set_num_threads(n)
     import torch._inductor.config as inductor_config
 
-    inductor_config.compile_threads = 1
+    inductor_config.compile_threads = 1  # no compile worker pool of ours beside the timed steps
     _thread_setup.clear()
     _thread_setup.update(setting=setting, requested=None if setting == DEFAULT_SETTING else int(setting),
                          cpu_budget=len(cpus), affinity=cpus, tag=thread_tag(setting),
@@ -116,15 +107,11 @@ def configure_threads(setting: str | None = None) -> dict:
     return dict(_thread_setup)
 
 
-def _tasks() -> list[int]:
-    return [t.id for t in psutil.Process().threads()]
-
-
 def pin(cpus) -> None:
     """Pin every thread of this process to ``cpus``: affinity is per thread on Linux, and a
     new thread inherits its creator's, so threads started earlier (an import's pool) are
     pinned here one by one, and every later one inherits the set."""
-    for tid in _tasks():
+    for tid in (t.id for t in psutil.Process().threads()):
         try:
             os.sched_setaffinity(tid, cpus)
         except (ProcessLookupError, PermissionError):  # ended meanwhile
@@ -135,7 +122,7 @@ def threads_outside(cpus) -> int:
     """How many threads of this process may run outside ``cpus`` (0 when the pin holds)."""
     allowed = set(cpus)
     count = 0
-    for tid in _tasks():
+    for tid in (t.id for t in psutil.Process().threads()):
         try:
             count += not os.sched_getaffinity(tid) <= allowed
         except (ProcessLookupError, PermissionError):
@@ -169,12 +156,6 @@ def cpu_caches() -> dict:
         if kind != "Instruction" and size.rstrip("KMGkmg").isdigit():
             caches[f"L{level}" + ("d" if kind == "Data" else "")] = int(size.rstrip("KMGkmg")) * scale
     return caches
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cache_bytes(device: str) -> int | None:

@@ -15,7 +15,7 @@ from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fm
                   threads_label)
 from .frame import GROUP, TIE, impl_order, order, records, rule_order, size_order, sort, within_noise
 from .freshness import freshness, measured_commit
-from .store import PREVIOUS
+from .store import PREVIOUS, QUICK, sweep_name
 from .targets import targets
 
 
@@ -105,18 +105,12 @@ def labels(steps: pd.DataFrame) -> str:
 
 
 def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
-    mi = data.get("machine_info") or {}
+    mi = data["machine_info"]
     ab = mi.get("adaptbench") or {}
     run = data.get("adaptbench") or {}
     commit, dirty = measured_commit(data)
     cores = ab.get("cores") or {}
-    caches = ab.get("caches") or {}
-    torch_info = ab.get("torch") or {}
-    jax_info = ab.get("jax") or {}
-    threads = ab.get("threads") or {}
-    versions = ab.get("versions") or {}
-    opts = run.get("benchmark_options") or {}
-    sweep = run.get("sweep") or ("full" if run.get("full") else "default")
+    sweep = sweep_name(data)
     lines = [
         "## How this was made",
         "",
@@ -125,23 +119,22 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
         f"- commit: `{commit or 'unknown'}`" + (" (working tree dirty)" if dirty else ""),
         f"- machine: {ab.get('cpu_model', mi.get('processor', 'unknown'))}, {cores.get('physical', '?')} cores / "
         f"{cores.get('logical', '?')} threads ({cores.get('usable', '?')} usable), "
-        + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in caches.items())
+        + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in (ab.get("caches") or {}).items())
         + (f"; GPU: {', '.join(map(str, ab.get('gpus')))}" if ab.get("gpus") else "; no GPU"),
-        *_thread_lines(ab, torch_info, jax_info, threads, run.get("threads")),
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-        "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
+        *_thread_lines(ab, run.get("threads")),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (ab.get("versions") or {}).items() if v),
+        "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in (run.get("benchmark_options") or {}).items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
     ]
-    if sweep == "quick":
+    if sweep == QUICK:
         lines.append("- **the quick sweep** (`make bench`): every rule at a subset of sizes against a subset of the "
                      "peers, shorter rounds (`QUICK_SIZES`, `QUICK_IMPLS` in bench/timing/cases.py); the whole "
                      "sweep's report is `results/<machine>/README.md`")
-    selection = run.get("selection") or {}
-    if selection.get("partial"):
-        lines.append(f"- **a slice, not the whole sweep**: {selection.get('deselected', 0)} benchmarks deselected"
-                     + (f", not collected: {', '.join(selection['files_not_collected'])}"
-                        if selection.get("files_not_collected") else "")
-                     + f" (pytest arguments: `{' '.join(selection.get('args') or [])}`)")
+    sel = run.get("selection") or {}
+    if sel.get("partial"):
+        lines.append(f"- **a slice, not the whole sweep**: {sel.get('deselected', 0)} benchmarks deselected"
+                     + (f", not collected: {', '.join(sel['files_not_collected'])}" if sel.get("files_not_collected")
+                        else "") + f" (pytest arguments: `{' '.join(sel.get('args') or [])}`)")
     if ab.get("env"):
         lines.append("- environment: " + ", ".join(f"`{k}={v}`" for k, v in ab["env"].items()))
     if previous is not None:
@@ -155,22 +148,26 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     ]
 
 
-def _thread_lines(ab: dict, torch_info: dict, jax_info: dict, threads: dict, records) -> list[str]:
-    settings = [s for s in ab.get("thread_settings") or [threads] if s]
-    records = {r.get("thread_setting"): r for r in (records if isinstance(records, list) else [records]) if r}
-    if not settings or all("setting" not in s for s in settings):  # runs before thread settings existed
-        return [f"- threads: torch {torch_info.get('num_threads', '?')} intra-op; XLA_FLAGS "
-                f"`{jax_info.get('xla_flags', '')}`; no CPU pinning (XLA could use more than that)"
-                + ("" if threads.get("xla_flags_applied", True) else " (NOT applied: jax started first)")]
+def _thread_lines(ab: dict, run_threads) -> list[str]:
+    """One line per thread setting; ``run_threads`` is each setting's end-of-run record
+    (one dict, or a list of them in a merged run)."""
+    settings = [s for s in ab.get("thread_settings") or [ab.get("threads")] if s]
+    unpinned = {r.get("thread_setting"): r.get("threads_unpinned")
+                for r in (run_threads if isinstance(run_threads, list) else [run_threads]) if r}
+    if all("setting" not in s for s in settings):  # runs before thread settings existed
+        return [f"- threads: torch {(ab.get('torch') or {}).get('num_threads', '?')} intra-op; XLA_FLAGS "
+                f"`{(ab.get('jax') or {}).get('xla_flags', '')}`; no CPU pinning (XLA could use more than that)"
+                + ("" if (ab.get("threads") or {}).get("xla_flags_applied", True)
+                   else " (NOT applied: jax started first)")]
     out = []
     for s in settings:
-        pinned = "" if s.get("setting") == "default" else f", pinned to CPUs {s.get('affinity')}"
-        loose = (records.get(s.get("setting")) or {}).get("threads_unpinned")
+        pinned = "" if s["setting"] == "default" else f", pinned to CPUs {s.get('affinity')}"
+        loose = unpinned.get(s["setting"])
         if loose:
             pinned += f" (**{loose} threads escaped the pin**)"
         elif loose == 0:
             pinned += " (every thread held to them at the end of the run)"
-        out.append(f"- threads `{s.get('setting')}` ({s.get('tag')}): CPU budget {s.get('cpu_budget')}{pinned}; "
+        out.append(f"- threads `{s['setting']}` ({s.get('tag')}): CPU budget {s.get('cpu_budget')}{pinned}; "
                    f"torch {s.get('torch_threads')} intra-op; XLA_FLAGS `{s.get('xla_flags', '')}`"
                    + ("" if s.get("xla_flags_applied", True) else " (NOT applied: jax started first)"))
     return out

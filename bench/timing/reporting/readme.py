@@ -6,12 +6,9 @@ A block in README.md between
     ...
     <!-- end of generated block -->
 
-is the named file of a report (``python -m bench report``): the whole file without its
-title line, or with ``#<heading>`` the body under that heading (up to the next heading of
-the same or a higher level). Headings inside the copy move two levels down (a file's ``##``
-becomes ``####``), under the README's ``##`` sections. Nothing else in the README is
-touched; ``--check`` changes nothing and exits 1 when a block differs from its file (the
-test suite runs that check, so a README number is never typed in or left stale).
+is the named file of a report: the whole file without its title line, or with ``#<heading>``
+the body under that heading, its headings moved two levels down (``SHIFT``). ``--check``
+changes nothing and exits 1 when a block is stale (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from bench.machine import REPO_ROOT
 BEGIN = re.compile(r"<!-- generated from (?P<src>[^#\s]+)(?:#(?P<section>[^>]+?))? by `python -m bench readme` -->\n")
 END = "<!-- end of generated block -->"
 SHIFT = 2
@@ -54,7 +51,7 @@ def extract(text: str, section: str | None) -> str:
     return "\n".join(shifted).strip("\n") + "\n"
 
 
-def render(readme: str, root: Path = ROOT) -> str:
+def render(readme: str, root: Path = REPO_ROOT) -> str:
     """``readme`` with every generated block replaced by its file's current content."""
     out, pos = [], 0
     for m in BEGIN.finditer(readme):
@@ -63,13 +60,10 @@ def render(readme: str, root: Path = ROOT) -> str:
         end = readme.find(END, m.end())
         if end < 0:
             raise ReadmeError(f"{m.group(0).strip()}: no {END!r} after it")
-        src = root / m.group("src")
         try:
-            text = src.read_text()
+            body = extract((root / m.group("src")).read_text(), m.group("section"))
         except OSError as exc:
             raise ReadmeError(f"{m.group('src')}: cannot read ({exc.strerror or exc})") from None
-        try:
-            body = extract(text, m.group("section"))
         except ReadmeError as exc:
             raise ReadmeError(f"{m.group('src')}: {exc}") from None
         out += [readme[pos:m.end()], "\n", body, "\n"]
@@ -81,12 +75,12 @@ def render(readme: str, root: Path = ROOT) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default: the repository's)")
+    parser.add_argument("--readme", default=str(REPO_ROOT / "README.md"), help="the README to update (default: the repository's)")
     args = parser.parse_args(argv)
     path = Path(args.readme)
     current = path.read_text()
     try:
-        wanted = render(current, ROOT)
+        wanted = render(current)
     except ReadmeError as exc:
         print(f"bench readme: error: {exc}", file=sys.stderr)
         return 2

@@ -26,8 +26,6 @@ from .frame import ReportError, benchmarks, load
 RESULTS_ROOT = REPO_ROOT / "results"
 CURRENT = "benchmark.json"
 PREVIOUS = "previous.json"
-
-
 ARCHIVE = "archive"
 SLICES = "slices"
 QUICK = "quick"
@@ -51,11 +49,15 @@ def selection(data: dict) -> tuple[bool, str]:
     return True, "; ".join(why) or "not every thread setting wrote results"
 
 
-def sweep(data: dict) -> tuple:
-    """What makes two runs comparable: the sweep (default or full) and the thread settings."""
-    tags = sorted(set(benchmarks(data)["tag"]))
+def sweep_name(data: dict) -> str:
+    """quick, default or full (runs from before the quick sweep record only ``full``)."""
     meta = data.get("adaptbench") or {}
-    return (meta.get("sweep") or ("full" if meta.get("full") else "default"), tuple(tags))
+    return meta.get("sweep") or ("full" if meta.get("full") else "default")
+
+
+def sweep(data: dict) -> tuple:
+    """What makes two runs comparable: the sweep and the thread settings."""
+    return sweep_name(data), tuple(sorted(set(benchmarks(data)["tag"])))
 
 
 def slim(data: dict) -> dict:
@@ -80,10 +82,9 @@ def output_folder(data: dict, out=None) -> Path:
     partial, why = selection(data)
     if out is None:
         base = RESULTS_ROOT / machine.slug((data.get("machine_info") or {}).get("adaptbench") or {})
-        meta = data.get("adaptbench") or {}
-        if meta.get("sweep") == QUICK:
+        if sweep_name(data) == QUICK:
             base = base / QUICK
-        elif meta.get("rules_modules"):
+        elif (data.get("adaptbench") or {}).get("rules_modules"):
             base = base / RULES
         return base / SLICES / _stamp(data) if partial else base
     out = Path(out)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 
-from .reporting.frame import impl_order, order, records, rule_order
+from .reporting.frame import order, records
 
 STYLE = {
     "ours-torch-loop": ("tab:blue", "-", "o"),
@@ -58,11 +58,11 @@ def save(plt, fig, path, writer) -> None:
 
 def _plot(rows, device, dtype, tag, out, writer, what: str) -> str | None:
     sub = [r for r in rows if r["device"] == device and r["dtype"] == dtype and r["tag"] == tag]
-    rules = order([x["rule"] for x in sub], rule_order())
+    rules = order([x["rule"] for x in sub], "rule")
     if not rules:
         return None
     plt, fig, axes = figure(rules)
-    impls = order([x["impl"] for x in sub], impl_order())
+    impls = order([x["impl"] for x in sub], "impl")
     handles = {}
     for ax, rule in zip(axes, rules):
         rs = [r for r in sub if r["rule"] == rule]

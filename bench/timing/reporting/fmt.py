@@ -80,10 +80,9 @@ def table(header: list[str], body: list[list]) -> str:
 
 def csv_text(df: pd.DataFrame, columns) -> str:
     """``df``'s ``columns`` as CSV, microseconds for the ``*_us`` columns made from ``*_s``."""
-    out = df.reindex(columns=[c for c in df.columns])
+    out = df.copy()
     for col in columns:
-        if col.endswith("_us") and col[:-3] + "_s" in df:
-            out[col] = df[col[:-3] + "_s"].map(lambda s: None if s is None else s * 1e6)
-        elif col == "previous_median_us":
-            out[col] = df["prev_median_s"].map(lambda s: None if s is None else s * 1e6)
+        seconds = "prev_median_s" if col == "previous_median_us" else col[:-3] + "_s"
+        if col.endswith("_us") and seconds in df:
+            out[col] = df[seconds].map(lambda s: None if s is None else s * 1e6)
     return out.reindex(columns=list(columns)).to_csv(index=False, lineterminator="\n")

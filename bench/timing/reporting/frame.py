@@ -76,22 +76,17 @@ def validate(data, where: str = "JSON") -> None:
         raise ReportError(f"{where}: no step or training benchmarks (only probes?)")
 
 
-def order(values, known) -> list:
-    """``values``' distinct members in ``known``'s order, the others after them, sorted."""
+def known_order(column: str) -> tuple:
+    """The sweep's order of a column's values (the rules read at call time: ``--rules-module`` adds some)."""
+    return {"device": cases.DEVICES, "dtype": tuple(cases.ITEMSIZE), "rule": cases.rule_names(),
+            "size": tuple(s.id for s in cases.SIZES), "impl": cases.IMPL_ORDER}.get(column, ())
+
+
+def order(values, column: str) -> list:
+    """``values``' distinct members in ``column``'s known order, the others after them, sorted."""
+    known = known_order(column)
     present = set(values) - {None}
     return [v for v in known if v in present] + sorted((v for v in present if v not in known), key=str)
-
-
-def impl_order() -> tuple:
-    return cases.IMPL_ORDER
-
-
-def rule_order() -> tuple:
-    return cases.rule_names()
-
-
-def size_order() -> tuple:
-    return tuple(s.id for s in cases.SIZES)
 
 
 def tag_key(tag) -> tuple:
@@ -103,14 +98,11 @@ def tag_key(tag) -> tuple:
 def sort(df: pd.DataFrame, by=("device", "dtype", "tag", "rule", "size", "n", "impl")) -> pd.DataFrame:
     """``df`` in report order: devices, dtypes, rules, sizes and implementations in the
     sweep's order, thread settings from the most CPUs down."""
-    known = {"device": cases.DEVICES, "dtype": tuple(cases.ITEMSIZE), "rule": rule_order(), "size": size_order(),
-             "impl": impl_order()}
-
     def key(col: pd.Series) -> pd.Series:
         if col.name == "tag":
             return col.map(tag_key)
-        if col.name in known:
-            return col.map({v: i for i, v in enumerate(order(col, known[col.name]))})
+        if known_order(col.name):
+            return col.map({v: i for i, v in enumerate(order(col, col.name))})
         return col
 
     return df.sort_values(list(by), key=key, kind="stable").reset_index(drop=True)

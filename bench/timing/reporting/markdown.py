@@ -13,7 +13,7 @@ import pandas as pd
 
 from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
                   threads_label)
-from .frame import GROUP, TIE, impl_order, order, records, rule_order, size_order, sort, within_noise
+from .frame import FASTER, GROUP, SLOWER, TIE, order, records, sort, within_noise
 from .freshness import freshness, measured_commit
 from .store import PREVIOUS, QUICK, sweep_name
 from .targets import targets
@@ -177,7 +177,7 @@ def _residency(steps: pd.DataFrame, data: dict) -> list[str]:
     if steps.empty:
         return []
     caches = ((data.get("machine_info") or {}).get("adaptbench") or {}).get("caches") or {}
-    rules = order(steps["rule"], rule_order())
+    rules = order(steps["rule"], "rule")
 
     def cell(r):
         res = r.get("cache_resident")
@@ -210,8 +210,8 @@ def _rule_tables(rs: pd.DataFrame, previous) -> list[str]:
     fractions and temporary memory by implementation and size (pivot tables), and every number."""
     rs = rs.assign(competitor=rs["family"] != "floor")
     best = rs[rs["competitor"]].groupby("size")["median_s"].min()
-    sizes = order(rs["size"], size_order())
-    impls = order(rs["impl"], impl_order())
+    sizes = order(rs["size"], "size")
+    impls = order(rs["impl"], "impl")
     competitors = [i for i in impls if i in set(rs.loc[rs["competitor"], "impl"])]
     label = {i: i if i in competitors else f"{i} (floor)" for i in impls}
 
@@ -266,7 +266,9 @@ def _overhead(steps: list[dict]) -> list[str]:
     if measured:
         body = [[r["device"], r["dtype"], threads_label(r), r["rule"], r["size"], r["impl"], fmt_us(r["median_s"]),
                  fmt_us(r.get("overhead_step_s")), fmt_us(r["kernel_s"]), r.get("kernel_calls", ""),
-                 fmt_us(r.get("overhead_s")), _share(r)] for r in measured]
+                 fmt_us(r.get("overhead_s")),
+                 f"{100 * r['overhead_s'] / r['overhead_step_s']:.0f}%" if r.get("overhead_step_s")
+                 and r.get("overhead_s") is not None else ""] for r in measured]
         out += [table(["device", "dtype", "threads", "rule", "size", "impl", "sweep median us", "step us",
                        "kernel us", "kernels per step", "overhead us", "overhead share"], body), ""]
     if failed:
@@ -276,9 +278,55 @@ def _overhead(steps: list[dict]) -> list[str]:
     return out
 
 
-def _share(row) -> str:
-    step, over = row.get("overhead_step_s"), row.get("overhead_s")
-    return "" if not step or over is None else f"{100 * over / step:.0f}%"
+def _probe_table(probes: pd.DataFrame) -> list[str]:
+    if probes.empty:
+        return []
+    body = [[p["device"], p["dtype"], threads_label(p), p["size"], p.get("working_set_arrays") or "?",
+             f"{p['probe_elements']:,}", p["framework"], fmt_us(p["median_s"]), f"{p['gbps']:.3g}",
+             fmt_bytes(p.get("working_set_bytes")), {True: "yes", False: "no"}.get(p.get("cache_resident"), "?"),
+             fmt_util(p)] for p in records(probes)]
+    return ["## Bandwidth probe (in-place a += b)", "",
+            table(["device", "dtype", "threads", "size", "for steps touching (arrays)", "elements in a and b",
+                   "framework", "median us", "GB/s", "working set", "cache resident", "CPU util"], body), ""]
+
+
+def _training_table(training: pd.DataFrame, previous) -> list[str]:
+    if training.empty:
+        return []
+    compared = previous is not None
+    body = [[threads_label(r), r["rule"], r["impl"], f"{r['median_s'] * 1e3:.3g}",
+             "" if r.get("iqr_s") is None else f"{r['iqr_s'] * 1e3:.2g}", r.get("rounds", ""),
+             f"{r['steps_per_s']:,.0f}", fmt_util(r)] + ([fmt_change(r)] if compared else [])
+            for r in records(training)]
+    return ["## Training throughput (Iris, bench/training/bench_training.py)", "",
+            "One call is one epoch of the tutorial's setting (whole training steps: forward, backward, "
+            "update); steps/s = steps per call / median.", "",
+            table(["threads", "rule", "variant", "median ms per epoch", "IQR ms", "rounds", "steps/s", "CPU util"]
+                  + (["previous -> now (ratio)"] if compared else []), body), ""]
+
+
+def _changes(both: pd.DataFrame) -> list[str]:
+    """Steps and probes measured in both runs, the most slowed down first."""
+    both = both[both["change"].notna()].astype({"change": float}).sort_values("change", ascending=False,
+                                                                                kind="stable")
+    return ["## Change since the previous run", "",
+            f"{len(both)} benchmarks in both runs: {int((both['change'] >= SLOWER).sum())} slower by >= 10%, "
+            f"{int((both['change'] <= FASTER).sum())} faster by >= 10% "
+            "(ratio = now / before; noise on a loaded machine easily reaches 10%).", "",
+            table(["device", "dtype", "threads", "rule", "size", "impl", "before us", "now us", "ratio"],
+                  [[r["device"], r["dtype"], threads_label(r), r.get("rule") or "probe", r["size"], r["impl"],
+                    fmt_us(r["prev_median_s"]), fmt_us(r["median_s"]), fmt_ratio(r["change"])]
+                   for r in records(both)]), ""]
+
+
+def _probe_errors(steps: pd.DataFrame) -> list[str]:
+    errors = records(steps[steps["probe_error"].notna()]) if not steps.empty else []
+    if not errors:
+        return ["## Probe errors", "", "None: every step stayed at or below its probe.", ""]
+    return ["## Probe errors", "", "Steps that beat the probe; their roofline fraction is not a result:", "",
+            table(["group", "impl", "error"],
+                  [[f"{r['rule']}-{r['size']}-{r['dtype']}-{r['device']}-{r['tag']}", r["impl"], r["probe_error"]]
+                   for r in errors]), ""]
 
 
 def markdown(data: dict, steps: pd.DataFrame, probes: pd.DataFrame, previous: dict | None, plots: list[str],
@@ -302,42 +350,10 @@ def markdown(data: dict, steps: pd.DataFrame, probes: pd.DataFrame, previous: di
         for _, rs in sub.groupby("rule", sort=False):
             out += _rule_tables(rs, previous)
     out += _overhead(records(steps))
-    if not probes.empty:
-        body = [[p["device"], p["dtype"], threads_label(p), p["size"], p.get("working_set_arrays") or "?",
-                 f"{p['probe_elements']:,}", p["framework"], fmt_us(p["median_s"]), f"{p['gbps']:.3g}",
-                 fmt_bytes(p.get("working_set_bytes")), {True: "yes", False: "no"}.get(p.get("cache_resident"), "?"),
-                 fmt_util(p)] for p in records(probes)]
-        out += ["## Bandwidth probe (in-place a += b)", "",
-                table(["device", "dtype", "threads", "size", "for steps touching (arrays)", "elements in a and b",
-                       "framework", "median us", "GB/s", "working set", "cache resident", "CPU util"], body), ""]
-    if not training.empty:
-        out += ["## Training throughput (Iris, bench/training/bench_training.py)", "",
-                "One call is one epoch of the tutorial's setting (whole training steps: forward, backward, "
-                "update); steps/s = steps per call / median.", ""]
-        body = [[threads_label(r), r["rule"], r["impl"], f"{r['median_s'] * 1e3:.3g}",
-                 "" if r.get("iqr_s") is None else f"{r['iqr_s'] * 1e3:.2g}", r.get("rounds", ""),
-                 f"{r['steps_per_s']:,.0f}", fmt_util(r)] + ([fmt_change(r)] if previous is not None else [])
-                for r in records(training)]
-        out += [table(["threads", "rule", "variant", "median ms per epoch", "IQR ms", "rounds", "steps/s", "CPU util"]
-                      + (["previous -> now (ratio)"] if previous is not None else []), body), ""]
+    out += _probe_table(probes) + _training_table(training, previous)
     if previous is not None:
-        both = pd.concat([steps, probes])
-        both = both[both["change"].notna()].astype({"change": float})
-        both = both.sort_values("change", ascending=False, kind="stable")
-        out += ["## Change since the previous run", "",
-                f"{len(both)} benchmarks in both runs: {int((both['change'] >= 1.10).sum())} slower by >= 10%, "
-                f"{int((both['change'] <= 1 / 1.10).sum())} faster by >= 10% "
-                "(ratio = now / before; noise on a loaded machine easily reaches 10%).", "",
-                table(["device", "dtype", "threads", "rule", "size", "impl", "before us", "now us", "ratio"],
-                      [[r["device"], r["dtype"], threads_label(r), r.get("rule") or "probe", r["size"], r["impl"],
-                        fmt_us(r["prev_median_s"]), fmt_us(r["median_s"]), fmt_ratio(r["change"])]
-                       for r in records(both)]), ""]
-    errors = records(steps[steps["probe_error"].notna()]) if not steps.empty else []
-    out += ["## Probe errors", ""]
-    out += (["Steps that beat the probe; their roofline fraction is not a result:", "",
-             table(["group", "impl", "error"],
-                   [[f"{r['rule']}-{r['size']}-{r['dtype']}-{r['device']}-{r['tag']}", r["impl"], r["probe_error"]]
-                    for r in errors]), ""] if errors else ["None: every step stayed at or below its probe.", ""])
+        out += _changes(pd.concat([steps, probes]))
+    out += _probe_errors(steps)
     if ignored:
         out += [f"({ignored} benchmarks in the JSON are not adaptbench step, probe or training benchmarks "
                 "and were left out.)", ""]

@@ -16,7 +16,7 @@ import pandas as pd
 from bench.writer import atomic_write_bytes
 
 from .fmt import table
-from .frame import order, records, rule_order
+from .frame import order, records
 
 SCALING_TITLE = {
     "strong": "JAX SPMD, strong scaling: 1e7 fp32 elements in all over 1-8 devices",
@@ -52,7 +52,7 @@ def rows(data: dict) -> pd.DataFrame:
         # the sweep runs each thread setting; their rows must not read as repeats
         threads=ei.get("threads", pd.Series("—", index=ei.index)).map(lambda t: "—" if pd.isna(t) else str(t))
         + default.map({True: " (default)", False: ""}))
-    rank = {r: i for i, r in enumerate(order(out["rule"], rule_order()))}
+    rank = {r: i for i, r in enumerate(order(out["rule"], "rule"))}
     out = out.assign(_rule=out["rule"].map(rank)).sort_values(
         ["framework", "scaling", "_rule", "impl", "threads", "devices"], kind="stable")
     return out.drop(columns="_rule").reset_index(drop=True)
@@ -94,7 +94,7 @@ def plot(rs: pd.DataFrame, out, writer=atomic_write_bytes) -> list[str]:
 
     written = []
     for (framework, scaling), sub in rs.groupby(["framework", "scaling"], sort=True):
-        rules = order(sub["rule"], rule_order())
+        rules = order(sub["rule"], "rule")
         plt, fig, axes = figure(rules)
         for ax, rule in zip(axes, rules):
             rr = sub[sub["rule"] == rule]

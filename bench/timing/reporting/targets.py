@@ -1,10 +1,10 @@
 """The performance targets of issue #15, judged from one run: ``targets.md``.
 
-One table per device and thread setting (fp32), one row per target: its wording (each
-``_<target>`` function's label, the numbers from ``RULE_TARGETS`` and the constants
-below), this run's numbers from the frames (``frame.frames``; nothing is typed in) and
-met / missed / "not in this run". A ratio is peer median / ours; "within noise" marks a
-miss the run cannot separate from a tie (``frame.within_noise``).
+One table per device and thread setting (fp32), one row per target: its wording (the
+functions' labels, the numbers from ``RULE_TARGETS`` and the constants below),
+this run's numbers from the frames (``frame.frames``; nothing is typed in) and met / missed
+/ "not in this run". A ratio is peer median / ours; "within noise" marks a miss the run
+cannot separate from a tie (``frame.within_noise``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,8 @@ TORCH_DEFAULT = {"cpu": "torch.optim-loop", "cuda": "torch.optim-foreach"}
 FROM_1E5 = ("1e5", "1e6", "tfm100", "1e7")
 BIG = "1e7"
 NO_ROWS = "not in this run"
-
-
-def _index(steps: list[dict]) -> dict:
-    return {(r["device"], r["dtype"], r["tag"], r["rule"], r["size"], r["impl"]): r for r in steps}
-
-
-def _rules(idx: dict) -> list[str]:
-    return list(dict.fromkeys(key[3] for key in idx))
+# The steps that should allocate no parameter-sized temporary.
+NO_TEMPORARY = ("ours-torch-fused", "ours-torch-auto", "ours-jax-step")
 
 
 def _ratio(peer: dict | None, ours: dict | None) -> tuple[float | None, bool]:
@@ -51,16 +45,20 @@ def _status(value: float | None, target: float, noisy: bool = False) -> str:
     return "missed (within noise)" if noisy else "missed"
 
 
-def _one_rule(idx, device, tag, target: str) -> tuple:
+def _pct(row: dict) -> str:
+    f = row.get("roofline_fraction")
+    return "probe error" if row.get("probe_error") or f is None else f"{100 * f:.0f} %"
+
+
+def _one_rule(at: dict, target: str) -> tuple:
     """(the rule's class name, ours, the peer, ratio, noisy, target, goal) of ``RULE_TARGETS[target]``."""
     rule, ours_impl, peer_impl, target, goal = RULE_TARGETS[target]
-    ours = idx.get((device, "fp32", tag, rule, BIG, ours_impl))
-    peer = idx.get((device, "fp32", tag, rule, BIG, peer_impl))
+    ours, peer = at.get((rule, BIG, ours_impl)), at.get((rule, BIG, peer_impl))
     return (getattr(rules.RULES.get(rule), "__name__", rule), ours, peer, *_ratio(peer, ours), target, goal)
 
 
-def _fused_vs_torch(idx, device, tag) -> list[str]:
-    name, ours, peer, ratio, noisy, target, _ = _one_rule(idx, device, tag, "fused_vs_torch")
+def _fused_vs_torch(at: dict) -> list[str]:
+    name, ours, peer, ratio, noisy, target, _ = _one_rule(at, "fused_vs_torch")
     result = NO_ROWS if ratio is None else (
         f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, torch.optim {fmt_us(peer['median_s'])} us; "
         f"% of probe: ours {_pct(ours)}, torch.optim {_pct(peer)})"
@@ -69,30 +67,20 @@ def _fused_vs_torch(idx, device, tag) -> list[str]:
             _status(ratio, target, noisy)]
 
 
-def _pct(row: dict) -> str:
-    f = row.get("roofline_fraction")
-    return "probe error" if row.get("probe_error") or f is None else f"{100 * f:.0f} %"
+def _fused_vs_probe(at: dict) -> list[str]:
+    fused = [r for (_, size, impl), r in at.items() if (size, impl) == (BIG, "ours-torch-fused")
+             and not r.get("probe_error") and r.get("roofline_fraction") is not None]
+    return [f"1e7 fp32: every rule's fused step >= {100 * PROBE_TARGET:.0f} % of the probe",
+            ", ".join(f"{r['rule']} {_pct(r)}" for r in fused) or NO_ROWS,
+            _status(min((r["roofline_fraction"] for r in fused), default=None), PROBE_TARGET)]
 
 
-def _fused_vs_probe(idx, device, tag) -> list[str]:
-    parts, worst = [], None
-    for rule in _rules(idx):
-        row = idx.get((device, "fp32", tag, rule, BIG, "ours-torch-fused"))
-        if row is None or row.get("probe_error") or row.get("roofline_fraction") is None:
-            continue
-        parts.append(f"{rule} {_pct(row)}")
-        worst = row["roofline_fraction"] if worst is None else min(worst, row["roofline_fraction"])
-    result = ", ".join(parts) if parts else NO_ROWS
-    return [f"1e7 fp32: every rule's fused step >= {100 * PROBE_TARGET:.0f} % of the probe", result,
-            _status(worst, PROBE_TARGET)]
-
-
-def _default_vs(idx, device, tag, sizes, peer_of, label) -> list[str]:
+def _default_vs(at: dict, sizes, peer_of, label: str) -> list[str]:
     """Our default step against ``peer_of(members)`` at every rule and size in ``sizes``
     (None: every size): the worst ratio and every miss."""
     by_case: dict[tuple, dict] = {}
-    for (d, dtype, t, rule, size, impl), r in idx.items():
-        if (d, dtype, t) == (device, "fp32", tag) and (sizes is None or size in sizes):
+    for (rule, size, impl), r in at.items():
+        if sizes is None or size in sizes:
             by_case.setdefault((rule, size), {})[impl] = r
     worst, misses, cases, all_noisy = None, [], 0, True
     for (rule, size), members in by_case.items():
@@ -113,12 +101,12 @@ def _default_vs(idx, device, tag, sizes, peer_of, label) -> list[str]:
 
 
 def _fastest_torch_optim(members: dict) -> dict | None:
-    peers = [r for impl, r in members.items() if impl.startswith("torch.optim-")]
-    return min(peers, key=lambda r: r["median_s"]) if peers else None
+    return min((r for impl, r in members.items() if impl.startswith("torch.optim-")),
+               key=lambda r: r["median_s"], default=None)
 
 
-def _jax_vs_optax(idx, device, tag) -> list[str]:
-    name, ours, peer, ratio, noisy, target, goal = _one_rule(idx, device, tag, "jax_vs_optax")
+def _jax_vs_optax(at: dict) -> list[str]:
+    name, ours, peer, ratio, noisy, target, goal = _one_rule(at, "jax_vs_optax")
     result = NO_ROWS if ratio is None else (
         f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, optax {fmt_us(peer['median_s'])} us)"
         f"; goal {goal:.0f}x {'met' if ratio >= goal else 'not met'}"
@@ -126,18 +114,17 @@ def _jax_vs_optax(idx, device, tag) -> list[str]:
     return [f"1e7 fp32 JAX {name}: `make_step` >= {target}x optax", result, _status(ratio, target, noisy)]
 
 
-def _memory(idx, device, tag) -> list[str]:
+def _memory(at: dict) -> list[str]:
     label = "1e7 fp32: fused paths and `make_step` allocate no parameter-sized temporary"
-    found = [(impl, rule, idx.get((device, "fp32", tag, rule, BIG, impl)))
-             for impl in ("ours-torch-fused", "ours-torch-auto", "ours-jax-step") for rule in _rules(idx)]
-    found = [(impl, rule, r) for impl, rule, r in found if r is not None and r.get("temp_bytes") is not None]
+    found = [r for impl in NO_TEMPORARY for (_, size, i), r in at.items()
+             if (size, i) == (BIG, impl) and r.get("temp_bytes") is not None]
     if not found:
         return [label, NO_ROWS, NO_ROWS]
     worst: dict[str, int] = {}
-    for impl, _, r in found:
-        worst[impl] = max(worst.get(impl, 0), r["temp_bytes"])
+    for r in found:
+        worst[r["impl"]] = max(worst.get(r["impl"], 0), r["temp_bytes"])
     # fp32: 4 bytes per element of the largest tensor (one tensor at 1e7)
-    over = [f"{impl} {rule} {fmt_bytes(r['temp_bytes'])}" for impl, rule, r in found
+    over = [f"{r['impl']} {r['rule']} {fmt_bytes(r['temp_bytes'])}" for r in found
             if r["temp_bytes"] >= 4 * r["n"] // max(1, r.get("n_tensors") or 1)]
     result = ", ".join(f"{impl} at most {fmt_bytes(b)}" for impl, b in worst.items())
     return [label, result + (f"; parameter-sized: {', '.join(over)}" if over else ""), "missed" if over else "met"]
@@ -159,9 +146,8 @@ def targets(steps, training, level: int = 1) -> str:
     """Markdown: one table per device and thread setting, each target with its numbers from
     this run and met/missed; ``level`` is the heading level of the title. ``steps`` and
     ``training`` are frames (or their rows)."""
-    steps = records(sort(pd.DataFrame(steps))) if len(steps) else []
+    steps = sort(pd.DataFrame(steps)) if len(steps) else pd.DataFrame(columns=["device", "dtype", "tag"])
     training = records(sort(pd.DataFrame(training), ("tag", "rule", "impl"))) if len(training) else []
-    idx = _index(steps)
     out = [
         "#" * level + " Performance targets (issue #15)",
         "",
@@ -170,26 +156,24 @@ def targets(steps, training, level: int = 1) -> str:
         "docs/performance.md.",
         "",
     ]
-    settings: dict[tuple, dict] = {}  # (device, thread tag) in report order: its first fp32 row
-    for r in steps:
-        if r["dtype"] == "fp32":
-            settings.setdefault((r["device"], r["tag"]), r)
-    for (device, tag), row in settings.items():
+    fp32 = steps[steps["dtype"] == "fp32"]
+    for (device, tag), setting in fp32.groupby(["device", "tag"], sort=False):
+        at = {(r["rule"], r["size"], r["impl"]): r for r in records(setting)}
         body = [
-            _fused_vs_torch(idx, device, tag),
-            _fused_vs_probe(idx, device, tag),
-            _default_vs(idx, device, tag, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
+            _fused_vs_torch(at),
+            _fused_vs_probe(at),
+            _default_vs(at, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
                         f"default step (`auto`) >= 1.0x torch.optim's default ({TORCH_DEFAULT.get(device, '-')}) "
                         "at every rule and size"),
-            _default_vs(idx, device, tag, FROM_1E5, _fastest_torch_optim,
+            _default_vs(at, FROM_1E5, _fastest_torch_optim,
                         "default step >= 1.0x torch.optim's fastest variant from 1e5 up"),
             _training(training, tag) if device == "cpu" else ["compiled training step", NO_ROWS, NO_ROWS],
-            _jax_vs_optax(idx, device, tag),
-            _memory(idx, device, tag),
+            _jax_vs_optax(at),
+            _memory(at),
         ]
-        out += ["#" * (level + 1) + f" {device}, fp32, threads {threads_label(row)}", "",
+        out += ["#" * (level + 1) + f" {device}, fp32, threads {threads_label(records(setting.head(1))[0])}", "",
                 table(["target", "this run", "status"], body), ""]
-    if not any(device == "cuda" for device, _ in settings):
+    if "cuda" not in set(fp32["device"]):
         out += ["CUDA: no CUDA rows in this run (this machine has no GPU; `make bench-gpu` writes "
                 "`results/gpu-<name>/` where one is present).", ""]
     return "\n".join(out)

@@ -38,13 +38,9 @@ def requested_setting(raw: str | None = None) -> str:
     raw = (os.environ.get("ADAPTBENCH_THREADS", "") if raw is None else raw).strip().lower()
     if raw in ("", DEFAULT_SETTING):
         return DEFAULT_SETTING
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
+    if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"ADAPTBENCH_THREADS must be 'default' or a positive integer, got {raw!r}")
-    return str(n)
+    return str(int(raw))
 
 
 def usable_cpus() -> list[int]:
@@ -132,7 +128,7 @@ def threads_outside(cpus) -> int:
 
 def thread_record() -> dict:
     """What every benchmark of this process records about its thread setting."""
-    setup = _thread_setup or {}
+    setup = _thread_setup
     record = {"thread_setting": setup.get("setting"), "threads": setup.get("torch_threads"),
               "cpu_budget": setup.get("cpu_budget"), "thread_tag": setup.get("tag")}
     if setup.get("setting") not in (None, DEFAULT_SETTING):

@@ -100,8 +100,8 @@ def labels(steps: pd.DataFrame) -> str:
     role = {"ours": "ours", "peer": "the library's own", "floor": "floor (a lower bound, not a competitor)"}
     first = records(sort(steps.drop_duplicates("impl"), ("impl",)))
     return table(["label", "framework", "role", "what is timed"],
-                 [[f"`{r['impl']}`", r.get("framework") or "", role.get(r.get("family"), r.get("family") or ""),
-                   r.get("impl_description") or "(no description in the JSON)"] for r in first])
+                 [[f"`{r['impl']}`", r["framework"], role.get(r["family"], r["family"]),
+                   r["impl_description"] or "(no description in the JSON)"] for r in first])
 
 
 def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:

@@ -1,11 +1,5 @@
-"""The results folder's Markdown: README.md, recommendation.md and headline.md.
-
-The recommendation: per device, dtype and thread setting, for each rule and size, the
-fastest implementation in each framework (ours and the peers together; the empty-jit floor
-is not a candidate) and its margin over the runner-up. Two medians whose gap is smaller
-than the mean of their IQRs, or whose ratio is below ``TIE`` (5 %), are a tie: the run does
-not separate them.
-"""
+"""The results folder's Markdown: README.md, recommendation.md and headline.md (what each
+holds: docs/performance.md, "Reading the report"; the empty-jit floor is never a candidate)."""
 
 from __future__ import annotations
 
@@ -221,11 +215,11 @@ def _rule_tables(rs: pd.DataFrame, previous) -> list[str]:
             else text
         return text + flag(r)
 
-    def grid(cell, rows, empty="-"):
+    def grid(cell, rows):
         cells = rs.assign(cell=[cell(r) for r in records(rs)]).pivot_table(
             index="impl", columns="size", values="cell", aggfunc="first")
         cells = cells.reindex(index=rows, columns=sizes)
-        return table(["impl", *sizes], [[label[i], *(empty if pd.isna(c) else c for c in cells.loc[i])]
+        return table(["impl", *sizes], [[label[i], *("-" if pd.isna(c) else c for c in cells.loc[i])]
                                         for i in rows])
 
     first = records(rs.head(1))[0]

@@ -1,10 +1,9 @@
 """The performance targets of issue #15, judged from one run: ``targets.md``.
 
-One table per device and thread setting (fp32), one row per target: its wording (the
-functions' labels, the numbers from ``RULE_TARGETS`` and the constants below),
-this run's numbers from the frames (``frame.frames``; nothing is typed in) and met / missed
-/ "not in this run". A ratio is peer median / ours; "within noise" marks a miss the run
-cannot separate from a tie (``frame.within_noise``).
+One table per device and thread setting (fp32), one row per target: its wording (from
+``RULE_TARGETS`` and the constants below), this run's numbers from the step frame's rows
+(nothing is typed in) and met / missed / "not in this run"; "within noise" marks a miss the
+run cannot separate from a tie (``frame.within_noise``).
 """
 
 from __future__ import annotations

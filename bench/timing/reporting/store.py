@@ -89,10 +89,7 @@ def output_folder(data: dict, out=None) -> Path:
         return base / SLICES / _stamp(data) if partial else base
     out = Path(out)
     if partial and (out / CURRENT).exists():
-        try:
-            held = load(out / CURRENT)
-        except ReportError:
-            held = None
+        held = _read(out / CURRENT)
         if held is None or not selection(held)[0]:
             raise ReportError(
                 f"{out} holds a whole sweep's results and this JSON is a slice ({why}): a slice never replaces "
@@ -100,12 +97,21 @@ def output_folder(data: dict, out=None) -> Path:
     return out
 
 
+def _read(path: Path, warning: str | None = None) -> dict | None:
+    """The run at ``path``, or None when it cannot be read (then ``warning``, formatted with
+    ``path`` and ``exc``, goes to stderr)."""
+    try:
+        return load(path)
+    except ReportError as exc:
+        if warning:
+            print("bench report: warning: " + warning.format(path=path, exc=exc), file=sys.stderr)
+        return None
+
+
 def _archive(path: Path, out: Path) -> None:
     """Move ``path`` to ``archive/<name>-<its run time>.json``, never over an earlier one."""
-    try:
-        stem = f"{path.stem}-{_stamp(load(path))}"
-    except ReportError:
-        stem = f"{path.stem}-unreadable"
+    held = _read(path)
+    stem = f"{path.stem}-{'unreadable' if held is None else _stamp(held)}"
     (out / ARCHIVE).mkdir(exist_ok=True)
     target, i = out / ARCHIVE / f"{stem}.json", 1
     while target.exists():
@@ -126,28 +132,17 @@ def ingest(src: Path, data: dict, out: Path) -> dict | None:
     if not same_file:
         new = slim(data)
         if current.exists():
-            try:
-                old = slim(load(current))
-            except ReportError as exc:
-                print(f"bench report: warning: the earlier {current} is unreadable ({exc})", file=sys.stderr)
-                old = None
+            old = _read(current, "the earlier {path} is unreadable ({exc})")
             if old is not None and sweep(old) == sweep(new):
-                if old != new:
+                if slim(old) != new:
                     os.replace(current, previous)
             else:
                 _archive(current, out)
                 if previous.exists():
                     _archive(previous, out)
         atomic_write_text(current, json.dumps(new, indent=1) + "\n")
-    if previous.exists():
-        try:
-            before = load(previous)
-        except ReportError as exc:
-            print(f"bench report: warning: ignoring {previous}: {exc}", file=sys.stderr)
-            return None
-        if sweep(before) == sweep(data):
-            return before
-    return None
+    before = _read(previous, "ignoring {path}: {exc}") if previous.exists() else None
+    return before if before is not None and sweep(before) == sweep(data) else None
 
 
 def default_json(out=None) -> Path:

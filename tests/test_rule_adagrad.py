@@ -1,14 +1,20 @@
 """Adagrad's own behaviour: ``lr_decay`` with step counts that differ between tensors, and
 sparse gradients (``nn.Embedding(sparse=True)``), bitwise equal to torch.optim's sparse
-Adagrad for every impl, duplicate indices included; weight decay raises as in torch.optim."""
+Adagrad for every impl, duplicate indices included; weight decay raises as in torch.optim.
+Its presets' values, steps worked by hand, the zero-accumulator mask against optax, and
+torch.optim.Adagrad's per-group initial accumulator."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 import impl_torch
 from adaptbench import rules
+from adaptbench.rules import reference
 
 # --- lr_decay ------------------------------------------------------------------------------------
 
@@ -125,3 +131,50 @@ def test_functional_step_takes_a_sparse_grad():
     impl_torch.step(rule, [p], [g], [state])
     assert torch.equal(p[:2], torch.ones(2, 2)) and not torch.equal(p[2], torch.ones(2))
     assert state["step"].item() == 1.0
+
+
+# --- presets and the oracle ------------------------------------------------------------------
+
+
+def test_presets():
+    assert rules.preset("adagrad", "seed") == rules.Adagrad(lr=0.02, eps=1e-6, eps_in_sqrt=True)
+    optax_adagrad = rules.preset("adagrad", "optax")
+    assert (optax_adagrad.eps, optax_adagrad.initial_accumulator_value) == (1e-7, 0.1)
+    assert optax_adagrad.eps_in_sqrt and optax_adagrad.mask_zero_accumulator
+
+
+def test_state_and_traffic():
+    assert rules.Adagrad().state_names == ("sum",)
+    assert rules.Adagrad().accesses_per_element * 4 == 20
+
+
+# The oracle against steps worked by hand (scalar parameter p = 1, gradient g = 0.5).
+
+
+def test_oracle_by_hand_with_lr_decay():
+    rule = rules.Adagrad(lr=0.1, eps=1e-10, lr_decay=0.5)
+    p, s = reference.run(rule, 1.0, [0.5, 0.5])
+    # step 1: s = 0.25, p = 1 - 0.1 * 0.5 / (0.5 + 1e-10); step 2: clr = 0.1 / 1.5, s = 0.5
+    p1 = 1 - 0.1 * 0.5 / (0.5 + 1e-10)
+    p2 = p1 - (0.1 / 1.5) * 0.5 / (math.sqrt(0.5) + 1e-10)
+    assert p == pytest.approx(p2, rel=1e-15) and s["sum"] == 0.5 and s["step"] == 2
+
+
+def test_oracle_masks_zero_accumulator():
+    masked = rules.Adagrad(eps=0.0, eps_in_sqrt=True, mask_zero_accumulator=True)
+    p, _ = reference.run(masked, np.array([1.0, 1.0]), [np.array([0.0, 0.5])])
+    assert p[0] == 1.0 and p[1] < 1.0
+    p, _ = reference.run(masked.replace(mask_zero_accumulator=False), np.array([1.0]), [np.array([0.0])])
+    assert np.isnan(p[0])  # torch.optim's 0/0
+
+
+def test_each_group_has_its_own_initial_accumulator_value():
+    # Deliberate difference: torch.optim.Adagrad fills "sum" with the constructor's value
+    # for every group (and self.defaults' value for lazily created state).
+    a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
+    opt = impl_torch.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 0.5}])
+    opt.add_param_group({"params": [c], "initial_accumulator_value": 0.25})
+    assert [opt.state[p]["sum"][0].item() for p in (a, b, c)] == [0.0, 0.5, 0.25]
+    theirs = torch.optim.Adagrad([{"params": [a.detach().clone().requires_grad_()]},
+                                  {"params": [b.detach().clone().requires_grad_()], "initial_accumulator_value": 0.5}])
+    assert [s["sum"][0].item() for s in theirs.state.values()] == [0.0, 0.0]

@@ -1,183 +1,142 @@
-"""The specification: validation, presets and the float64 oracle against hand-worked steps."""
+"""The specification of every registered rule: validation, presets, state layout and the
+oracle's shared prologue. Each rule's own hand-worked steps and preset values are in
+``tests/test_rule_<name>.py``."""
 
-import math
+import dataclasses
 
 import numpy as np
 import pytest
 
 from adaptbench import rules
 from adaptbench.rules import reference
+from tests.registry_cases import bad_values, base, everything, option_cases, peer_class, rule_names, switches
 
 
-@pytest.mark.parametrize("name", sorted(rules.RULES))
-@pytest.mark.parametrize(
-    "field,value",
-    [("lr", -1e-3), ("eps", -1e-8), ("weight_decay", -0.1), ("lr", float("nan")), ("eps", float("inf"))],
-    ids=lambda v: str(v),
-)
-def test_bad_common_hyperparameter_names_the_argument(name, field, value):
-    with pytest.raises(ValueError, match=field):
-        rules.rule_class(name)(**{field: value})
+BAD_VALUES = [
+    pytest.param(cls, field, value, id=f"{name}-{field}={value}")
+    for name, cls in rules.RULES.items()
+    for field, value in bad_values(cls)
+]
 
 
-@pytest.mark.parametrize(
-    "cls,field,value",
-    [
-        (rules.Adadelta, "rho", 1.5),
-        (rules.Adadelta, "rho", -0.1),
-        (rules.RMSprop, "alpha", 1.01),
-        (rules.RMSprop, "momentum", -0.9),
-        (rules.Adagrad, "lr_decay", -1.0),
-        (rules.Adagrad, "initial_accumulator_value", -0.1),
-    ],
-    ids=lambda v: getattr(v, "__name__", str(v)),
-)
-def test_bad_rule_specific_hyperparameter(cls, field, value):
+@pytest.mark.parametrize("cls,field,value", BAD_VALUES)
+def test_bad_hyperparameter_names_the_argument(cls, field, value):
     with pytest.raises(ValueError, match=field):
         cls(**{field: value})
 
 
 @pytest.mark.parametrize("value", ["0.1", None, True, [0.1]], ids=repr)
-def test_non_numeric_hyperparameter_is_a_type_error(value):
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_non_numeric_hyperparameter_is_a_type_error(name, value):
     with pytest.raises(TypeError, match="lr"):
-        rules.RMSprop(lr=value)
+        rules.rule_class(name)(lr=value)
 
 
-def test_switches_must_be_bools():
-    with pytest.raises(TypeError, match="centered"):
-        rules.RMSprop(centered=1)
-    with pytest.raises(TypeError, match="eps_in_sqrt"):
-        rules.Adagrad(eps_in_sqrt="yes")
+SWITCHES = [pytest.param(cls, field, id=f"{name}-{field}")
+            for name, cls in rules.RULES.items() for field in switches(cls) + ["complex_as_real"]]
 
 
-def test_hyperparameter_of_another_rule_is_refused():
-    with pytest.raises(TypeError, match="momentum"):
-        rules.Adagrad(momentum=0.9)
+@pytest.mark.parametrize("cls,field", SWITCHES)
+@pytest.mark.parametrize("value", [1, "yes"], ids=repr)
+def test_switches_must_be_bools(cls, field, value):
+    with pytest.raises(TypeError, match=field):
+        cls(**{field: value})
 
 
-def test_rules_are_frozen_and_hashable():
-    r = rules.RMSprop(lr=1)
-    assert r == rules.RMSprop(lr=1.0) and hash(r) == hash(rules.RMSprop(lr=1.0))
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_hyperparameter_of_another_rule_is_refused(name):
+    cls = rules.rule_class(name)
+    own = {f.name for f in dataclasses.fields(cls)}
+    foreign = sorted({f.name for other in rules.RULES.values() for f in dataclasses.fields(other)} - own)
+    for field in foreign or ["not_a_field"]:
+        with pytest.raises(TypeError, match=field):
+            cls(**{field: 0.9})
+
+
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_rules_are_frozen_and_hashable(name):
+    cls = rules.rule_class(name)
+    r = cls(lr=1)
+    assert r == cls(lr=1.0) and hash(r) == hash(cls(lr=1.0))
     assert isinstance(r.lr, float)
     with pytest.raises(AttributeError):
         r.lr = 0.5  # type: ignore[misc]
-    with pytest.raises(ValueError, match="alpha"):
-        r.replace(alpha=2.0)
+    field, value = bad_values(cls)[-1]
+    with pytest.raises(ValueError, match=field):
+        r.replace(**{field: value})
 
 
-def test_defaults_are_torch_optims():
-    torch = pytest.importorskip("torch")
+@pytest.mark.parametrize("name", rule_names("torch"))
+def test_defaults_are_torch_optims(name):
+    pytest.importorskip("torch")
     import inspect
 
-    for ours, theirs in [
-        (rules.Adagrad(), torch.optim.Adagrad),
-        (rules.Adadelta(), torch.optim.Adadelta),
-        (rules.RMSprop(), torch.optim.RMSprop),
-    ]:
-        sig = inspect.signature(theirs.__init__).parameters
-        for field, value in ours.as_dict().items():
-            if field in sig:
-                assert float(sig[field].default) == value, field
+    rule = rules.rule_class(name)()
+    sig = inspect.signature(peer_class(rule, "torch")).parameters
+    for field, value in rule.peer_kwargs("torch").items():
+        assert field in sig, field
+        assert sig[field].default == value, field
 
 
-@pytest.mark.parametrize("convention", rules.CONVENTIONS)
-@pytest.mark.parametrize("name", sorted(rules.RULES))
+PRESETS = [pytest.param(name, convention, id=f"{name}-{convention}")
+           for name, cls in rules.RULES.items() for convention in cls.PRESETS]
+
+
+@pytest.mark.parametrize("name,convention", PRESETS)
 def test_every_preset_exists_and_validates(name, convention):
+    cls = rules.rule_class(name)
     rule = rules.preset(name, convention)
-    assert rule.name == name
-
-
-def test_preset_table_matches_design():
-    assert rules.preset("adagrad", "seed") == rules.Adagrad(lr=0.02, eps=1e-6, eps_in_sqrt=True)
-    optax_adagrad = rules.preset("adagrad", "optax")
-    assert (optax_adagrad.eps, optax_adagrad.initial_accumulator_value) == (1e-7, 0.1)
-    assert optax_adagrad.eps_in_sqrt and optax_adagrad.mask_zero_accumulator
-    assert rules.preset("rmsprop", "seed") == rules.RMSprop(lr=0.02, alpha=0.9, eps=1e-6, eps_in_sqrt=True)
-    assert rules.preset("rmsprop", "optax") == rules.RMSprop(
-        alpha=0.9, eps=1e-8, eps_in_sqrt=True, complex_as_real=False
-    )
-    assert rules.preset("adadelta", "torch") == rules.Adadelta(lr=1.0, rho=0.9, eps=1e-6, eps_in_sqrt=True)
-    assert rules.preset("rmsprop", "torch", lr=0.5).lr == 0.5
+    assert rule.name == name and rule == cls(**cls.PRESETS[convention])
+    assert rules.preset(name, convention, lr=0.5) == rule.replace(lr=0.5)
+    assert convention in rules.CONVENTIONS
 
 
 def test_preset_errors():
     with pytest.raises(ValueError, match="convention"):
-        rules.preset("adagrad", "keras")
+        rules.preset(next(iter(rules.RULES)), "keras")
     with pytest.raises(ValueError, match="rule"):
-        rules.preset("adam", "torch")
+        rules.preset("no-such-rule", "torch")
 
 
-def test_state_names_and_traffic():
-    assert rules.Adagrad().state_names == ("sum",)
-    assert rules.Adagrad().accesses_per_element * 4 == 20
-    assert rules.Adadelta().accesses_per_element * 4 == 28
-    assert rules.RMSprop().accesses_per_element * 4 == 20
-    assert rules.RMSprop(centered=True, momentum=0.9).state_names == ("square_avg", "grad_avg", "momentum_buffer")
-    assert rules.RMSprop(centered=True, momentum=0.9).accesses_per_element * 4 == 36
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_state_names_and_traffic(name):
+    cls = rules.rule_class(name)
+    for _, rule in option_cases(base(cls)):
+        assert set(rule.state_names) <= set(cls.STATE) and cls.SECOND_MOMENTS <= set(cls.STATE)
+        # read p, g and each state; write p and each state
+        assert rule.accesses_per_element == 3 + 2 * len(rule.state_names)
+    assert base(cls).replace(**everything(base(cls))).state_names == cls.STATE
 
 
-# The oracle against steps worked by hand (scalar parameter p = 1, gradient g = 0.5).
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_oracle_maximize_negates_the_gradient_before_weight_decay(name):
+    """As torch.optim: maximize then coupled weight decay, so ascending on g is descending
+    on -g, weight decay included."""
+    rule = base(rules.rule_class(name)).replace(weight_decay=0.1)
+    up, up_state = reference.run(rule.replace(maximize=True), np.array([1.0, -2.0]), [np.array([0.5, 0.25])] * 2)
+    down, down_state = reference.run(rule, np.array([1.0, -2.0]), [np.array([-0.5, -0.25])] * 2)
+    np.testing.assert_array_equal(up, down)
+    for key in up_state:
+        np.testing.assert_array_equal(up_state[key], down_state[key])
 
 
-def test_oracle_adagrad_by_hand():
-    rule = rules.Adagrad(lr=0.1, eps=1e-10, lr_decay=0.5)
-    p, s = reference.run(rule, 1.0, [0.5, 0.5])
-    # step 1: s = 0.25, p = 1 - 0.1 * 0.5 / (0.5 + 1e-10); step 2: clr = 0.1 / 1.5, s = 0.5
-    p1 = 1 - 0.1 * 0.5 / (0.5 + 1e-10)
-    p2 = p1 - (0.1 / 1.5) * 0.5 / (math.sqrt(0.5) + 1e-10)
-    assert p == pytest.approx(p2, rel=1e-15) and s["sum"] == 0.5 and s["step"] == 2
-
-
-def test_oracle_adagrad_masks_zero_accumulator():
-    masked = rules.Adagrad(eps=0.0, eps_in_sqrt=True, mask_zero_accumulator=True)
-    p, _ = reference.run(masked, np.array([1.0, 1.0]), [np.array([0.0, 0.5])])
-    assert p[0] == 1.0 and p[1] < 1.0
-    p, _ = reference.run(masked.replace(mask_zero_accumulator=False), np.array([1.0]), [np.array([0.0])])
-    assert np.isnan(p[0])  # torch.optim's 0/0
-
-
-def test_oracle_adadelta_by_hand():
-    rule = rules.Adadelta(lr=1.0, rho=0.9, eps=1e-6)
-    p, s = reference.run(rule, 1.0, [0.5])
-    v = 0.1 * 0.25
-    d = math.sqrt(1e-6) / math.sqrt(v + 1e-6) * 0.5
-    assert p == pytest.approx(1 - d, rel=1e-15)
-    assert s["acc_delta"] == pytest.approx(0.1 * d * d, rel=1e-15)
-
-
-def test_oracle_rmsprop_centered_momentum_by_hand():
-    rule = rules.RMSprop(lr=0.01, alpha=0.9, eps=1e-8, centered=True, momentum=0.5)
-    p, s = reference.run(rule, 1.0, [0.5, 0.5])
-    v1, m1 = 0.1 * 0.25, 0.1 * 0.5
-    b1 = 0.5 / (math.sqrt(v1 - m1 * m1) + 1e-8)
-    v2, m2 = 0.9 * v1 + 0.1 * 0.25, 0.9 * m1 + 0.1 * 0.5
-    b2 = 0.5 * b1 + 0.5 / (math.sqrt(v2 - m2 * m2) + 1e-8)
-    assert p == pytest.approx(1 - 0.01 * b1 - 0.01 * b2, rel=1e-14)
-    assert s["momentum_buffer"] == pytest.approx(b2, rel=1e-14)
-
-
-def test_oracle_weight_decay_and_maximize():
-    base = rules.RMSprop(lr=0.1, weight_decay=0.1)
-    up, _ = reference.run(base.replace(maximize=True), 1.0, [0.5])
-    down, _ = reference.run(base, 1.0, [-0.5])
-    # maximize negates g before weight decay, as torch.optim does
-    g = -0.5 + 0.1
-    expected = 1 - 0.1 * g / (math.sqrt(0.01 * g * g) + 1e-8)
-    assert up == pytest.approx(expected, rel=1e-14)
-    assert down == pytest.approx(expected, rel=1e-14)
-
-
-def test_oracle_does_not_modify_its_inputs():
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_oracle_does_not_modify_its_inputs(name):
+    rule = base(rules.rule_class(name))
+    rule = rule.replace(**everything(rule))
     p = np.ones(3)
-    state = reference.init_state(rules.Adagrad(), p)
-    before = state["sum"].copy()
-    reference.step(rules.Adagrad(), p, np.ones(3), state)
-    assert np.array_equal(p, np.ones(3)) and np.array_equal(state["sum"], before)
+    state = reference.init_state(rule, p)
+    before = {k: np.copy(v) for k, v in state.items()}
+    reference.step(rule, p, np.ones(3), state)
+    assert np.array_equal(p, np.ones(3))
+    assert all(np.array_equal(state[k], before[k]) for k in before)
 
 
-def test_oracle_refuses_shape_mismatch():
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_oracle_refuses_shape_mismatch(name):
+    rule = base(rules.rule_class(name))
     with pytest.raises(ValueError, match="shape"):
-        reference.step(rules.Adagrad(), np.ones(3), np.ones(4), reference.init_state(rules.Adagrad(), np.ones(3)))
+        reference.step(rule, np.ones(3), np.ones(4), reference.init_state(rule, np.ones(3)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])

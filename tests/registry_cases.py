@@ -1,0 +1,132 @@
+"""What the agreement suites read off the registry (``rules.RULES``), so that a rule
+registered anywhere, a user's included (``pytest --rules-module``), is tested without an
+edit: each rule's options, its invalid values, and its peers.
+
+Peers are looked up here and nowhere else: ``PEERS[library].name`` on the library's module
+(``getattr(torch.optim, "Adagrad")``, ``getattr(optax, "adagrad")``), called with
+``rule.peer_kwargs(library)``. A rule without a peer (``tests/user_rule.py``) is left out
+of the comparisons with that library and still runs every comparison among our own
+implementations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+
+from adaptbench import rules
+from tests.rule_options import structural_options
+
+PEER_MODULES = {"torch": "torch.optim", "optax": "optax", "keras": "keras.optimizers"}
+
+
+def base(cls, convention: str = "torch") -> rules.Rule:
+    """``cls`` under ``convention``'s preset; its dataclass defaults (torch.optim's) where
+    it has none (``Rule.PRESETS`` may lack a convention)."""
+    return cls(**cls.PRESETS.get(convention, {}))
+
+
+def _single_options(cls) -> dict:
+    # rule_options' single options are exactly the fields that switch a term on or off
+    return {k: v for _, overrides in structural_options(cls)[1:-1] for k, v in overrides.items()}
+
+
+def switches(cls) -> list[str]:
+    """The bool fields that change what is computed (``complex_as_real`` aside: real
+    parameters step the same under both)."""
+    return [k for k, v in _single_options(cls).items() if isinstance(v, bool)]
+
+
+def terms(cls) -> list[str]:
+    """The numeric fields whose default 0 leaves a term out (``weight_decay``, ``lr_decay``,
+    ``momentum``, ...)."""
+    return [k for k, v in _single_options(cls).items() if not isinstance(v, bool)]
+
+
+def has_field(cls, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(cls)}
+
+
+def everything(rule: rules.Rule, term: float = 0.5, weight_decay: float = 0.01) -> dict:
+    """Overrides switching every term of ``rule`` on at once: each switch flipped from
+    ``rule``'s value, each zero-default term ``term``, weight decay ``weight_decay``, kept
+    coupled or decoupled as ``rule`` has it (the coupled form is the one that can cancel)."""
+    cls = type(rule)
+    overrides = {name: not getattr(rule, name) for name in switches(cls) if name != "decoupled_weight_decay"}
+    overrides |= {name: term for name in terms(cls)}
+    return overrides | {"weight_decay": weight_decay}
+
+
+def option_cases(rule: rules.Rule, term: float = 0.5) -> list[tuple[str, rules.Rule]]:
+    """``(id, rule)``: ``rule``, each switch flipped and each term on alone (skipping
+    what changes nothing there, ``Rule.irrelevant``), and everything at once
+    (:func:`everything`)."""
+    cls = type(rule)
+    cases = [("defaults", rule)]
+    for name in switches(cls):
+        changed = rule.replace(**{name: not getattr(rule, name)})
+        if not changed.irrelevant(name):
+            cases.append((f"{name}={getattr(changed, name)}", changed))
+    cases += [(f"{name}={term}", rule.replace(**{name: term})) for name in terms(cls)]
+    cases.append(("all", rule.replace(**everything(rule, term))))
+    return cases
+
+
+def bad_values(cls) -> list[tuple[str, float]]:
+    """``(field, value)`` that the specification refuses with a ``ValueError``: every
+    numeric field at -1, NaN and infinity, and at 1.5 where refused (a unit interval)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    numeric = [n for n, v in defaults.items() if type(v) is float]
+    cases = []
+    for name in numeric:
+        for value in (-1.0, 1.5, math.nan, math.inf):
+            try:
+                cls(**{name: value})
+            except ValueError:
+                cases.append((name, value))
+    return cases
+
+
+def rule_names(peer: str | None = None) -> list[str]:
+    """Every registered rule, or those naming ``peer`` (``"torch"``, ``"optax"``, ...)."""
+    return [n for n, cls in rules.RULES.items() if peer is None or peer in cls.PEERS]
+
+
+def peer_class(rule_or_cls, peer: str):
+    """The peer's class or factory, by the name the rule's ``PEERS[peer]`` gives."""
+    module = importlib.import_module(PEER_MODULES[peer])
+    return getattr(module, rule_or_cls.PEERS[peer].name)
+
+
+def computes(rule: rules.Rule, peer: str) -> bool:
+    """Whether ``peer`` has a setting for ``rule`` (``Rule.peer_kwargs``)."""
+    try:
+        rule.peer_kwargs(peer)
+    except ValueError:
+        return False
+    return True
+
+
+def make_peer(rule: rules.Rule, peer: str, *args, **extra):
+    """The peer computing ``rule``: ``torch.optim.<Name>(params, **kwargs, foreach=...)``,
+    ``optax.<name>(**kwargs)``; ``args`` and ``extra`` pass through."""
+    return peer_class(rule, peer)(*args, **rule.peer_kwargs(peer), **extra)
+
+
+def peer_cases(rule: rules.Rule, peer: str, term: float = 0.5) -> list[tuple[str, rules.Rule]]:
+    """:func:`option_cases` that ``peer`` computes, one per distinct set of its keywords;
+    ``all`` then holds every option the peer takes."""
+    cls = type(rule)
+    cases, seen = [], set()
+    singles = [(i, r) for i, r in option_cases(rule, term)[:-1] if computes(r, peer)]
+    merged = {k: v for _, r in singles[1:] for k, v in r.as_dict().items() if v != getattr(rule, k)}
+    together = cls(**{**rule.as_dict(), **merged})
+    if len(singles) > 2 and computes(together, peer):
+        singles.append(("all", together))
+    for case_id, r in singles:
+        key = tuple(sorted(r.peer_kwargs(peer).items()))
+        if key not in seen:
+            seen.add(key)
+            cases.append((case_id, r))
+    return cases

@@ -18,32 +18,54 @@ import torch
 import impl_torch
 from adaptbench import rules
 from impl_torch import functional
+from impl_torch.updates import SPARSE_UPDATES, STATE_AT_CONSTRUCTION, UPDATES
+from tests.registry_cases import (
+    bad_values,
+    base,
+    computes,
+    make_peer,
+    option_cases,
+    peer_cases,
+    peer_class,
+    rule_names,
+    switches,
+)
 
-TORCH = {"adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta, "rmsprop": torch.optim.RMSprop}
-OURS = {"adagrad": impl_torch.Adagrad, "adadelta": impl_torch.Adadelta, "rmsprop": impl_torch.RMSprop}
+#: Every registered rule impl_torch has math for, and those of them with a torch.optim peer.
+RULES = [name for name in rules.RULES if name in UPDATES]
+PEERED = [name for name in RULES if name in rule_names("torch")]
+OURS = {name: impl_torch.optimizer_class(name) for name in RULES}
+TORCH = {name: peer_class(rules.RULES[name], "torch") for name in PEERED}
 FOREACH = {"loop": False, "foreach": True}
 
-# (rule, torch.optim keyword arguments): the torch convention with its hyperparameters varied.
+
+def halved(rule):
+    """``rule`` with every nonzero numeric hyperparameter halved (valid wherever the
+    original is: every range is an interval from 0)."""
+    return rule.replace(**{k: v / 2 for k, v in rule.as_dict().items() if type(v) is float and v != 0})
+
+
+def _cases(name, cases):
+    return [pytest.param(rule, id=f"{name}-{case}") for case, rule in cases]
+
+
+# Rules under torch.optim's defaults, with each option, all of them together, and all of
+# them with other numbers: CONFIGS those torch.optim computes, OWN_CONFIGS every one.
 CONFIGS = [
-    ("adagrad", {}),
-    ("adagrad", {"weight_decay": 0.1}),
-    ("adagrad", {"lr_decay": 0.05}),
-    ("adagrad", {"maximize": True, "initial_accumulator_value": 0.1}),
-    ("adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.01, "maximize": True, "eps": 1e-6}),
-    ("adadelta", {}),
-    ("adadelta", {"weight_decay": 0.1}),
-    ("adadelta", {"maximize": True, "lr": 0.5, "rho": 0.5}),
-    ("rmsprop", {}),
-    ("rmsprop", {"weight_decay": 0.1}),
-    ("rmsprop", {"centered": True}),
-    ("rmsprop", {"momentum": 0.9}),
-    ("rmsprop", {"centered": True, "momentum": 0.5, "maximize": True, "weight_decay": 0.01, "alpha": 0.9}),
+    param
+    for name in PEERED
+    for cases in [peer_cases(base(rules.RULES[name]), "torch")]
+    for param in _cases(name, cases + [("all-halved", halved(cases[-1][1]))])
 ]
-
-
-def config_id(config) -> str:
-    rule, kw = config
-    return rule + ("-" + "-".join(f"{k}={v}" for k, v in kw.items()) if kw else "-defaults")
+OWN_CONFIGS = [
+    param
+    for name in RULES
+    for cases in [option_cases(base(rules.RULES[name]))]
+    for param in _cases(name, cases + [("all-halved", halved(cases[-1][1]))])
+]
+# Every term on (every state tensor kept), per rule: torch.optim's and ours.
+PEER_ALL = [pytest.param(peer_cases(base(rules.RULES[n]), "torch")[-1][1], id=n) for n in PEERED]
+OWN_ALL = [pytest.param(option_cases(base(rules.RULES[n]))[-1][1], id=n) for n in RULES]
 
 
 SHAPES = [(3, 4), (5,), (2, 3, 2), ()]
@@ -92,17 +114,21 @@ def step_scheduled_in_lockstep(ours, theirs, params_o, params_t, grads, schedule
         assert [float(g["lr"]) for g in ours.param_groups] == [float(g["lr"]) for g in theirs.param_groups]
 
 
-def run_both(rule, kw, impl, dtype, steps=5):
-    init, grads = make_tensors(dtype, steps)
-    po, pt = leaves(init), leaves(init)
-    ours = OURS[rule](po, **kw, impl=impl)
-    theirs = TORCH[rule](pt, **kw, foreach=FOREACH[impl])
+def step_in_lockstep(ours, theirs, params_o, params_t, grads):
     for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
+        set_grads(params_o, gs)
+        set_grads(params_t, gs)
         ours.step()
         theirs.step()
-        assert_same(ours, theirs, po, pt)
+        assert_same(ours, theirs, params_o, params_t)
+
+
+def run_both(rule, impl, dtype, steps=5):
+    init, grads = make_tensors(dtype, steps)
+    po, pt = leaves(init), leaves(init)
+    ours = OURS[rule.name](po, **rule.as_dict(), impl=impl)
+    theirs = make_peer(rule, "torch", pt, foreach=FOREACH[impl])
+    step_in_lockstep(ours, theirs, po, pt, grads)
     return po
 
 
@@ -111,32 +137,30 @@ def run_both(rule, kw, impl, dtype, steps=5):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
-def test_equals_torch_optim_bitwise(config, impl, dtype):
+@pytest.mark.parametrize("rule", CONFIGS)
+def test_equals_torch_optim_bitwise(rule, impl, dtype):
     # Bitwise: same torch ops with the same arguments in the same order as torch.optim's
     # _single_tensor_* (loop) / _multi_tensor_* (foreach) path.
-    rule, kw = config
-    run_both(rule, kw, impl, dtype)
+    run_both(rule, impl, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", [pytest.param(base(rules.RULES[n]), id=n) for n in PEERED] + PEER_ALL)
 def test_equals_torch_optim_low_precision(rule, impl, dtype):
     # Same ops as torch.optim in bf16/fp16 too, so still bitwise.
-    run_both(rule, {"momentum": 0.5, "centered": True} if rule == "rmsprop" else {}, impl, dtype)
+    run_both(rule, impl, dtype)
 
 
-@pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
-def test_loop_equals_foreach_on_cpu(config, impl):
+@pytest.mark.parametrize("rule", OWN_CONFIGS)
+def test_loop_equals_foreach_on_cpu(rule):
     # On the CPU the foreach kernels fall back to the per-tensor ops and the CPU addcdiv
     # kernel computes (value * a) / b, so Adagrad's two torch orderings coincide there.
     # (On CUDA the single-tensor addcdiv computes value * (a / b): not bitwise there.)
-    rule, kw = config
     init, grads = make_tensors(torch.float32, 4)
     pl, pf = leaves(init), leaves(init)
-    ol, of = OURS[rule](pl, **kw, impl="loop"), OURS[rule](pf, **kw, impl="foreach")
+    cls = OURS[rule.name]
+    ol, of = cls(pl, **rule.as_dict(), impl="loop"), cls(pf, **rule.as_dict(), impl="foreach")
     for gs in grads:
         set_grads(pl, gs)
         set_grads(pf, gs)
@@ -146,61 +170,48 @@ def test_loop_equals_foreach_on_cpu(config, impl):
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEERED)
 def test_mixed_dtypes_in_one_group(rule, impl):
     # foreach groups tensors by (device, dtype), as torch.optim does.
     init = [torch.randn(4, dtype=torch.float32), torch.randn(3, dtype=torch.float64), torch.randn(2, 2)]
     po, pt = leaves(init), leaves(init)
     ours, theirs = OURS[rule](po, impl=impl), TORCH[rule](pt, foreach=FOREACH[impl])
-    for _ in range(3):
-        gs = [torch.randn_like(t) for t in init]
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, po, pt)
+    step_in_lockstep(ours, theirs, po, pt, [[torch.randn_like(t) for t in init] for _ in range(3)])
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEERED)
 def test_non_contiguous_params(rule, impl):
-    base = torch.randn(6, 8)
-    make = lambda: [base.clone()[:, ::2].detach().requires_grad_(), base.clone().t().detach().requires_grad_()]  # noqa: E731
+    base_tensor = torch.randn(6, 8)
+    make = lambda: [base_tensor.clone()[:, ::2].detach().requires_grad_(), base_tensor.clone().t().detach().requires_grad_()]  # noqa: E731
     po, pt = make(), make()
     assert not po[0].is_contiguous() and not po[1].is_contiguous()
     ours, theirs = OURS[rule](po, impl=impl), TORCH[rule](pt, foreach=FOREACH[impl])
-    for _ in range(3):
-        gs = [torch.randn(6, 4), torch.randn(8, 6)]
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, po, pt)
+    step_in_lockstep(ours, theirs, po, pt, [[torch.randn(6, 4), torch.randn(8, 6)] for _ in range(3)])
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEER_ALL)
 def test_param_groups_with_different_hyperparameters(rule, impl):
+    """A second group with every term on (``PEER_ALL``) beside one of torch.optim's
+    defaults; but the fields that fill a state's initial value, which torch.optim.Adagrad
+    reads from its constructor for every group (tests/test_rule_adagrad.py)."""
+    default = rules.RULES[rule.name]()
+    rule = rule.replace(**{
+        field: getattr(default, field) for field in rule.as_dict()
+        if any(default.replace(**{field: getattr(rule, field)}).initial_value(n) != default.initial_value(n)
+               for n in rule.STATE)
+    })
     init, grads = make_tensors(torch.float32, 4)
-    extra = {
-        "adagrad": {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.05},
-        "adadelta": {"lr": 0.3, "rho": 0.5, "weight_decay": 0.05},
-        "rmsprop": {"lr": 0.03, "alpha": 0.8, "centered": True, "momentum": 0.7},
-    }[rule]
     po, pt = leaves(init), leaves(init)
-    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], **extra}]  # noqa: E731
-    ours = OURS[rule](groups(po), impl=impl)
-    theirs = TORCH[rule](groups(pt), foreach=FOREACH[impl])
-    assert ours.group_rules()[1] == rules.rule_class(rule)(**extra)
-    for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, po, pt)
+    ours = OURS[rule.name]([{"params": po[:2]}, {"params": po[2:], **rule.as_dict()}], impl=impl)
+    theirs = TORCH[rule.name]([{"params": pt[:2]}, {"params": pt[2:], **rule.peer_kwargs("torch")}],
+                              foreach=FOREACH[impl])
+    assert ours.group_rules()[1] == rule
+    step_in_lockstep(ours, theirs, po, pt, grads)
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEERED)
 def test_lr_scheduler_and_tensor_lr(rule):
     # Schedulers write group["lr"]; the rule is rebuilt from the group at every step.
     init, grads = make_tensors(torch.float32, 6)
@@ -217,7 +228,7 @@ def test_lr_scheduler_and_tensor_lr(rule):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", RULES)
 def test_low_precision_stays_close_to_fp32(rule, impl, dtype):
     steps = 5
     init, grads = make_tensors(torch.float32, steps, shapes=[(64,), (8, 8)])
@@ -239,12 +250,6 @@ def test_low_precision_stays_close_to_fp32(rule, impl, dtype):
 
 # --- state dicts ----------------------------------------------------------------------------
 
-STATEFUL = [
-    ("adagrad", {"lr_decay": 0.1, "initial_accumulator_value": 0.1}),
-    ("adadelta", {"weight_decay": 0.01}),
-    ("rmsprop", {"centered": True, "momentum": 0.9}),
-]
-
 
 def _continue(opt, params, grads):
     for gs in grads:
@@ -253,19 +258,19 @@ def _continue(opt, params, grads):
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("config", STATEFUL, ids=config_id)
-def test_state_dict_round_trip(config, impl):
-    rule, kw = config
+@pytest.mark.parametrize("rule", OWN_ALL)
+def test_state_dict_round_trip(rule, impl):
+    cls = OURS[rule.name]
     init, grads = make_tensors(torch.float32, 6)
     p_full = leaves(init)
-    full = OURS[rule](p_full, **kw, impl=impl)
+    full = cls(p_full, **rule.as_dict(), impl=impl)
     _continue(full, p_full, grads[:3])
     saved_params = [p.detach().clone() for p in p_full]
     saved = copy.deepcopy(full.state_dict())
     _continue(full, p_full, grads[3:])
 
     p_resumed = leaves(saved_params)
-    resumed = OURS[rule](p_resumed, **kw, impl=impl)
+    resumed = cls(p_resumed, **rule.as_dict(), impl=impl)
     resumed.load_state_dict(saved)
     assert resumed.state[p_resumed[0]]["step"].item() == 3
     _continue(resumed, p_resumed, grads[3:])
@@ -273,22 +278,23 @@ def test_state_dict_round_trip(config, impl):
 
 
 @pytest.mark.parametrize("direction", ["torch-to-ours", "ours-to-torch"])
-@pytest.mark.parametrize("config", STATEFUL, ids=config_id)
-def test_state_dict_cross_loading(config, direction):
-    rule, kw = config
+@pytest.mark.parametrize("rule", PEER_ALL)
+def test_state_dict_cross_loading(rule, direction):
     init, grads = make_tensors(torch.float32, 6)
-    first_cls, second_cls = (TORCH[rule], OURS[rule]) if direction == "torch-to-ours" else (OURS[rule], TORCH[rule])
+    ours = lambda ps: OURS[rule.name](ps, **rule.as_dict(), foreach=True)  # noqa: E731
+    theirs = lambda ps: make_peer(rule, "torch", ps, foreach=True)  # noqa: E731
+    first_make, second_make = (theirs, ours) if direction == "torch-to-ours" else (ours, theirs)
     # The uninterrupted reference: torch.optim all the way (foreach=True throughout).
     p_ref = leaves(init)
-    ref = TORCH[rule](p_ref, **kw, foreach=True)
+    ref = theirs(p_ref)
     _continue(ref, p_ref, grads)
 
     p1 = leaves(init)
-    first = first_cls(p1, **kw, foreach=True)
+    first = first_make(p1)
     _continue(first, p1, grads[:3])
     saved = copy.deepcopy(first.state_dict())
     p2 = leaves([p.detach() for p in p1])
-    second = second_cls(p2, **kw, foreach=True)
+    second = second_make(p2)
     second.load_state_dict(saved)
     _continue(second, p2, grads[3:])
     for a, b in zip(p2, p_ref):
@@ -297,49 +303,53 @@ def test_state_dict_cross_loading(config, direction):
         for key, value in ref.state[b].items():
             assert torch.equal(second.state[a][key], value), key
     if direction == "torch-to-ours":
-        # Keys torch.optim's groups lack get torch.optim's meaning.
+        # Keys torch.optim's groups lack get torch.optim's meaning: the rule's defaults.
         group = second.param_groups[0]
-        assert group["impl"] is None and group["eps_in_sqrt"] == rules.rule_class(rule)().eps_in_sqrt
-        assert second.group_impls() == ["foreach"]
+        assert group["impl"] is None and second.group_impls() == ["foreach"]
+        defaults = rules.RULES[rule.name]().as_dict()
+        for field in set(defaults) - set(rule.peer_kwargs("torch")):
+            assert group[field] == defaults[field], field
 
 
-def test_state_is_keyed_like_torch_optim():
+@pytest.mark.parametrize("rule", OWN_ALL + [pytest.param(p.values[0], id=f"{p.id}-torch") for p in PEER_ALL])
+def test_state_is_keyed_like_torch_optim(rule):
+    """``step`` (a CPU float32 scalar) and the rule's ``state_names``, created when the
+    parameter is added where torch.optim's class does so (``state_at_construction``:
+    Adagrad's), else at the first step; the same keys as torch.optim's where it has the rule."""
     p = torch.zeros(3, requires_grad=True)
-    ada = impl_torch.Adagrad([p], initial_accumulator_value=0.5)
-    # Adagrad creates its state in __init__, as torch.optim.Adagrad does.
-    assert set(ada.state[p]) == {"step", "sum"} and torch.equal(ada.state[p]["sum"], torch.full((3,), 0.5))
-    step = ada.state[p]["step"]
-    assert step.dtype == torch.float32 and step.device.type == "cpu" and step.dim() == 0
-    rms = impl_torch.RMSprop([p], centered=True, momentum=0.1)
-    assert len(rms.state) == 0  # lazily, at the first step with a gradient
+    opt = OURS[rule.name]([p], **rule.as_dict())
+    if rule.name in STATE_AT_CONSTRUCTION:
+        assert set(opt.state[p]) == {"step", *rule.state_names}
+        for name in rule.state_names:
+            assert torch.equal(opt.state[p][name], torch.full((3,), rule.initial_value(name)))
+    else:
+        assert len(opt.state) == 0
     p.grad = torch.ones(3)
-    rms.step()
-    assert set(rms.state[p]) == {"step", "square_avg", "grad_avg", "momentum_buffer"}
-    dlt = impl_torch.Adadelta([p])
-    dlt.step()
-    assert set(dlt.state[p]) == {"step", "square_avg", "acc_delta"}
-    assert dlt.state[p]["step"].item() == 1
+    opt.step()
+    assert set(opt.state[p]) == {"step", *rule.state_names}
+    step = opt.state[p]["step"]
+    assert step.dtype == torch.float32 and step.device.type == "cpu" and step.dim() == 0 and step.item() == 1
+    if rule.name in PEERED and computes(rule, "torch"):
+        q = torch.zeros(3, requires_grad=True)
+        theirs = make_peer(rule, "torch", [q])
+        q.grad = torch.ones(3)
+        theirs.step()
+        assert set(theirs.state[q]) == set(opt.state[p])
 
 
 # --- optimizer behaviour ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEERED)
 def test_grad_none_is_skipped(rule):
     init, grads = make_tensors(torch.float32, 3)
     po, pt = leaves(init), leaves(init)
     ours, theirs = OURS[rule](po), TORCH[rule](pt, foreach=True)
-    for gs in grads:
-        gs = [gs[0], None, gs[2], None]
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, po, pt)
+    step_in_lockstep(ours, theirs, po, pt, [[gs[0], None, gs[2], None] for gs in grads])
     assert torch.equal(po[1], init[1])
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", RULES)
 def test_zero_grad(rule):
     p = torch.randn(4, requires_grad=True)
     opt = OURS[rule]([p])
@@ -353,7 +363,7 @@ def test_zero_grad(rule):
     assert torch.equal(p, before)
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", RULES)
 def test_step_with_closure(rule):
     torch.manual_seed(0)
     x, y = torch.randn(16, 3), torch.randn(16)
@@ -370,42 +380,51 @@ def test_step_with_closure(rule):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", PEERED)
 def test_add_param_group(rule):
     a, b = torch.randn(3, requires_grad=True), torch.randn(2, requires_grad=True)
     ta, tb = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
     ours, theirs = OURS[rule]([a]), TORCH[rule]([ta], foreach=True)
-    lr = {"adagrad": 0.2, "adadelta": 0.5, "rmsprop": 0.02}[rule]
+    lr = 2 * rules.RULES[rule]().lr
     ours.add_param_group({"params": [b], "lr": lr})
     theirs.add_param_group({"params": [tb], "lr": lr})
-    for _ in range(3):
-        g1, g2 = torch.randn(3), torch.randn(2)
-        set_grads([a, b], [g1, g2])
-        set_grads([ta, tb], [g1, g2])
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, [a, b], [ta, tb])
+    step_in_lockstep(ours, theirs, [a, b], [ta, tb], [[torch.randn(3), torch.randn(2)] for _ in range(3)])
 
 
-@pytest.mark.parametrize(
-    "rule, bad, match",
-    [
-        ("adagrad", {"lr": -1.0}, "lr"),
-        ("adagrad", {"lr_decay": -0.1}, "lr_decay"),
-        ("adagrad", {"initial_accumulator_value": -1.0}, "initial_accumulator_value"),
-        ("adadelta", {"rho": 1.5}, "rho"),
-        ("adadelta", {"eps": -1e-6}, "eps"),
-        ("rmsprop", {"alpha": 2.0}, "alpha"),
-        ("rmsprop", {"momentum": -0.5}, "momentum"),
-        ("rmsprop", {"weight_decay": float("nan")}, "weight_decay"),
-        ("rmsprop", {"impl": "bogus"}, "impl"),
-        ("rmsprop", {"foreach": True, "impl": "loop"}, "foreach"),
-        ("adadelta", {"capturable": True}, "capturable"),
-        ("adagrad", {"differentiable": True, "foreach": True}, "differentiable"),
-    ],
-    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()),
-)
-def test_add_param_group_validates(rule, bad, match):
+def _value_id(v) -> str:
+    return v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()) or "defaults"
+
+
+# Flags every optimizer class takes, refused alike whatever the rule.
+FLAG_REFUSALS = [
+    ({"impl": "bogus"}, ValueError, "impl must be one of"),
+    ({"impl": 3}, TypeError, "impl"),
+    ({"foreach": True, "impl": "loop"}, ValueError, "foreach=True conflicts"),
+    ({"foreach": False, "impl": "foreach"}, ValueError, "foreach=False conflicts"),
+    ({"fused": True, "impl": "loop"}, ValueError, "fused=True conflicts"),
+    ({"fused": True, "foreach": True}, ValueError, "foreach=True and fused=True"),
+    ({"capturable": True}, ValueError, "capturable=True is not supported"),
+    ({"differentiable": True, "foreach": True}, ValueError, "differentiable=True runs"),
+    ({"differentiable": True, "impl": "fused"}, ValueError, "differentiable"),
+    ({"differentiable": 1}, TypeError, "differentiable"),
+    ({"foreach": "yes"}, TypeError, "foreach"),
+]
+# What every rule's specification refuses (ValueError naming the field), and its switches
+# given a non-bool (TypeError naming it), a 2-element tensor lr.
+REFUSALS = [
+    pytest.param(name, kw, exc, match, id=f"{name}-{_value_id(kw)}")
+    for name in RULES
+    for kw, exc, match in [
+        *FLAG_REFUSALS,
+        *(({field: value}, ValueError, field) for field, value in bad_values(rules.RULES[name])),
+        *(({field: 1}, TypeError, field) for field in switches(rules.RULES[name])),
+        ({"lr": torch.ones(2)}, ValueError, "lr"),
+    ]
+]
+
+
+@pytest.mark.parametrize("rule, bad, exc, match", REFUSALS)
+def test_add_param_group_validates(rule, bad, exc, match):
     a, b = torch.randn(3, requires_grad=True), torch.randn(2, requires_grad=True)
     opt = OURS[rule]([a])
     with pytest.raises((ValueError, TypeError), match=match):
@@ -420,18 +439,25 @@ def _param():
     return [torch.randn(2, requires_grad=True)]
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
-def test_signature_matches_torch_optim(rule):
-    ours = inspect.signature(OURS[rule]).parameters
-    theirs = inspect.signature(TORCH[rule]).parameters
-    for name, param in theirs.items():
-        assert name in ours, name
-        assert ours[name].default == param.default, name
-        assert ours[name].kind == param.kind, name
-    # The extras are keyword-only.
-    for name in set(ours) - set(theirs):
-        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
-    assert "impl" in ours and "eps_in_sqrt" in ours
+@pytest.mark.parametrize("rule", RULES)
+def test_signature_is_torch_optims_then_keyword_only_extras(rule):
+    """``impl_torch.<Class>``'s parameters are torch.optim's, in its order, kinds and
+    defaults (the rule's ``TORCH_POSITIONAL``/``TORCH_KEYWORD_ONLY`` where it has no
+    torch.optim peer), then the extras, keyword-only."""
+    cls = getattr(impl_torch, OURS[rule].__name__)
+    assert cls is OURS[rule]
+    ours = list(inspect.signature(cls).parameters.values())
+    if rule in TORCH:
+        theirs = list(inspect.signature(TORCH[rule]).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in ours[:len(theirs)]] == \
+               [(p.name, p.kind, p.default) for p in theirs]
+    else:
+        spec = rules.RULES[rule]
+        theirs = [None] * (1 + len(spec.TORCH_POSITIONAL) + len(spec.TORCH_KEYWORD_ONLY))
+        assert [p.name for p in ours[:len(theirs)]] == ["params", *spec.TORCH_POSITIONAL, *spec.TORCH_KEYWORD_ONLY]
+    extras = ours[len(theirs):]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extras), extras
+    assert "impl" in [p.name for p in extras]
 
 
 @pytest.mark.parametrize(
@@ -440,49 +466,33 @@ def test_signature_matches_torch_optim(rule):
      ({"impl": "loop"}, "loop"), ({"impl": "foreach", "foreach": True}, "foreach"),
      ({"impl": "loop", "foreach": False}, "loop"), ({"fused": False}, "auto"),
      ({"fused": None, "foreach": False}, "loop"), ({"differentiable": False}, "auto")],
-    ids=lambda v: v if isinstance(v, str) else ("-".join(f"{k}={x}" for k, x in v.items()) or "defaults"),
+    ids=_value_id,
 )
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule", RULES)
 def test_keyword_mapping(rule, kw, impl):
     opt = OURS[rule](_param(), **kw)
     assert opt.group_impls() == [impl]
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
-def test_maximize_goes_into_rule(rule):
-    opt = OURS[rule](_param(), maximize=True, eps_in_sqrt=True)
-    assert opt.group_rules()[0].maximize is True and opt.group_rules()[0].eps_in_sqrt is True
+@pytest.mark.parametrize("rule", RULES)
+def test_switches_go_into_rule(rule):
+    flipped = {name: not getattr(rules.RULES[rule](), name) for name in switches(rules.RULES[rule])}
+    got = OURS[rule](_param(), **flipped).group_rules()[0]
+    assert {name: getattr(got, name) for name in flipped} == flipped
 
 
-@pytest.mark.parametrize(
-    "rule, kw, exc, match",
-    [
-        ("adagrad", {"foreach": True, "impl": "loop"}, ValueError, "foreach=True conflicts"),
-        ("adadelta", {"foreach": False, "impl": "foreach"}, ValueError, "foreach=False conflicts"),
-        ("rmsprop", {"impl": "nope"}, ValueError, "impl must be one of"),
-        ("adagrad", {"impl": 3}, TypeError, "impl"),
-        ("rmsprop", {"fused": True, "impl": "loop"}, ValueError, "fused=True conflicts"),
-        ("adagrad", {"fused": True, "foreach": True}, ValueError, "foreach=True and fused=True"),
-        ("adadelta", {"capturable": True}, ValueError, "capturable=True is not supported"),
-        ("rmsprop", {"capturable": True}, ValueError, "capturable"),
-        ("adagrad", {"differentiable": True, "foreach": True}, ValueError, "differentiable=True runs"),
-        ("rmsprop", {"differentiable": True, "impl": "fused"}, ValueError, "differentiable"),
-        ("adadelta", {"differentiable": 1}, TypeError, "differentiable"),
-        ("rmsprop", {"foreach": "yes"}, TypeError, "foreach"),
-        ("adagrad", {"lr": -0.1}, ValueError, "lr"),
-        ("adagrad", {"lr": torch.ones(2)}, ValueError, "lr"),
-        ("rmsprop", {"centered": 1}, TypeError, "centered"),
-        ("adagrad", {"mask_zero_accumulator": "no"}, TypeError, "mask_zero_accumulator"),
-        ("adadelta", {"eps_in_sqrt": None}, TypeError, "eps_in_sqrt"),
-    ],
-    ids=lambda v: v if isinstance(v, str) else None,
-)
+@pytest.mark.parametrize("rule, kw, exc, match", REFUSALS)
 def test_refusals(rule, kw, exc, match):
+    # a flag torch.optim's class lacks (Adagrad's capturable) is not a keyword of ours either
+    unknown = set(kw) - set(inspect.signature(OURS[rule]).parameters)
+    if unknown:
+        exc, match = TypeError, f"unexpected keyword argument '{unknown.pop()}'"
     with pytest.raises(exc, match=match):
         OURS[rule](_param(), **kw)
 
 
-def test_fused_keyword_selects_the_registered_impl(monkeypatch):
+@pytest.mark.parametrize("rule", RULES)
+def test_fused_keyword_selects_the_registered_impl(monkeypatch, rule):
     # The fused impl slots in by registering; the keyword then selects whatever is registered.
     calls = []
 
@@ -493,33 +503,36 @@ def test_fused_keyword_selects_the_registered_impl(monkeypatch):
     monkeypatch.setitem(functional._IMPL_TABLE, "fused", fake_fused)
     assert "fused" in impl_torch.IMPLS
     p = _param()
-    opt = impl_torch.Adagrad(p, fused=True)
+    opt = OURS[rule](p, fused=True)
     assert opt.group_impls() == ["fused"]
     p[0].grad = torch.ones(2)
     opt.step()
     assert calls == [1]
     with pytest.raises(ValueError, match="fused=True conflicts"):
-        impl_torch.RMSprop(_param(), fused=True, impl="loop")
+        OURS[rule](_param(), fused=True, impl="loop")
 
 
-@pytest.mark.parametrize("rule", ["adadelta", "rmsprop"])
-def test_sparse_grads_refused_except_by_adagrad(rule):
+@pytest.mark.parametrize("rule", [name for name in RULES if name not in SPARSE_UPDATES])
+def test_sparse_grads_refused_by_rules_without_a_sparse_step(rule):
     emb = torch.nn.Embedding(5, 3, sparse=True)
     opt = OURS[rule](emb.parameters())
     emb(torch.tensor([1, 2])).sum().backward()
     before = emb.weight.detach().clone()
-    with pytest.raises(TypeError, match="sparse.*impl_torch.Adagrad, torch.optim.Adagrad"):
+    takers = ".*".join(f"impl_torch.{OURS[n].__name__}" for n in SPARSE_UPDATES)
+    with pytest.raises(TypeError, match=f"sparse.*{takers}"):
         opt.step()
     assert torch.equal(emb.weight, before)
 
 
-def test_invalid_group_fails_before_any_update():
+@pytest.mark.parametrize("rule", RULES)
+def test_invalid_group_fails_before_any_update(rule):
     a, b = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)
-    opt = impl_torch.RMSprop([{"params": [a]}, {"params": [b]}])
+    opt = OURS[rule]([{"params": [a]}, {"params": [b]}])
     a.grad, b.grad = torch.ones(3), torch.ones(3)
-    opt.param_groups[1]["alpha"] = 5.0  # made invalid behind the optimizer's back
+    field, value = bad_values(rules.RULES[rule])[-1]
+    opt.param_groups[1][field] = value  # made invalid behind the optimizer's back
     before = a.detach().clone()
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=field):
         opt.step()
     assert torch.equal(a, before)
     assert all(s["step"].item() == 0 for s in opt.state.values())
@@ -528,8 +541,8 @@ def test_invalid_group_fails_before_any_update():
 # --- optimizer_for ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("convention", rules.CONVENTIONS)
-@pytest.mark.parametrize("rule", ["adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("rule, convention", [(n, c) for n in RULES for c in rules.RULES[n].PRESETS],
+                         ids=lambda v: v)
 def test_optimizer_for(rule, convention):
     r = rules.preset(rule, convention)
     opt = impl_torch.optimizer_for(r, _param(), impl="loop")
@@ -542,17 +555,13 @@ def test_optimizer_for_rejects_non_rules():
         impl_torch.optimizer_for({"lr": 0.1}, _param())
 
 
-def test_optimizer_for_torch_preset_equals_torch_optim():
+@pytest.mark.parametrize("rule", PEER_ALL)
+def test_optimizer_for_torch_preset_equals_torch_optim(rule):
     init, grads = make_tensors(torch.float32, 4)
     po, pt = leaves(init), leaves(init)
-    ours = impl_torch.optimizer_for(rules.preset("rmsprop", "torch", momentum=0.5), po, impl="foreach")
-    theirs = torch.optim.RMSprop(pt, momentum=0.5, foreach=True)
-    for gs in grads:
-        set_grads(po, gs)
-        set_grads(pt, gs)
-        ours.step()
-        theirs.step()
-        assert_same(ours, theirs, po, pt)
+    ours = impl_torch.optimizer_for(rule, po, impl="foreach")
+    theirs = make_peer(rule, "torch", pt, foreach=True)
+    step_in_lockstep(ours, theirs, po, pt, grads)
 
 
 # --- CUDA (skipped on a machine without one) -----------------------------------------------------
@@ -562,27 +571,12 @@ def test_optimizer_for_torch_preset_equals_torch_optim():
 def test_equals_torch_optim_bitwise_cuda():
     # One test over every config and impl, so that a machine without CUDA skips once.
     # Bitwise on CUDA too: the same kernels with the same arguments as torch.optim.
-    for rule, kw in CONFIGS:
+    for param in CONFIGS:
+        rule = param.values[0]
         for impl in ("loop", "foreach"):
             init, grads = make_tensors(torch.float32, 4)
             po = [t.cuda().requires_grad_() for t in init]
             pt = [t.cuda().requires_grad_() for t in init]
-            ours, theirs = OURS[rule](po, **kw, impl=impl), TORCH[rule](pt, **kw, foreach=FOREACH[impl])
-            for gs in grads:
-                set_grads(po, [g.cuda() for g in gs])
-                set_grads(pt, [g.cuda() for g in gs])
-                ours.step()
-                theirs.step()
-                assert_same(ours, theirs, po, pt)
-
-
-def test_adagrad_uses_each_groups_initial_accumulator_value():
-    # Deliberate difference: torch.optim.Adagrad fills "sum" with the constructor's value
-    # for every group (and self.defaults' value for lazily created state).
-    a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
-    opt = impl_torch.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 0.5}])
-    opt.add_param_group({"params": [c], "initial_accumulator_value": 0.25})
-    assert [opt.state[p]["sum"][0].item() for p in (a, b, c)] == [0.0, 0.5, 0.25]
-    theirs = torch.optim.Adagrad([{"params": [a.detach().clone().requires_grad_()]},
-                                  {"params": [b.detach().clone().requires_grad_()], "initial_accumulator_value": 0.5}])
-    assert [s["sum"][0].item() for s in theirs.state.values()] == [0.0, 0.0]
+            ours = OURS[rule.name](po, **rule.as_dict(), impl=impl)
+            theirs = make_peer(rule, "torch", pt, foreach=FOREACH[impl])
+            step_in_lockstep(ours, theirs, po, pt, [[g.cuda() for g in gs] for gs in grads])

@@ -108,10 +108,15 @@ def computes(rule: rules.Rule, peer: str) -> bool:
     return True
 
 
-def make_peer(rule: rules.Rule, peer: str, *args, **extra):
+def make_peer(rule: rules.Rule, peer: str, *args, fields: dict | None = None, **extra):
     """The peer computing ``rule``: ``torch.optim.<Name>(params, **kwargs, foreach=...)``,
-    ``optax.<name>(**kwargs)``; ``args`` and ``extra`` pass through."""
-    return peer_class(rule, peer)(*args, **rule.peer_kwargs(peer), **extra)
+    ``optax.<name>(**kwargs)``; ``args`` and ``extra`` pass through. ``fields``: values
+    (under our field names) for the peer's keywords that the rule cannot hold, e.g. an
+    optax schedule for ``lr``."""
+    kwargs = rule.peer_kwargs(peer)
+    keywords = rule.PEERS[peer].keywords
+    kwargs |= {keywords.get(name, name): value for name, value in (fields or {}).items()}
+    return peer_class(rule, peer)(*args, **kwargs, **extra)
 
 
 def peer_cases(rule: rules.Rule, peer: str, term: float = 0.5) -> list[tuple[str, rules.Rule]]:

@@ -16,17 +16,31 @@ import torch
 import impl_torch
 from adaptbench import rules
 from impl_torch import functional, fused, optimizer
+from impl_torch.updates import UPDATES
+from tests.registry_cases import base, everything, has_field
 
 pytestmark = pytest.mark.skipif(
     fused.unavailable_reason() is not None, reason=f"torch.compile unavailable: {fused.unavailable_reason()}"
 )
 
+#: Every registered rule impl_torch has math for.
+RULES = [name for name in rules.RULES if name in UPDATES]
+
+
+def _all(name):
+    """The rule under torch.optim's defaults with every term on (``registry_cases.everything``)."""
+    rule = base(rules.RULES[name])
+    return rule.replace(**everything(rule))
+
+
+# Each rule with every term on (one compiled graph per configuration and dtype: a few
+# seconds each), and under the last of its other conventions (optax's: eps inside the root,
+# Adagrad's masked update).
 CONFIGS = [
-    ("adagrad", "torch", {"lr_decay": 0.5, "weight_decay": 0.1, "maximize": True}),
-    ("adagrad", "optax", {}),  # eps inside the root, s0 = 0.1, masked update
-    ("adadelta", "torch", {"weight_decay": 0.1, "eps_in_sqrt": False}),
-    ("rmsprop", "torch", {"centered": True, "momentum": 0.5, "weight_decay": 0.01}),
-    ("rmsprop", "seed", {"maximize": True}),  # eps inside the root
+    pytest.param(rule, id=f"{name}-{case}")
+    for name in RULES
+    for others in [[c for c in rules.RULES[name].PRESETS if c != "torch"]]
+    for case, rule in [("torch-all", _all(name)), *((c, rules.preset(name, c)) for c in others[-1:])]
 ]
 STEPS = 8
 
@@ -39,9 +53,8 @@ def _agree(actual, expected, old, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("name, convention, overrides", CONFIGS, ids=lambda v: v if isinstance(v, str) else None)
-def test_fused_agrees_with_loop_after_every_step(name, convention, overrides, dtype):
-    rule = rules.preset(name, convention).replace(**overrides)
+@pytest.mark.parametrize("rule", CONFIGS)
+def test_fused_agrees_with_loop_after_every_step(rule, dtype):
     gen = torch.Generator().manual_seed(0)
     shapes = [(4, 3), (3,), ()]
     ref = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in shapes]
@@ -65,8 +78,9 @@ def _graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def test_no_recompile_when_lr_changes_or_steps_advance():
-    rule = rules.preset("adagrad", "torch").replace(lr_decay=0.25, weight_decay=0.05)
+@pytest.mark.parametrize("name", RULES)
+def test_no_recompile_when_lr_changes_or_steps_advance(name):
+    rule = _all(name)
     p = torch.randn(64)
     state = impl_torch.init_state(rule, p)
     impl_torch.step(rule, [p], [torch.randn(64)], [state], impl="fused")  # compiles
@@ -81,35 +95,37 @@ def test_no_recompile_when_lr_changes_or_steps_advance():
     assert state["step"].item() == 11
 
 
-def test_fused_keyword_selects_fused_and_steps():
-    for cls in (impl_torch.Adagrad, impl_torch.Adadelta, impl_torch.RMSprop):
-        p = torch.nn.Parameter(torch.randn(5, 2))
-        opt = cls([p], fused=True)
-        assert opt.group_impls() == ["fused"]
-        ref = p.detach().clone()
-        p.grad = torch.randn(5, 2)
-        ref_opt = cls([torch.nn.Parameter(ref)], impl="loop")
-        ref_opt.param_groups[0]["params"][0].grad = p.grad.clone()
-        opt.step()
-        ref_opt.step()
-        torch.testing.assert_close(p.detach(), ref_opt.param_groups[0]["params"][0].detach())
+@pytest.mark.parametrize("name", RULES)
+def test_fused_keyword_selects_fused_and_steps(name):
+    cls, kwargs = impl_torch.optimizer_class(name), _all(name).as_dict()
+    p = torch.nn.Parameter(torch.randn(5, 2))
+    opt = cls([p], fused=True, **kwargs)
+    assert opt.group_impls() == ["fused"]
+    ref = p.detach().clone()
+    p.grad = torch.randn(5, 2)
+    ref_opt = cls([torch.nn.Parameter(ref)], impl="loop", **kwargs)
+    ref_opt.param_groups[0]["params"][0].grad = p.grad.clone()
+    opt.step()
+    ref_opt.step()
+    torch.testing.assert_close(p.detach(), ref_opt.param_groups[0]["params"][0].detach())
     assert "fused" in impl_torch.IMPLS
-    assert impl_torch.Adagrad([torch.nn.Parameter(torch.ones(1))], impl="fused").group_impls() == ["fused"]
+    assert cls([torch.nn.Parameter(torch.ones(1))], impl="fused").group_impls() == ["fused"]
 
 
-def test_clear_error_when_compile_unavailable(monkeypatch):
+@pytest.mark.parametrize("name", RULES)
+def test_clear_error_when_compile_unavailable(monkeypatch, name):
     monkeypatch.setattr(fused, "unavailable_reason", lambda: "no C++ compiler found (test)")
     optimizer._resolve_cached.cache_clear()
+    cls, rule = impl_torch.optimizer_class(name), base(rules.RULES[name])
     p = torch.nn.Parameter(torch.randn(3))
     with pytest.raises(RuntimeError, match=r"impl='fused' \(torch.compile\) is unavailable: no C\+\+ compiler"):
-        impl_torch.RMSprop([p], fused=True)
+        cls([p], fused=True)
     with pytest.raises(RuntimeError, match="unavailable"):
-        impl_torch.Adagrad([p], impl="fused")
-    rule = rules.preset("adadelta", "torch")
+        cls([p], impl="fused")
     with pytest.raises(RuntimeError, match="unavailable"):
         impl_torch.step(rule, [p.detach()], [torch.ones(3)], [impl_torch.init_state(rule, p)], impl="fused")
     # the other impls are unaffected
-    assert impl_torch.RMSprop([p], foreach=True).group_impls() == ["foreach"]
+    assert cls([p], foreach=True).group_impls() == ["foreach"]
     optimizer._resolve_cached.cache_clear()
 
 
@@ -117,8 +133,9 @@ def test_registered_in_dispatch_table():
     assert functional._IMPL_TABLE["fused"] is functional._fused
 
 
-def test_non_contiguous_params():
-    rule = rules.preset("rmsprop", "torch").replace(centered=True)
+@pytest.mark.parametrize("name", RULES)
+def test_non_contiguous_params(name):
+    rule = _all(name)
     base = torch.randn(6, 8)
     p, q = base[:, ::2].clone(), base.clone()[:, ::2]  # contiguous copy vs strided view
     assert not q.is_contiguous()
@@ -384,7 +401,7 @@ def test_parameters_sharing_a_gradient_tensor_do_not_fix_the_compiled_order(n_te
         torch.testing.assert_close(p.detach(), q.detach())
 
 
-@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adadelta"])
+@pytest.mark.parametrize("name", RULES)
 def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name):
     """Contiguous tensors from ``ROWS_MIN_NUMEL`` elements whose size ``ROW`` divides are
     stepped as ``(n // ROW, ROW)`` views (``fused._make_rows``): the same elementwise math,
@@ -425,25 +442,33 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
     assert all("C10_UNLIKELY" not in src and "#pragma omp parallel" in src for src in rows_kernels)
 
 
+def _odd_numbers(name):
+    # numbers that round differently in float32 than in float64
+    cls = rules.RULES[name]
+    return {"lr": 0.0123456789} | ({"eps": 1.23456789e-7} if has_field(cls, "eps") else {})
+
+
+# Each rule with torch.optim's defaults, and with every term on (coupled weight decay).
 WORKING_DTYPE_CASES = [
-    ("adagrad", {}),
-    ("adagrad", {"weight_decay": 0.0123}),
-    ("rmsprop", {"momentum": 0.9, "weight_decay": 0.0123, "centered": True}),
-    ("adadelta", {"weight_decay": 0.0123}),
+    pytest.param(rule, id=f"{name}-{case}")
+    for name in RULES
+    for rule in [base(rules.RULES[name]).replace(**_odd_numbers(name))]
+    for case, rule in [("defaults", rule), ("all", rule.replace(**everything(rule, term=0.0123, weight_decay=0.0123)))]
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("name, overrides", WORKING_DTYPE_CASES, ids=lambda v: v if isinstance(v, str) else "-".join(v))
-def test_multipliers_in_the_working_dtype_are_bitwise_float64_ones(monkeypatch, name, overrides, dtype):
+@pytest.mark.parametrize("rule", WORKING_DTYPE_CASES)
+def test_multipliers_in_the_working_dtype_are_bitwise_float64_ones(monkeypatch, rule, dtype):
     """Where a hyperparameter (``lr``, ``eps``, ``momentum``, coupled ``weight_decay``) is
-    only a multiplier or addend, rounding it to the working dtype before the graph
-    (``_hyper_dtype``) gives bitwise what casting a float64 one inside the graph gave
-    (16-bit steps keep float64: rounding ``lr`` to 16 bits changed their results)."""
-    rule = rules.preset(name, "torch", lr=0.0123456789, eps=1.23456789e-7, **overrides)
-    expected = torch.float32 if dtype == torch.float32 else torch.float64
-    assert fused._hyper_dtype(rule, "lr", dtype) == expected
-    assert fused._hyper_dtype(rule, "eps", dtype) == expected
+    only a multiplier or addend (``Rule.multiplier_only``), rounding it to the working dtype
+    before the graph (``_hyper_dtype``) gives bitwise what casting a float64 one inside the
+    graph gave (16-bit steps keep float64: rounding ``lr`` to 16 bits changed their results)."""
+    working = torch.float32 if dtype == torch.float32 else torch.float64
+    for field, value in rule.as_dict().items():
+        if type(value) is float:
+            expected = working if rule.multiplier_only(field) else torch.float64
+            assert fused._hyper_dtype(rule, field, dtype) == expected, field
     gen = torch.Generator().manual_seed(3)
     results = []
     for patched in (False, True):

@@ -21,19 +21,22 @@ import numpy as np  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from adaptbench.rules import reference  # noqa: E402
 from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.registry_cases import base, everything  # noqa: E402
 from tests.test_parity import _round  # noqa: E402
 
 STEPS = 1000
 SHAPES = [(4, 3), (3,)]
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
 
+# Each convention, and each rule with every term on at once (coupled weight decay 1e-2).
 RULE_CASES = [
     pytest.param(rules.preset(name, convention), id=f"{name}-{convention}")
-    for name in sorted(rules.RULES)
-    for convention in rules.CONVENTIONS
+    for name, cls in rules.RULES.items()
+    for convention in cls.PRESETS
 ] + [
-    pytest.param(rules.RMSprop(centered=True, momentum=0.9, weight_decay=1e-2), id="rmsprop-centered-momentum"),
-    pytest.param(rules.Adagrad(lr_decay=1e-2), id="adagrad-lr_decay"),
+    pytest.param(rule.replace(**everything(rule)), id=f"{name}-all")
+    for name, cls in rules.RULES.items()
+    for rule in [base(cls)]
 ]
 
 

@@ -15,6 +15,7 @@ judged alike, and never below 8 subnormal steps (fp16's eps = 1e-6 is itself sub
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import pytest
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from adaptbench.rules import reference  # noqa: E402
 from tests.implementations import IMPLEMENTATIONS  # noqa: E402
+from tests.registry_cases import everything, has_field, switches, terms  # noqa: E402
 
 # Scalar, the tutorial's softmax regression on Iris ([4, 3] weight + [3] bias), a large flat
 # tensor; per-leaf gradient scales span five decades.
@@ -35,33 +37,42 @@ STEPS = 6
 
 
 def _configs(rule):
-    """(id, overrides) hyperparameter configurations that apply to ``rule``."""
+    """(id, overrides) hyperparameter configurations of ``rule``, read off its dataclass
+    (``tests/registry_cases.py``): each switch flipped and each term on alone, weight decay
+    coupled and decoupled, eps inside/outside the root, large and zero where the rule has
+    one, and everything at once."""
+    cls = type(rule)
     yield "defaults", {}
     yield "weight_decay", {"weight_decay": 0.1}
-    # Adagrad's decay uses the step's clr, so with lr_decay the per-tensor lr is exercised.
-    decoupled = {"weight_decay": 0.1, "decoupled_weight_decay": True}
-    yield "decoupled_weight_decay", decoupled | ({"lr_decay": 0.5} if isinstance(rule, rules.Adagrad) else {})
+    # Decoupled decay scales p by the step's lr: with the terms that make the lr computed
+    # (not only multiplied: Adagrad's lr_decay) that per-step lr is exercised.
+    lr_terms = {t: 0.5 for t in terms(cls) if not rule.replace(**{t: 0.5}).multiplier_only("lr")}
+    yield "decoupled_weight_decay", {"weight_decay": 0.1, "decoupled_weight_decay": True} | lr_terms
     yield "maximize", {"maximize": True}
-    yield "eps_flipped", {"eps_in_sqrt": not rule.eps_in_sqrt}
-    yield "large_eps", {"eps": 1e-1}
-    yield "zero_eps", {"eps": 0.0}
-    if isinstance(rule, rules.Adagrad):
-        yield "lr_decay", {"lr_decay": 0.5}
-        yield "accumulator", {"initial_accumulator_value": 0.5}
-    if isinstance(rule, rules.RMSprop):
-        yield "centered", {"centered": True}
-        yield "momentum", {"momentum": 0.9}
-        yield "centered_momentum", {"centered": True, "momentum": 0.5, "weight_decay": 0.01}
+    for name in switches(cls):
+        flipped = {name: not getattr(rule, name)}
+        if name not in ("maximize", "decoupled_weight_decay") and not rule.replace(**flipped).irrelevant(name):
+            yield f"{name}={flipped[name]}", flipped
+    if has_field(cls, "eps"):
+        yield "large_eps", {"eps": 1e-1}
+        yield "zero_eps", {"eps": 0.0}
+    for name in terms(cls):
+        if name != "weight_decay":
+            yield f"{name}=0.5", {name: 0.5}
+    yield "all", everything(rule)
+
+
+def _decoupled_convention(cls) -> str:
+    return "torch" if "torch" in cls.PRESETS else next(iter(cls.PRESETS))
 
 
 RULE_CASES = [
     pytest.param(base.replace(**overrides), id=f"{name}-{convention}-{config}")
-    for name in sorted(rules.RULES)
-    for convention in rules.CONVENTIONS
-    for base in [rules.preset(name, convention)]
+    for name, cls in rules.RULES.items()
+    for convention, base in ((c, rules.preset(name, c)) for c in cls.PRESETS)
     for config, overrides in _configs(base)
     # decoupled decay is independent of the convention's other settings: one base suffices
-    if config != "decoupled_weight_decay" or convention == "torch"
+    if config != "decoupled_weight_decay" or convention == _decoupled_convention(cls)
 ]
 
 IMPL_CASES = [
@@ -72,12 +83,17 @@ IMPL_CASES = [
 
 
 def _ill_conditioned_in_low_precision(rule) -> bool:
-    """Weight decay (g + wd * p) and momentum (m * b + q) can cancel; RMSprop and Adadelta
-    then normalise the cancelled value, so one bf16 rounding of it (u = 2**-8) can flip the
-    step's sign. No implementation can meet a float64 oracle there; those configurations
-    are checked in bf16 against each other instead (test_bf16_torch_and_jax_agree)."""
+    """Coupled weight decay (g + wd * p) and a first moment kept whatever the switches
+    (a state outside ``SECOND_MOMENTS``: RMSprop's momentum m * b + q, sign descent's
+    beta * m + (1 - beta) * g) can cancel; the rule then normalises the cancelled value, so
+    one bf16 rounding of it (u = 2**-8) can flip the step's sign. No implementation can
+    meet a float64 oracle there; those configurations are checked in bf16 against each
+    other instead (test_bf16_torch_and_jax_agree). A mean kept only under a switch
+    (centered RMSprop's, which enters as m * m) meets the oracle."""
     coupled_decay = rule.weight_decay != 0 and not rule.decoupled_weight_decay
-    return coupled_decay or getattr(rule, "momentum", 0) != 0
+    defaults = {f.name: f.default for f in dataclasses.fields(rule) if type(f.default) is bool}
+    unswitched = set(rule.replace(**defaults).state_names) & set(rule.state_names)
+    return coupled_decay or bool(unswitched - rule.SECOND_MOMENTS)
 
 
 # Fields added to the rules after these cases' problem data was fixed leave a case's seed

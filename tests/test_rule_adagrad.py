@@ -178,3 +178,28 @@ def test_each_group_has_its_own_initial_accumulator_value():
     theirs = torch.optim.Adagrad([{"params": [a.detach().clone().requires_grad_()]},
                                   {"params": [b.detach().clone().requires_grad_()], "initial_accumulator_value": 0.5}])
     assert [s["sum"][0].item() for s in theirs.state.values()] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_mask_matches_optax_where_accumulator_is_zero(dtype):
+    """optax's scale_by_rss gives 0 where the sum is 0; torch's formula gives 0/0 = NaN there."""
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    import jax.numpy as jnp
+
+    import impl_jax
+
+    with jax.enable_x64(dtype == "float64"):
+        params = {"w": jnp.asarray([1.0, 2.0, 3.0], dtype)}
+        grads = {"w": jnp.asarray([0.0, 0.5, -0.5], dtype)}
+        masked = impl_jax.adagrad(lr=0.1, initial_accumulator_value=0.0, eps=0.0, eps_in_sqrt=True,
+                                  mask_zero_accumulator=True)
+        u, _ = masked.update(grads, masked.init(params), params)
+        theirs = optax.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0)
+        u_optax, _ = theirs.update(grads, theirs.init(params), params)
+        assert float(u["w"][0]) == 0.0 and float(u_optax["w"][0]) == 0.0
+        tol = rules.tolerance(dtype)
+        np.testing.assert_allclose(np.asarray(u["w"]), np.asarray(u_optax["w"]), rtol=tol.rtol, atol=tol.atol)
+        torch_like = impl_jax.adagrad(lr=0.1, eps=0.0)
+        u, _ = torch_like.update(grads, torch_like.init(params), params)
+        assert np.isnan(float(u["w"][0])) and np.isfinite(np.asarray(u["w"][1:])).all()

@@ -58,6 +58,12 @@ def everything(rule: rules.Rule, term: float = 0.5, weight_decay: float = 0.01) 
     return overrides | {"weight_decay": weight_decay}
 
 
+def halved(rule: rules.Rule) -> rules.Rule:
+    """``rule`` with every nonzero numeric hyperparameter halved (valid wherever the
+    original is: every range is an interval from 0)."""
+    return rule.replace(**{k: v / 2 for k, v in rule.as_dict().items() if type(v) is float and v != 0})
+
+
 def option_cases(rule: rules.Rule, term: float = 0.5) -> list[tuple[str, rules.Rule]]:
     """``(id, rule)``: ``rule``, each switch flipped and each term on alone (skipping
     what changes nothing there, ``Rule.irrelevant``), and everything at once

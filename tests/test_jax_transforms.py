@@ -23,6 +23,7 @@ from tests.registry_cases import (  # noqa: E402
     bad_values,
     base,
     everything,
+    halved,
     has_field,
     make_peer,
     peer_cases,
@@ -44,10 +45,6 @@ def _all(name, convention="torch"):
     """The rule under ``convention`` with every term on (``registry_cases.everything``)."""
     rule = base(rules.RULES[name], convention)
     return rule.replace(**everything(rule))
-
-
-def _halved(rule):
-    return rule.replace(**{k: v / 2 for k, v in rule.as_dict().items() if type(v) is float and v != 0})
 
 STEPS = 5
 
@@ -131,7 +128,7 @@ OPTAX_CASES = {
     for name in RULES
     if name in rule_names("optax")
     for cases in [peer_cases(base(rules.RULES[name], "optax"), "optax")]
-    for case, rule in cases + [("halved", _halved(cases[-1][1]))]
+    for case, rule in cases + [("halved", halved(cases[-1][1]))]
 }
 
 
@@ -182,7 +179,7 @@ def test_usable_in_optax_chain(name):
 
 @pytest.mark.parametrize("name", RULES)
 def test_transformation_of_rule_equals_factory(name):
-    rule = _halved(_all(name))
+    rule = halved(_all(name))
     a, b = impl_jax.transformation(rule), _factory(name)(**rule.as_dict())
     params = _params(jnp.float32)
     s_a, s_b = a.init(params), b.init(params)

@@ -23,6 +23,7 @@ from tests.registry_cases import (
     bad_values,
     base,
     computes,
+    halved,
     make_peer,
     option_cases,
     peer_cases,
@@ -37,12 +38,6 @@ PEERED = [name for name in RULES if name in rule_names("torch")]
 OURS = {name: impl_torch.optimizer_class(name) for name in RULES}
 TORCH = {name: peer_class(rules.RULES[name], "torch") for name in PEERED}
 FOREACH = {"loop": False, "foreach": True}
-
-
-def halved(rule):
-    """``rule`` with every nonzero numeric hyperparameter halved (valid wherever the
-    original is: every range is an interval from 0)."""
-    return rule.replace(**{k: v / 2 for k, v in rule.as_dict().items() if type(v) is float and v != 0})
 
 
 def _cases(name, cases):

@@ -1,24 +1,24 @@
 """What the agreement suites read off the registry (``rules.RULES``), so that a rule
 registered anywhere, a user's included (``pytest --rules-module``), is tested without an
-edit: each rule's options, its invalid values, and its peers.
+edit: each rule's options, its invalid values, and a peer built for a rule object.
 
-Peers are looked up here and nowhere else: ``PEERS[library].name`` on the library's module
-(``getattr(torch.optim, "Adagrad")``, ``getattr(optax, "adagrad")``), called with
-``rule.peer_kwargs(library)``. A rule without a peer (``tests/user_rule.py``) is left out
-of the comparisons with that library and still runs every comparison among our own
-implementations.
+The peer's class comes from ``tests/peer_lookup.py`` (the one place peers are looked up),
+called with ``rule.peer_kwargs(peer)``. A rule without a peer (``tests/user_rule.py``) is
+left out of the comparisons with that library (``peer_lookup.rule_names(peer)``) and still
+runs every comparison among our own implementations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 
 from adaptbench import rules
+from tests import peer_lookup
 from tests.rule_options import structural_options
 
-PEER_MODULES = {"torch": "torch.optim", "optax": "optax", "keras": "keras.optimizers"}
+_PEER_CLASS = {"torch": peer_lookup.torch_class, "optax": peer_lookup.optax_factory,
+               "keras": peer_lookup.keras_class}
 
 
 def base(cls, convention: str = "torch") -> rules.Rule:
@@ -94,17 +94,6 @@ def bad_values(cls) -> list[tuple[str, float]]:
     return cases
 
 
-def rule_names(peer: str | None = None) -> list[str]:
-    """Every registered rule, or those naming ``peer`` (``"torch"``, ``"optax"``, ...)."""
-    return [n for n, cls in rules.RULES.items() if peer is None or peer in cls.PEERS]
-
-
-def peer_class(rule_or_cls, peer: str):
-    """The peer's class or factory, by the name the rule's ``PEERS[peer]`` gives."""
-    module = importlib.import_module(PEER_MODULES[peer])
-    return getattr(module, rule_or_cls.PEERS[peer].name)
-
-
 def computes(rule: rules.Rule, peer: str) -> bool:
     """Whether ``peer`` has a setting for ``rule`` (``Rule.peer_kwargs``)."""
     try:
@@ -122,7 +111,7 @@ def make_peer(rule: rules.Rule, peer: str, *args, fields: dict | None = None, **
     kwargs = rule.peer_kwargs(peer)
     keywords = rule.PEERS[peer].keywords
     kwargs |= {keywords.get(name, name): value for name, value in (fields or {}).items()}
-    return peer_class(rule, peer)(*args, **kwargs, **extra)
+    return _PEER_CLASS[peer](rule.name)(*args, **kwargs, **extra)
 
 
 def peer_cases(rule: rules.Rule, peer: str, term: float = 0.5) -> list[tuple[str, rules.Rule]]:

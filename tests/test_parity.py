@@ -62,7 +62,7 @@ def _configs(rule):
     yield "all", everything(rule)
 
 
-def _decoupled_convention(cls) -> str:
+def _one_convention(cls) -> str:
     return "torch" if "torch" in cls.PRESETS else next(iter(cls.PRESETS))
 
 
@@ -71,8 +71,9 @@ RULE_CASES = [
     for name, cls in rules.RULES.items()
     for convention, base in ((c, rules.preset(name, c)) for c in cls.PRESETS)
     for config, overrides in _configs(base)
-    # decoupled decay is independent of the convention's other settings: one base suffices
-    if config != "decoupled_weight_decay" or convention == _decoupled_convention(cls)
+    # decoupled decay and every term at once vary the prologue and the rule's own terms,
+    # independent of the convention's other settings: one base suffices
+    if config not in ("decoupled_weight_decay", "all") or convention == _one_convention(cls)
 ]
 
 IMPL_CASES = [

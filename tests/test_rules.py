@@ -9,7 +9,8 @@ import pytest
 
 from adaptbench import rules
 from adaptbench.rules import reference
-from tests.registry_cases import bad_values, base, everything, option_cases, peer_class, rule_names, switches
+from tests.peer_lookup import rule_names, torch_class
+from tests.registry_cases import bad_values, base, everything, option_cases, switches
 
 
 BAD_VALUES = [
@@ -72,7 +73,7 @@ def test_defaults_are_torch_optims(name):
     import inspect
 
     rule = rules.rule_class(name)()
-    sig = inspect.signature(peer_class(rule, "torch")).parameters
+    sig = inspect.signature(torch_class(name)).parameters
     for field, value in rule.peer_kwargs("torch").items():
         assert field in sig, field
         assert sig[field].default == value, field

@@ -18,7 +18,8 @@ import torch
 import impl_torch
 from adaptbench import rules
 from impl_torch import functional
-from impl_torch.updates import SPARSE_UPDATES, STATE_AT_CONSTRUCTION, UPDATES
+from impl_torch.updates import STATE_AT_CONSTRUCTION, UPDATES
+from tests.peer_lookup import dense_only_rules, ours_torch_class, rule_names, sparse_rules, torch_class
 from tests.registry_cases import (
     bad_values,
     base,
@@ -27,16 +28,14 @@ from tests.registry_cases import (
     make_peer,
     option_cases,
     peer_cases,
-    peer_class,
-    rule_names,
     switches,
 )
 
 #: Every registered rule impl_torch has math for, and those of them with a torch.optim peer.
 RULES = [name for name in rules.RULES if name in UPDATES]
 PEERED = [name for name in RULES if name in rule_names("torch")]
-OURS = {name: impl_torch.optimizer_class(name) for name in RULES}
-TORCH = {name: peer_class(rules.RULES[name], "torch") for name in PEERED}
+OURS = {name: ours_torch_class(name) for name in RULES}
+TORCH = {name: torch_class(name) for name in PEERED}
 FOREACH = {"loop": False, "foreach": True}
 
 
@@ -507,13 +506,13 @@ def test_fused_keyword_selects_the_registered_impl(monkeypatch, rule):
         OURS[rule](_param(), fused=True, impl="loop")
 
 
-@pytest.mark.parametrize("rule", [name for name in RULES if name not in SPARSE_UPDATES])
+@pytest.mark.parametrize("rule", [name for name in RULES if name in dense_only_rules()])
 def test_sparse_grads_refused_by_rules_without_a_sparse_step(rule):
     emb = torch.nn.Embedding(5, 3, sparse=True)
     opt = OURS[rule](emb.parameters())
     emb(torch.tensor([1, 2])).sum().backward()
     before = emb.weight.detach().clone()
-    takers = ".*".join(f"impl_torch.{OURS[n].__name__}" for n in SPARSE_UPDATES)
+    takers = ".*".join(f"impl_torch.{OURS[n].__name__}" for n in sparse_rules())
     with pytest.raises(TypeError, match=f"sparse.*{takers}"):
         opt.step()
     assert torch.equal(emb.weight, before)

@@ -425,6 +425,9 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
                 impl_torch.step(rule, [p], [g], [s], impl="fused")
         return params, states
 
+    # another suite in this process may have compiled the same structure (the stand-in
+    # device's weight_decay option): only what this test compiles is counted
+    known = set(fused._COMPILED)
     before = len(PyCodeCache.modules)
     rows_params, rows_states = run(fused.ROWS_MIN_NUMEL)
     rows_sources = [open(m.__file__).read() for m in PyCodeCache.modules[before:]]
@@ -434,7 +437,7 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
         assert all(torch.equal(s[k], t[k]) for k in s)
         assert s["step"].item() == len(grads)
     key = fused._key(rule)
-    compiled = [k[-1] for k in fused._COMPILED if k[0] == key]
+    compiled = [k[-1] for k in fused._COMPILED if k[0] == key and k not in known]
     assert sorted(map(str, compiled)) == ["2", "rows"]
     kernels = [src for src in rows_sources if "extern \"C\"" in src and "x0" in src]
     rows_kernels = [src for src in kernels if f"{fused.ROW}L*ks0" in src]

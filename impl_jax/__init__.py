@@ -46,3 +46,13 @@ __all__ = [
     "adadelta_leaf",
     "rmsprop_leaf",
 ]
+
+
+def __getattr__(name: str):
+    # A rule registered after import (a user's, through register_rule): its factory by the
+    # rule's name, ``impl_jax.<name>``, as for the shipped rules.
+    from ._core import FACTORIES
+
+    if name in FACTORIES:
+        return FACTORIES[name]
+    raise AttributeError(f"module 'impl_jax' has no attribute {name!r}")

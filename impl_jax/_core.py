@@ -444,6 +444,8 @@ def _is_switch_field(cls, name: str) -> bool:
 #: Every rule impl_jax has math for, by name (``register``; ``impl_jax/<rule>.py`` each
 #: register theirs, a user's rule through ``impl_jax.register_rule``).
 SPECS: dict[str, RuleSpec] = {}
+#: Each registered rule's factory (:func:`make_factory`), by name.
+FACTORIES: dict[str, Callable] = {}
 
 
 def register(spec: RuleSpec, *, replace: bool = False) -> Callable:
@@ -453,7 +455,8 @@ def register(spec: RuleSpec, *, replace: bool = False) -> Callable:
     if name in SPECS and not replace:
         raise ValueError(f"impl_jax already has the {name!r} rule (pass replace=True)")
     SPECS[name] = spec
-    return make_factory(spec)
+    FACTORIES[name] = make_factory(spec)
+    return FACTORIES[name]
 
 
 def make_factory(spec: RuleSpec) -> Callable:

@@ -36,9 +36,8 @@ RULES = [name for name in rules.RULES if name in _core.SPECS]
 
 
 def _factory(name):
-    """The rule's factory: the package's export for a shipped rule, else made from its spec
-    (what ``impl_jax.register_rule`` returned)."""
-    return getattr(impl_jax, name, None) or _core.make_factory(_core.SPECS[name])
+    """The rule's factory (``impl_jax.<name>``; a user's rule's too)."""
+    return getattr(impl_jax, name)
 
 
 def _all(name, convention="torch"):

@@ -66,7 +66,8 @@ def jax_leaf(P, rule, p, g, exp_avg, lr):
     from impl_jax import _core
 
     g = _core.prepare_grad(P, rule, p, g)
-    m = P.rnd(P.rnd(P.up(exp_avg) * P.scalar(rule.beta)) + P.rnd(g * P.scalar(1 - rule.beta)))
+    # one rounding for (1 - beta) * g + m, as torch's add_(g, alpha=1 - beta)
+    m = P.rnd(P.rnd(P.up(exp_avg) * P.scalar(rule.beta)) + g * P.stored(1 - rule.beta))
     return P.stored(-lr) * jnp.sign(m), P.store(m)
 
 

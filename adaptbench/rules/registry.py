@@ -53,8 +53,11 @@ def register(cls: type[Rule]) -> type[Rule]:
     fields or torch.optim's flags (``foreach``, ``maximize``, ``capturable``,
     ``differentiable``, ``fused``) once each; ``PEERS``' keywords and fixed values name
     fields; and ``reference_update`` is defined. ``TypeError``/``ValueError`` otherwise."""
-    if not (isinstance(cls, type) and issubclass(cls, Rule) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"register takes a dataclass derived from rules.Rule, got {cls!r}")
+    # its own decorator: a subclass that is not itself a dataclass inherits Rule's dataclass
+    # attributes, and its annotations would silently not be fields
+    if not (isinstance(cls, type) and issubclass(cls, Rule) and "__dataclass_fields__" in cls.__dict__):
+        raise TypeError(f"register takes a class derived from rules.Rule and decorated with "
+                        f"@dataclasses.dataclass(frozen=True, kw_only=True), got {cls!r}")
     if not cls.__dataclass_params__.frozen:
         raise TypeError(f"{cls.__name__} must be a frozen dataclass (rules are hashable values)")
     name = getattr(cls, "name", None)

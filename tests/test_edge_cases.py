@@ -299,9 +299,19 @@ def test_torch_refuses_mismatched_grad_assignment():
         p.grad = torch.zeros(3, dtype=torch.float64)
 
 
-@pytest.mark.parametrize(
-    "source,target", [("rmsprop", "adagrad"), ("adagrad", "rmsprop"), ("rmsprop", "adadelta")]
-)
+def _foreign_state_pairs() -> list[tuple[str, str]]:
+    """Every ordered pair of registered rules whose default state (``step`` and
+    ``state_names``) the other cannot hold: it lacks a state the target always keeps, or has
+    one the target never keeps (``STATE``)."""
+    def keys(name):
+        cls = rules.rule_class(name)
+        return {"step", *cls(**cls.PRESETS.get("torch", {})).state_names}
+
+    return [(a, b) for a in rules.RULES for b in rules.RULES
+            if a != b and not (keys(b) <= keys(a) <= {"step", *rules.RULES[b].STATE})]
+
+
+@pytest.mark.parametrize("source,target", _foreign_state_pairs())
 def test_state_dict_of_another_rule_is_refused_at_load(source, target):
     """Loading another rule's state dict: torch.optim accepts it (it checks only group
     sizes) and its next step fails with a bare ``KeyError: 'sum'``

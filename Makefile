@@ -43,12 +43,13 @@ test-torch-latest: $(LATEST_STAMP)
 	$(LATEST_PY) -m pytest --benchmark-skip -n $(TEST_WORKERS) --dist loadfile --require-tests tests
 
 # The quick sweep (a subset of sizes and peers, minutes) into results/<machine>/quick/;
-# bench-full: every size and peer, plus bf16 and fp64, into results/<machine>/ (see README).
+# bench-full: the whole sweep (every size, implementation and peer, fp32), into
+# results/<machine>/, where the committed results come from (see README).
 bench: $(STAMP)
 	$(PY) -m bench run --quick
 
 bench-full: $(STAMP)
-	$(PY) -m bench run --full
+	$(PY) -m bench run
 
 # On a machine with a CUDA GPU: CUDA tests, then the CUDA sweep into results/gpu-<name>/.
 # Fails at once without one. Install torch/jax with CUDA first (CONSTRAINTS pins CPU builds).

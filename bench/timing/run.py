@@ -14,7 +14,8 @@ Round settings live in pyproject.toml's pytest ``addopts`` (at least 5 rounds, a
 ``bench/timing/cases.py``): ``--quick`` (``make bench``) times a documented subset of
 sizes and peers with ``QUICK_ROUNDS`` into ``results/<machine>/quick/``, never over the
 whole sweep's folder; no flag is the whole fp32 sweep (the committed results); ``--full``
-(``make bench-full``) adds bf16 and fp64 and takes more rounds.
+adds bf16 and fp64 and takes more rounds (``make bench-full`` is the whole fp32 sweep,
+``run`` without ``--quick``).
 The Keras peers run after each setting's sweep in one process per backend, into that
 setting's JSON (``bench/timing/keras_run.py``); the quick sweep has none.
 Each setting's pytest shows a progress bar (bench/conftest.py): benchmarks done, the one
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--quick", action="store_true",
                        help="a subset of sizes and peers in minutes, into results/<machine>/quick/ (make bench)")
-    which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds (make bench-full)")
+    which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds")
     parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
     parser.add_argument("--rules-module", action="append", default=[], metavar="MODULE",
                         help="import MODULE's rules in every pytest run, so that they are swept (repeatable); "

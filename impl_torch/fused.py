@@ -507,7 +507,7 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
     check_available()
     before, start = _COMPILES[0], time.perf_counter()
     stepped: list[int] = []
-    kernel: list = [None, ""]  # the key and a description of the kernel being called
+    kernel: list = [None]  # the key of the kernel being called
     try:
         with torch.no_grad():  # the compiled steps are inference graphs
             _fused_groups(rule, params, grads, states, impl == "fused", stepped, kernel)
@@ -519,7 +519,7 @@ def fused_step(rule, params, grads, states, *, impl: str = "fused") -> None:
         if _COMPILES[0] == before and not _compiling_error(exc):
             raise
         failure = CompileFailed(
-            f"compiling the fused {rule.name} step ({kernel[1]}) failed ({_first_lines(exc)})",
+            f"compiling the fused {rule.name} step ({_describe(kernel[0])}) failed ({_first_lines(exc)})",
             list(stepped),
         )
         failure.__cause__ = exc
@@ -542,10 +542,20 @@ def _first_lines(exc: BaseException) -> str:
     return out if explanation is None else f"{out}; {explanation}"
 
 
-def _describe(structure: tuple) -> str:
-    """The structure part of a compile key, for people: the switches that are on."""
+def _describe(full_key) -> str:
+    """A kernel's key (``_fused_groups``), for people: the switches that are on, the shape
+    class, dtype and device. Made only for an error: the keys are built on every step."""
+    if full_key is None:
+        return "before any kernel"
+    if full_key[0] == "many":
+        _, (structure, _), dtype, device, _, _, shapes = full_key
+        shape = f"{len(shapes)} tensors as one graph"
+    else:
+        (structure, _), dtype, device = full_key[:3]
+        shape = ("non-contiguous" if len(full_key) == 4
+                 else f"rows of {ROW}" if full_key[-1] == "rows" else "flat")
     on = [name for name, value in structure if value is True]
-    return ", ".join(on) if on else "no switches on"
+    return f"{', '.join(on) if on else 'no switches on'}, {shape}, {dtype} on {device}"
 
 
 def _compiling_error(exc: BaseException) -> bool:
@@ -556,9 +566,10 @@ def _compiling_error(exc: BaseException) -> bool:
 
 
 def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], kernel: list) -> None:
-    """Steps the lists; ``stepped`` collects the indices done, ``kernel`` holds the key and
-    a description of the compiled function being called (for ``fused_step``'s errors)."""
-    structure, numeric = key = _key(rule)
+    """Steps the lists; ``stepped`` collects the indices done, ``kernel[0]`` holds the key
+    of the compiled function being called (for ``fused_step``'s errors)."""
+    key = _key(rule)
+    numeric = key[1]
     names = rule.state_names
     # Dynamo guarded on the thread count (a recompile when it changes); so does the key.
     threads = torch.get_num_threads()
@@ -577,8 +588,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             # Python scalar, and an in-place update of one would be lost (seen: a scalar
             # fp64 parameter never moved); the step counters likewise as 1-element views.
             shapes = tuple(tuple(params[i].shape) for i in idx)
-            kernel[:] = [("many", key, dtype, device, step_dtype, threads, shapes),
-                         f"{_describe(structure)}, {len(idx)} tensors as one graph, {dtype} on {device}"]
+            kernel[0] = ("many", key, dtype, device, step_dtype, threads, shapes)
             fn = _get(kernel[0], _make_many, device)
             # inline, not a function call per tensor: 100 tensors make 400 of these a step
             ps = [t if t.dim() else t.view(1) for t in (params[i] for i in idx)]
@@ -591,8 +601,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             continue
         if not contiguous:
             # one compiled function (own Dynamo cache) per configuration, dtype and device
-            kernel[:] = [(key, dtype, device.type, step_dtype),
-                         f"{_describe(structure)}, non-contiguous, {dtype} on {device}"]
+            kernel[0] = (key, dtype, device.type, step_dtype)
             fn = _get(kernel[0], _make_guarded, device)
             for i in idx:
                 fn(params[i], grads[i], states[i]["step"].view(1), hypers,
@@ -606,8 +615,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             flat = [_flat(p), _flat(grads[i]), step, *hypers]
             flat += [_flat(states[i][nm]) for nm in names]
             if n >= ROWS_MIN_NUMEL and n % ROW == 0:
-                kernel[:] = [(key, dtype, device, step_dtype, threads, "rows"),
-                             f"{_describe(structure)}, rows of {ROW}, {dtype} on {device}"]
+                kernel[0] = (key, dtype, device, step_dtype, threads, "rows")
                 fn = _get(kernel[0], _make_rows, device)
                 flat = [t.view(-1, ROW) if t.numel() == n else t for t in flat]
                 k = 3 + len(hypers)
@@ -615,8 +623,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             else:
                 # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands
                 # for every size from 2 up (the dynamic-shape graph)
-                kernel[:] = [(key, dtype, device, step_dtype, threads, min(n, 2)),
-                             f"{_describe(structure)}, flat, {dtype} on {device}"]
+                kernel[0] = (key, dtype, device, step_dtype, threads, min(n, 2))
                 fn = _get(kernel[0], _make, device)
                 k = 3 + len(hypers)
                 fn(n, flat, flat[0], flat[1], step, hypers, *flat[k:])

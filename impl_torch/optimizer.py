@@ -221,9 +221,9 @@ class _RuleOptimizer(torch.optim.Optimizer):
         defaults = dict(bound.arguments)
         del defaults["self"]
         params = defaults.pop("params")
-        self._config(defaults)
+        _, impl = self._config(defaults)
         super().__init__(params, defaults)
-        if self._config(defaults)[1] == "fused":
+        if impl == "fused":
             # torch.amp.GradScaler then hands over grad_scale/found_inf instead of
             # unscaling and checking the gradients itself (as for torch.optim's fused).
             self._step_supports_amp_scaling = True
@@ -544,16 +544,16 @@ def optimizer_class(name: str) -> type:
     as its dataclass. ``ValueError`` for a rule not registered in ``rules`` or without
     math in ``impl_torch`` (``register_rule``)."""
     rule_class = rules.rule_class(name)
-    functional.check_rule(rule_class(**rule_class.PRESETS.get("torch", {})))
     made = _CLASS_CACHE.get(rule_class)
     if made is not None:
         return made
+    default_rule = rule_class(**rule_class.PRESETS.get("torch", {}))
+    functional.check_rule(default_rule)
     signature = _signature(rule_class)
     _FIELDS[rule_class] = tuple(f.name for f in dataclasses.fields(rule_class))
     defaults = {p.name: p.default for p in list(signature.parameters.values())[2:]}
     torch_peer = rule_class.PEERS.get("torch")
     class_name = functional._class_name(rule_class.name)
-    default_rule = rule_class(**rule_class.PRESETS.get("torch", {}))
     extras = [n for n in list(signature.parameters)[2:]
               if n not in rule_class.TORCH_POSITIONAL + rule_class.TORCH_KEYWORD_ONLY]
     namespace = {

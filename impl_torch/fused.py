@@ -151,6 +151,16 @@ class _CompiledOps(TensorOps):
         return x.copy_(x * _CompiledOps._scalar(other, x))
 
     @staticmethod
+    def div_(x: Tensor, other) -> Tensor:
+        return x.copy_(_CompiledOps.div(x, other))
+
+    @staticmethod
+    def maximum_(x: Tensor, other: Tensor) -> Tensor:
+        # out= of an input is an in-place op Dynamo would have to functionalise; a copy_ is
+        # what every other in-place op here lowers to
+        return x.copy_(torch.maximum(x, other))
+
+    @staticmethod
     def addcmul(x: Tensor, a: Tensor, b: Tensor, value: float = 1) -> Tensor:
         if _is_one(value):
             return x + a * b

@@ -141,6 +141,12 @@ class TensorOps:
         return x.lerp_(end, weight)
 
     @staticmethod
+    def maximum_(x: Tensor, other: Tensor) -> Tensor:
+        """``x <- max(x, other)`` elementwise (NaN propagates), torch.optim.Adam's
+        ``torch.maximum(x, other, out=x)``."""
+        return torch.maximum(x, other, out=x)
+
+    @staticmethod
     def zero_unless_positive_(x: Tensor, ref: Tensor) -> Tensor:
         """``x <- where(ref > 0, x, 0)`` (NaN in ``ref`` counts as not positive), as
         optax's ``scale_by_rss`` masks its update."""
@@ -251,6 +257,11 @@ class ForeachOps:
         return xs
 
     @staticmethod
+    def maximum_(xs: list[Tensor], others) -> list[Tensor]:
+        torch._foreach_maximum_(xs, others)
+        return xs
+
+    @staticmethod
     def zero_unless_positive_(xs: list[Tensor], refs) -> list[Tensor]:
         # No foreach kernel for a masked fill; one small op per tensor.
         for x, ref in zip(xs, refs):
@@ -304,6 +315,10 @@ class AutogradOps(TensorOps):
     @staticmethod
     def lerp_(x: Tensor, end: Tensor, weight: float) -> Tensor:
         return x.copy_(x.clone().lerp(end, weight))
+
+    @staticmethod
+    def maximum_(x: Tensor, other: Tensor) -> Tensor:
+        return x.copy_(torch.maximum(x.clone(), other))
 
     @staticmethod
     def zero_unless_positive_(x: Tensor, ref: Tensor) -> Tensor:

@@ -94,8 +94,7 @@ def _resolve(rule_class, values: tuple, flags: tuple):
 
 
 def _resolve_names(rule_class, values: tuple, flags: tuple):
-    fields = _rule_fields(rule_class)
-    rule = rule_class(**dict(zip(fields, values)))
+    rule = rule_class(**rule_class.unpack_keywords(dict(zip(_rule_fields(rule_class), values))))
     functional.check_rule(rule)
     foreach, fused, capturable, differentiable, impl = flags
     for name, value in (("foreach", foreach), ("fused", fused)):
@@ -160,9 +159,36 @@ def _traced_key(rule_class, values: tuple, flags: tuple) -> tuple:
     return (rule_class, values, flags, tuple(map(type, values + flags)))
 
 
-# Looked up, not computed: Dynamo cannot trace ``dataclasses.fields`` of a class. Filled
-# by ``optimizer_class`` for each rule it makes a class for.
+# A param group's keys for the rule's fields, torch.optim's: the fields, those of a
+# ``TORCH_TUPLES`` argument packed into it (Adam's ``betas``). Looked up, not computed:
+# Dynamo cannot trace ``dataclasses.fields`` of a class. Filled by ``optimizer_class`` for
+# each rule it makes a class for.
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _group_keys(rule_class) -> tuple[str, ...]:
+    keys = []
+    for field in dataclasses.fields(rule_class):
+        packed = next((p for p, parts in rule_class.TORCH_TUPLES.items() if field.name in parts), field.name)
+        if packed not in keys:
+            keys.append(packed)
+    return tuple(keys)
+
+
+def _packed(rule_class, kwargs: dict, base) -> dict:
+    """``kwargs`` as a param group keeps them: the fields of a ``TORCH_TUPLES`` argument
+    given on their own (``beta1=0.8``) packed into it (``betas``), its other entries from
+    ``base[packed]``; both spellings at once is a ``ValueError`` (``Rule.unpack_keywords``)."""
+    for packed, parts in rule_class.TORCH_TUPLES.items():
+        if not any(f in kwargs for f in parts):
+            continue
+        fallback = base[packed]
+        fields = rule_class.unpack_keywords(
+            {packed: kwargs.get(packed, fallback), **{f: kwargs.get(f) for f in parts}}, defaults={packed: fallback}
+        )
+        kwargs = {k: v for k, v in kwargs.items() if k not in parts}
+        kwargs[packed] = tuple(fields[f] for f in parts)
+    return kwargs
 
 
 def _unscale_(grads: list[Tensor], grad_scale: Tensor) -> None:
@@ -179,6 +205,8 @@ def _rule_fields(rule_class) -> tuple[str, ...]:
 
 
 def _hyper_value(name: str, value):
+    if type(value) is tuple:  # a TORCH_TUPLES argument (betas), whose entries may be tensors
+        return tuple(_hyper_value(f"{name}[{i}]", v) for i, v in enumerate(value))
     if isinstance(value, Tensor):
         # torch.optim accepts a one-element tensor lr; its non-capturable paths use .item().
         if value.numel() != 1:
@@ -221,6 +249,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
         defaults = dict(bound.arguments)
         del defaults["self"]
         params = defaults.pop("params")
+        defaults = _packed(self.rule_class, defaults, defaults)
         _, impl = self._config(defaults)
         super().__init__(params, defaults)
         if impl == "fused":
@@ -294,7 +323,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             params = [params]
         elif params is not None and not isinstance(params, set):
             params = list(params)
-        param_group = {**param_group, "params": params}
+        param_group = _packed(self.rule_class, {**param_group, "params": params}, self.defaults)
         filled = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._config(filled)
         super().add_param_group(param_group)
@@ -511,10 +540,16 @@ def _signature(rule_class) -> inspect.Signature:
     """``(self, params, <torch.optim's arguments, in its order and kinds>, *, <the rule's
     other fields>, [fused,] impl=None)``, every default the dataclass's (torch.optim's)."""
     fields = {f.name: f for f in dataclasses.fields(rule_class)}
+    packed_fields = {f for parts in rule_class.TORCH_TUPLES.values() for f in parts}
     P = inspect.Parameter
 
     def param(name: str, kind) -> inspect.Parameter:
-        if name in fields:
+        if name in rule_class.TORCH_TUPLES:
+            default = tuple(fields[f].default for f in rule_class.TORCH_TUPLES[name])
+            annotation = f"tuple[{', '.join(['float'] * len(default))}]"
+        elif name in packed_fields:  # the other spelling of a tuple's entry
+            default, annotation = None, "float | None"
+        elif name in fields:
             default = fields[name].default
             annotation = "float | Tensor" if name == "lr" else type(default).__name__
             # torch.optim writes a zero default as 0 (its repr shows "weight_decay: 0")
@@ -550,7 +585,7 @@ def optimizer_class(name: str) -> type:
     default_rule = rule_class(**rule_class.PRESETS.get("torch", {}))
     functional.check_rule(default_rule)
     signature = _signature(rule_class)
-    _FIELDS[rule_class] = tuple(f.name for f in dataclasses.fields(rule_class))
+    _FIELDS[rule_class] = _group_keys(rule_class)
     defaults = {p.name: p.default for p in list(signature.parameters.values())[2:]}
     torch_peer = rule_class.PEERS.get("torch")
     class_name = functional._class_name(rule_class.name)
@@ -567,7 +602,7 @@ def optimizer_class(name: str) -> type:
         ),
         "rule_class": rule_class,
         "_signature": signature,
-        "_setstate_defaults": {k: v for k, v in defaults.items() if k != "lr"},
+        "_setstate_defaults": {k: v for k, v in defaults.items() if k != "lr" and k in _FIELDS[rule_class] + _FLAG_KEYS},
         "_state_keys": (frozenset({"step", *default_rule.state_names}), frozenset({"step", *rule_class.STATE})),
     }
     cls = type(class_name, (_RuleOptimizer,), namespace)
@@ -598,4 +633,4 @@ def optimizer_for(rule, params, impl: str | None = None) -> _RuleOptimizer:
     """The optimizer for a ``rules`` object: ``optimizer_for(rules.preset("rmsprop",
     "optax"), model.parameters())`` is an ``RMSprop`` with exactly that rule's fields."""
     functional.check_rule(rule)
-    return optimizer_class(rule.name)(params, **rule.as_dict(), impl=impl)
+    return optimizer_class(rule.name)(params, **rule.torch_keywords(), impl=impl)

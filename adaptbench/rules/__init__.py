@@ -16,6 +16,8 @@ from .tolerances import TOLERANCES, Tolerance, tolerance
 from .adagrad import Adagrad  # noqa: E402, I001
 from .adadelta import Adadelta  # noqa: E402
 from .rmsprop import RMSprop  # noqa: E402
+from .adam import Adam  # noqa: E402
+from .adamw import AdamW  # noqa: E402
 
 __all__ = [
     "RULES",
@@ -23,6 +25,8 @@ __all__ = [
     "Adagrad",
     "Adadelta",
     "RMSprop",
+    "Adam",
+    "AdamW",
     "Peer",
     "Rule",
     "preset",

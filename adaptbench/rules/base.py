@@ -14,7 +14,9 @@ of their own) holding a frozen dataclass derived from :class:`Rule`, registered 
 - **torch.optim's signature**: ``TORCH_POSITIONAL`` and ``TORCH_KEYWORD_ONLY``, the order
   and kinds of torch.optim's constructor arguments after ``params`` (hyperparameters and
   the flags ``foreach``, ``maximize``, ``capturable``, ``differentiable``, ``fused``), from
-  which ``impl_torch`` and ``impl_jax`` make their classes and factories;
+  which ``impl_torch`` and ``impl_jax`` make their classes and factories; and
+  ``TORCH_TUPLES``, the arguments that pack several fields (Adam's
+  ``betas=(beta1, beta2)``: :meth:`Rule.torch_keywords`, :meth:`Rule.unpack_keywords`);
 - **what each hyperparameter is to a kernel**: ``STRUCTURE`` (the ``has_*`` properties
   that select a compiled kernel, beside the bools) and :meth:`Rule.multiplier_only`
   (a field only ever multiplied or added, which a kernel may round to the working dtype
@@ -33,7 +35,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-__all__ = ["Rule", "Peer", "check_real", "check_nonnegative", "check_unit_interval", "check_bool"]
+__all__ = ["Rule", "Peer", "check_real", "check_nonnegative", "check_unit_interval", "check_unit_interval_open",
+           "check_bool"]
 
 
 def check_real(name: str, value) -> float:
@@ -58,6 +61,16 @@ def check_unit_interval(name: str, value) -> None:
     value = check_real(name, value)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def check_unit_interval_open(name: str, value, alias: str | None = None) -> None:
+    """``ValueError`` unless ``0 <= value < 1`` (a decay rate whose bias correction
+    ``1 - value**t`` must not vanish); ``alias``, the argument's torch.optim spelling
+    (``betas[0]``), is named too."""
+    value = check_real(name, value)
+    if not 0.0 <= value < 1.0:
+        named = name if alias is None else f"{name} ({alias})"
+        raise ValueError(f"{named} must lie in [0, 1), got {value!r}")
 
 
 def check_bool(name: str, value) -> None:
@@ -97,6 +110,10 @@ class Rule:
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     TORCH_POSITIONAL: ClassVar[tuple[str, ...]] = ()
     TORCH_KEYWORD_ONLY: ClassVar[tuple[str, ...]] = ()
+    #: torch.optim arguments that pack several fields, e.g. ``{"betas": ("beta1", "beta2")}``:
+    #: the optimizer classes and factories take the tuple (torch.optim's spelling) or the
+    #: fields; a param group keeps the tuple, as torch.optim's does.
+    TORCH_TUPLES: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     PEERS: ClassVar[Mapping[str, Peer]] = {}
     #: The properties that say which terms of the formula are present (``has_*``), as
     #: opposed to the numbers in them: what a compiled step specialises on, while every
@@ -132,7 +149,46 @@ class Rule:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
+        """The fields by name (the keywords of the dataclass)."""
         return dataclasses.asdict(self)
+
+    def torch_keywords(self) -> dict:
+        """:meth:`as_dict` with the fields of each ``TORCH_TUPLES`` argument packed as
+        torch.optim takes them (``{"betas": (0.9, 0.999), ...}``)."""
+        kwargs = self.as_dict()
+        for packed, fields in self.TORCH_TUPLES.items():
+            kwargs[packed] = tuple(kwargs.pop(f) for f in fields)
+        return kwargs
+
+    @classmethod
+    def unpack_keywords(cls, kwargs: Mapping, *, defaults: Mapping | None = None) -> dict:
+        """``kwargs`` with each ``TORCH_TUPLES`` argument (``betas``) unpacked into its
+        fields. Either spelling may be used: a field given (not ``None``) takes the place
+        of its entry of the tuple, which must then be ``defaults[packed]`` (the
+        dataclass's defaults when not given: a signature's default), else ``ValueError``
+        naming both. ``TypeError`` unless the tuple is a sequence of the right length
+        (a 1-D array too: an injected JAX hyperparameter)."""
+        kwargs = dict(kwargs)
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        for packed, parts in cls.TORCH_TUPLES.items():
+            default = tuple(fields[f] for f in parts) if defaults is None else defaults[packed]
+            value = kwargs.pop(packed, default)
+            given = {f: kwargs[f] for f in parts if kwargs.get(f) is not None}
+            for f in parts:
+                kwargs.pop(f, None)
+            try:
+                entries = list(value)
+            except TypeError:
+                entries = None
+            if entries is None or len(entries) != len(parts):
+                raise TypeError(f"{packed} must be a tuple of {len(parts)} numbers ({', '.join(parts)}), "
+                                f"got {type(value).__name__} {value!r}")
+            if given and not _same_tuple(entries, default):
+                raise ValueError(f"pass {packed} or {', '.join(given)}, not both (got {packed}={value!r} "
+                                 f"and {', '.join(f'{f}={v!r}' for f, v in given.items())})")
+            kwargs.update(zip(parts, entries))
+            kwargs.update(given)
+        return kwargs
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -202,7 +258,18 @@ class Rule:
                     f"{peer} {spec.name} has no setting for {self.name} with {field}="
                     f"{getattr(self, field)!r} (it computes {field}={value!r} only)"
                 )
-        return {spec.keywords.get(f, f): getattr(self, f) for f in self._peer_fields(spec)}
+        kwargs = {spec.keywords.get(f, f): getattr(self, f) for f in self._peer_fields(spec)}
+        if peer == "torch":
+            for packed, fields in self.TORCH_TUPLES.items():
+                kwargs[packed] = tuple(kwargs.pop(f) for f in fields)
+        return kwargs
 
     def _peer_fields(self, spec: Peer) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if f.name not in spec.fixed]
+
+
+def _same_tuple(value, other: tuple) -> bool:
+    try:
+        return len(value) == len(other) and all(bool(a == b) for a, b in zip(value, other))
+    except TypeError:  # a traced array: not the default
+        return False

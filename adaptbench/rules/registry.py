@@ -51,7 +51,8 @@ def register(cls: type[Rule]) -> type[Rule]:
     ``PRESETS`` names known conventions (``CONVENTIONS``) and real fields; ``STATE`` holds
     ``state_names`` and ``SECOND_MOMENTS``; ``TORCH_POSITIONAL``/``TORCH_KEYWORD_ONLY`` name
     fields or torch.optim's flags (``foreach``, ``maximize``, ``capturable``,
-    ``differentiable``, ``fused``) once each; ``PEERS``' keywords and fixed values name
+    ``differentiable``, ``fused``) or ``TORCH_TUPLES`` (each packing fields that are not
+    arguments themselves) once each; ``PEERS``' keywords and fixed values name
     fields; and ``reference_update`` is defined. ``TypeError``/``ValueError`` otherwise."""
     # its own decorator: a subclass that is not itself a dataclass inherits Rule's dataclass
     # attributes, and its annotations would silently not be fields
@@ -81,7 +82,12 @@ def register(cls: type[Rule]) -> type[Rule]:
     signature = cls.TORCH_POSITIONAL + cls.TORCH_KEYWORD_ONLY
     if len(set(signature)) != len(signature):
         raise ValueError(f"{cls.__name__}'s torch.optim signature names an argument twice: {signature}")
-    _known(cls, "TORCH_POSITIONAL/TORCH_KEYWORD_ONLY", signature, fields | set(_FLAGS))
+    for packed, parts in cls.TORCH_TUPLES.items():
+        _known(cls, f"TORCH_TUPLES[{packed!r}]", parts, fields)
+        if packed not in signature or set(parts) & set(signature):
+            raise ValueError(f"{cls.__name__}.TORCH_TUPLES[{packed!r}] must be an argument of the torch.optim "
+                             f"signature whose fields {parts} are not arguments of their own")
+    _known(cls, "TORCH_POSITIONAL/TORCH_KEYWORD_ONLY", signature, fields | set(_FLAGS) | set(cls.TORCH_TUPLES))
     for peer, spec in cls.PEERS.items():
         _known(cls, f"PEERS[{peer!r}]", {**spec.keywords, **spec.fixed}, fields)
     _RULES[name] = cls

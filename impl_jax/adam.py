@@ -14,8 +14,8 @@ Formula (``rules.Adam``'s docstring; ``m`` = ``exp_avg``, ``v`` = ``exp_avg_sq``
     delta = (-(lr / c1) * m) / denom          (torch CPU: param.addcdiv_(m, denom, value=-step_size))
           | (-lr * (beta1*m/c1' + (1-beta1)*g/c1)) / denom    nesterov (optax), c1' = 1 - beta1**(t+1)
 
-with ``c1 = 1 - beta1**t``, ``c2 = 1 - beta2**t`` computed as optax.tree.bias_correction
-does (jitted, float32 without x64; torch uses Python floats). Complex parameters follow
+with ``c1 = 1 - beta1**t``, ``c2 = 1 - beta2**t`` accurate to the working precision
+(:func:`_correction`; torch computes them in Python floats). Complex parameters follow
 ``complex_as_real`` (``impl_jax/_core.py``).
 
 Source: torch/optim/adam.py ``_single_tensor_adam``; optax/_src/transform.py
@@ -25,6 +25,8 @@ Source: torch/optim/adam.py ``_single_tensor_adam``; optax/_src/transform.py
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+import math
 
 import jax.numpy as jnp
 import optax
@@ -77,15 +79,27 @@ def adam_leaf(P: _core.Precision, rule: rules.Adam, p, g, exp_avg, exp_avg_sq, m
     return delta, P.store(m), P.store(v), None if new_max is None else P.store(new_max)
 
 
+def _correction(beta, t, dtype):
+    """``1 - beta**t`` in ``dtype``, to a few ulps. A Python ``beta`` gives
+    ``-expm1(t * log(beta))`` with the logarithm taken in float64: float32 cannot hold
+    ``beta2 = 0.999`` closer than 1.3e-8, which is 1.3e-5 of ``1 - beta2``, so optax's
+    ``1 - b2**t`` in float32 is 100 ulps off at the first step (the update with it). A traced
+    ``beta`` (``inject_hyperparams``) is computed as optax does (``_core.one_minus_pow``)."""
+    if _core.is_traced(beta):
+        return _core.one_minus_pow(jnp.asarray(beta, dtype), t)
+    if beta == 0:
+        return jnp.ones((), dtype)
+    return -jnp.expm1(jnp.asarray(t, dtype) * jnp.asarray(math.log(beta), dtype))
+
+
 def _scalars(rule: rules.Adam, lr, count) -> dict:
-    """``lr`` and the bias corrections ``1 - beta**t`` (``t = count + 1``), computed as
-    optax.tree.bias_correction does, in float32 (float64 under x64)."""
+    """``lr`` and the bias corrections ``1 - beta**t`` (``t = count + 1``) in float32
+    (float64 under x64)."""
     dtype = _core.scalar_dtype()
-    beta1, beta2 = jnp.asarray(rule.beta1, dtype), jnp.asarray(rule.beta2, dtype)
     t = optax.safe_increment(count)
-    out = {"lr": lr, "c1": _core.one_minus_pow(beta1, t), "c2": _core.one_minus_pow(beta2, t)}
+    out = {"lr": lr, "c1": _correction(rule.beta1, t, dtype), "c2": _correction(rule.beta2, t, dtype)}
     if rule.nesterov:
-        out["c1_next"] = _core.one_minus_pow(beta1, optax.safe_increment(t))
+        out["c1_next"] = _correction(rule.beta1, optax.safe_increment(t), dtype)
     return out
 
 

@@ -24,7 +24,7 @@ EXTENSIONS = [
     rules.Adadelta(eps_in_sqrt=False, maximize=True, weight_decay=0.1, rho=0.5),
     rules.RMSprop(eps_in_sqrt=True),
     rules.RMSprop(eps_in_sqrt=True, centered=True, momentum=0.5),
-    *[rules.preset(r, c) for r in rules.RULES for c in rules.CONVENTIONS],
+    *[rules.preset(r, c) for r in rules.RULES for c in rules.RULES[r].PRESETS],
 ]
 
 

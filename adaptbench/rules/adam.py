@@ -54,7 +54,10 @@ class Adam(Rule):
     name: ClassVar[str] = "adam"
     STATE: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     SECOND_MOMENTS: ClassVar[frozenset[str]] = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
+    # "seed": the tutorial's learning rate, with torch.optim's other defaults (the
+    # tutorial stops at RMSprop; its training experiment runs every rule at lr 0.02)
     PRESETS: ClassVar[dict] = {
+        "seed": dict(lr=0.02),
         "torch": dict(),
         "optax": dict(complex_as_real=False),
     }

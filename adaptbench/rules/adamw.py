@@ -30,6 +30,7 @@ class AdamW(Adam):
 
     name: ClassVar[str] = "adamw"
     PRESETS: ClassVar[dict] = {
+        "seed": dict(lr=0.02),
         "torch": dict(),
         "optax": dict(weight_decay=1e-4, complex_as_real=False),
     }

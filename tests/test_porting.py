@@ -240,6 +240,11 @@ WITH_OURS = [
         Jax(lambda: optax.amsgrad(LR)),
     ),
     Row(
+        "optax-nadam-in-torch",
+        Torch(lambda ps: impl_torch.optimizer_for(rules.preset("adam", "optax", lr=LR, nesterov=True), ps)),
+        Jax(lambda: optax.nadam(LR)),
+    ),
+    Row(
         # gradients of 1e-4: v ~ 1e-8, where eps_root = 1e-8 changes the root (the trap below)
         "optax-eps-root-in-torch",
         Torch(lambda ps: impl_torch.Adam(ps, lr=LR, eps_root=1e-8)),

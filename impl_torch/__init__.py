@@ -9,7 +9,7 @@ ops namespace (``ops.py``): the ``"loop"`` impl runs it per tensor (torch.optim'
 
 - ``init_state(rule, param) -> dict`` and ``step(rule, params, grads, states, impl="loop")``:
   the functional API (``functional.py``).
-- ``Adagrad``, ``Adadelta``, ``RMSprop``: ``torch.optim.Optimizer`` subclasses with
+- ``Adagrad``, ``Adadelta``, ``RMSprop``, ``SGD``: ``torch.optim.Optimizer`` subclasses with
   torch.optim's signatures plus the rules' other switches and ``impl``, made from the
   specification (``optimizer_class(name)``, ``optimizer.py``); ``optimizer_for(rule,
   params, impl=None)`` for any rule object, a user's registered rule included.
@@ -18,7 +18,7 @@ ops namespace (``ops.py``): the ``"loop"`` impl runs it per tensor (torch.optim'
 - ``testing``: the stand-in device and other test seams (``impl_torch.testing``).
 """
 
-from . import adadelta, adagrad, rmsprop  # noqa: F401  (each registers its rule's math)
+from . import adadelta, adagrad, rmsprop, sgd  # noqa: F401  (each registers its rule's math)
 from .functional import DEFAULT_IMPL, IMPLS, init_state, register_impl, step
 from .ops import ForeachOps, TensorOps
 from .optimizer import optimizer_class, optimizer_for
@@ -27,6 +27,7 @@ from .updates import register_rule
 Adagrad = optimizer_class("adagrad")
 Adadelta = optimizer_class("adadelta")
 RMSprop = optimizer_class("rmsprop")
+SGD = optimizer_class("sgd")
 
 
 def __getattr__(name: str):
@@ -45,6 +46,7 @@ __all__ = [
     "Adagrad",
     "Adadelta",
     "RMSprop",
+    "SGD",
     "optimizer_class",
     "optimizer_for",
     "init_state",

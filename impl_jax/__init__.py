@@ -2,7 +2,7 @@
 
 - Factories with torch.optim's keywords and defaults returning optax
   ``GradientTransformation``s whose updates are the deltas to add:
-  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`, made from each rule's specification
+  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`, :func:`sgd`, made from each rule's specification
   (``_core.make_factory``); :func:`register_rule` adds a rule's leaf function (its math)
   and returns its factory (docs/adding-a-rule.md).
 - From a ``rules`` object: :func:`transformation`, :func:`init`, :func:`make_step`
@@ -11,7 +11,8 @@
   jitted call) and :func:`make_train_loop` (many steps in one ``lax.scan``), for a
   ``rules`` object or any optax transformation; :func:`init_optimizer` (``impl_jax/train.py``).
 - States are NamedTuples with torch.optim's field names and an int32 ``step``:
-  :class:`AdagradState`, :class:`AdadeltaState`, :class:`RMSpropState` (absent moments
+  :class:`AdagradState`, :class:`AdadeltaState`, :class:`RMSpropState`, :class:`SGDState`
+  (absent moments
   are ``None``).
 
 Rounding follows torch.optim's single-tensor code; see ``impl_jax/_core.py`` for how
@@ -23,6 +24,7 @@ Rounding follows torch.optim's single-tensor code; see ``impl_jax/_core.py`` for
 from .adadelta import AdadeltaState, adadelta, adadelta_leaf
 from .adagrad import AdagradState, adagrad, adagrad_leaf
 from .rmsprop import RMSpropState, rmsprop, rmsprop_leaf
+from .sgd import SGDState, sgd, sgd_leaf
 from .step import make_step
 from .train import init_optimizer, make_train_loop, make_train_step
 from .transform import init, transformation
@@ -32,6 +34,7 @@ __all__ = [
     "adagrad",
     "adadelta",
     "rmsprop",
+    "sgd",
     "transformation",
     "register_rule",
     "init",
@@ -42,9 +45,11 @@ __all__ = [
     "AdagradState",
     "AdadeltaState",
     "RMSpropState",
+    "SGDState",
     "adagrad_leaf",
     "adadelta_leaf",
     "rmsprop_leaf",
+    "sgd_leaf",
 ]
 
 

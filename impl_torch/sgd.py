@@ -52,7 +52,8 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
             grads = (ops.add_ if owned else ops.add)(grads, bufs, alpha=rule.momentum)
         else:
             grads = bufs
-    decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, params))
+    if rule.decoupled_weight_decay:  # tested here too: the step stays as shallow as torch.optim's
+        decay_params_(ops, rule, params, ops.scalar_map(lambda _: -lr, params))
     ops.add_(params, grads, alpha=-lr)
 
 

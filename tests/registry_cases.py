@@ -60,6 +60,16 @@ def everything(rule: rules.Rule, term: float = 0.5, weight_decay: float = 0.01) 
     return completed(lambda o: rule.replace(**o), overrides, {name: term for name in terms(cls)})
 
 
+def every_state(cls) -> dict:
+    """Overrides under which ``cls``'s torch preset keeps every state it can (RMSprop
+    centered with momentum, Adam's amsgrad maximum, SGD's momentum buffer)."""
+    rule, out = base(cls), {}
+    for _, overrides in structural_options(cls)[1:-1]:
+        if set(rule.replace(**overrides).state_names) - set(rule.state_names):
+            out |= overrides
+    return out
+
+
 def flipped(rule: rules.Rule, name: str, term: float = 0.5) -> dict | None:
     """Overrides flipping switch ``name`` of ``rule``, with a term it needs (SGD's nesterov:
     momentum), :func:`rule_options.completed`; None when no such rule is valid."""

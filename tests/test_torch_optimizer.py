@@ -95,9 +95,10 @@ def assert_same(ours, theirs, params_o, params_t, bitwise=True):
             assert check(so[key], st[key]), f"param {i} state {key!r} differs"
 
 
-def step_scheduled_in_lockstep(ours, theirs, params_o, params_t, grads, scheduler):
+def step_scheduled_in_lockstep(ours, theirs, params_o, params_t, grads, scheduler, bitwise=True):
     """Feed both optimizers the same grads, step each and its own ``scheduler(optimizer)``,
-    and assert bitwise equality of params, state and every group's lr after every step."""
+    and assert equality (bitwise, or ``allclose``) of params, state and every group's lr
+    after every step."""
     so, st = scheduler(ours), scheduler(theirs)
     for gs in grads:
         set_grads(params_o, gs)
@@ -106,7 +107,7 @@ def step_scheduled_in_lockstep(ours, theirs, params_o, params_t, grads, schedule
         theirs.step()
         so.step()
         st.step()
-        assert_same(ours, theirs, params_o, params_t)
+        assert_same(ours, theirs, params_o, params_t, bitwise=bitwise)
         assert [float(g["lr"]) for g in ours.param_groups] == [float(g["lr"]) for g in theirs.param_groups]
 
 
@@ -221,8 +222,11 @@ def test_lr_scheduler_and_tensor_lr(rule):
     except ValueError:  # torch.optim.Adam(W) takes a tensor lr on its foreach path only when capturable
         theirs, impl = TORCH[rule](pt, lr=torch.tensor(0.05), foreach=False), "loop"
     ours = OURS[rule](po, lr=torch.tensor(0.05), impl=impl)
+    # Ours reads a tensor lr's value; where the rule computes with lr (Adam's lr / (1 -
+    # beta1**t)) torch.optim does that in the tensor's float32, ours in float64: 1 ulp apart.
     step_scheduled_in_lockstep(
-        ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        ours, theirs, po, pt, grads, lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+        bitwise=rules.RULES[rule]().multiplier_only("lr"),
     )
     assert ours.group_rules()[0].lr == pytest.approx(0.05 * 0.5**3)
 

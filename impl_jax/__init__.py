@@ -2,7 +2,7 @@
 
 - Factories with torch.optim's keywords and defaults returning optax
   ``GradientTransformation``s whose updates are the deltas to add:
-  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`, :func:`adam`, :func:`adamw`, made from each rule's specification
+  :func:`adagrad`, :func:`adadelta`, :func:`rmsprop`, :func:`adam`, :func:`adamw`, :func:`sgd`, made from each rule's specification
   (``_core.make_factory``); :func:`register_rule` adds a rule's leaf function (its math)
   and returns its factory (docs/adding-a-rule.md).
 - From a ``rules`` object: :func:`transformation`, :func:`init`, :func:`make_step`
@@ -12,7 +12,7 @@
   ``rules`` object or any optax transformation; :func:`init_optimizer` (``impl_jax/train.py``).
 - States are NamedTuples with torch.optim's field names and an int32 ``step``:
   :class:`AdagradState`, :class:`AdadeltaState`, :class:`RMSpropState`, :class:`AdamState`
-  (AdamW's too; absent moments
+  (AdamW's too), :class:`SGDState` (absent moments
   are ``None``).
 
 Rounding follows torch.optim's single-tensor code; see ``impl_jax/_core.py`` for how
@@ -26,6 +26,7 @@ from .adagrad import AdagradState, adagrad, adagrad_leaf
 from .adam import AdamState, adam, adam_leaf
 from .adamw import adamw
 from .rmsprop import RMSpropState, rmsprop, rmsprop_leaf
+from .sgd import SGDState, sgd, sgd_leaf
 from .step import make_step
 from .train import init_optimizer, make_train_loop, make_train_step
 from .transform import init, transformation
@@ -37,6 +38,7 @@ __all__ = [
     "rmsprop",
     "adam",
     "adamw",
+    "sgd",
     "transformation",
     "register_rule",
     "init",
@@ -48,10 +50,12 @@ __all__ = [
     "AdadeltaState",
     "RMSpropState",
     "AdamState",
+    "SGDState",
     "adagrad_leaf",
     "adadelta_leaf",
     "rmsprop_leaf",
     "adam_leaf",
+    "sgd_leaf",
 ]
 
 

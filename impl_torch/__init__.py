@@ -9,7 +9,7 @@ ops namespace (``ops.py``): the ``"loop"`` impl runs it per tensor (torch.optim'
 
 - ``init_state(rule, param) -> dict`` and ``step(rule, params, grads, states, impl="loop")``:
   the functional API (``functional.py``).
-- ``Adagrad``, ``Adadelta``, ``RMSprop``, ``Adam``, ``AdamW``: ``torch.optim.Optimizer`` subclasses with
+- ``Adagrad``, ``Adadelta``, ``RMSprop``, ``Adam``, ``AdamW``, ``SGD``: ``torch.optim.Optimizer`` subclasses with
   torch.optim's signatures plus the rules' other switches and ``impl``, made from the
   specification (``optimizer_class(name)``, ``optimizer.py``); ``optimizer_for(rule,
   params, impl=None)`` for any rule object, a user's registered rule included.
@@ -18,7 +18,7 @@ ops namespace (``ops.py``): the ``"loop"`` impl runs it per tensor (torch.optim'
 - ``testing``: the stand-in device and other test seams (``impl_torch.testing``).
 """
 
-from . import adadelta, adagrad, adam, adamw, rmsprop  # noqa: F401  (each registers its rule's math)
+from . import adadelta, adagrad, adam, adamw, rmsprop, sgd  # noqa: F401  (each registers its rule's math)
 from .functional import DEFAULT_IMPL, IMPLS, init_state, register_impl, step
 from .ops import ForeachOps, TensorOps
 from .optimizer import optimizer_class, optimizer_for
@@ -29,6 +29,7 @@ Adadelta = optimizer_class("adadelta")
 RMSprop = optimizer_class("rmsprop")
 Adam = optimizer_class("adam")
 AdamW = optimizer_class("adamw")
+SGD = optimizer_class("sgd")
 
 
 def __getattr__(name: str):
@@ -49,6 +50,7 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "SGD",
     "optimizer_class",
     "optimizer_for",
     "init_state",

@@ -81,7 +81,7 @@ def local_views(rule, params: list, grads: list, states: list, *, where=_list_na
             g = g.redistribute(p.device_mesh, p.placements)
         out_p.append(p.to_local())
         out_g.append(g.to_local())
-        local = {"step": s["step"]}
+        local = {"step": s["step"]} if "step" in s else {}
         for n in names:
             local[n] = s[n].to_local()
         out_s.append(local)

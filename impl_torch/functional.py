@@ -2,9 +2,13 @@
 
 - ``init_state(rule, param)`` -> the state dict torch.optim would create for ``param``:
   ``"step"`` a scalar tensor 0 on the CPU (float32, or float64 when torch's default dtype
-  is float64: ``torch.optim.optimizer._get_scalar_dtype``), and one tensor shaped like the
-  parameter per name in ``rule.state_names`` (Adagrad's ``"sum"`` filled with
-  ``initial_accumulator_value``, the others with zeros).
+  is float64: ``torch.optim.optimizer._get_scalar_dtype``) for the rules that count steps
+  (``rule.STEP_IN_STATE``), and one tensor shaped like the parameter per name in
+  ``rule.state_names`` (Adagrad's ``"sum"`` filled with ``initial_accumulator_value``,
+  the others with zeros) except those torch.optim creates at the first step
+  (``rule.FIRST_GRADIENT_STATE``, SGD's ``"momentum_buffer"``): a step allocates them
+  as zeros, once every check passed, and steps those parameters with
+  ``rule.first_step_rule()`` (``with_first_state``, ``run_plan``).
 - ``step(rule, params, grads, states, impl="loop")`` updates ``params`` and ``states`` in
   place. ``"loop"`` calls the rule's math once per tensor with ``TensorOps``
   (torch.optim's ``foreach=False``); ``"foreach"`` groups the tensors by (device, dtype)
@@ -49,6 +53,8 @@ __all__ = [
     "register_impl",
     "step",
     "check_rule",
+    "state_keys",
+    "with_first_state",
 ]
 
 
@@ -85,20 +91,53 @@ def init_state(rule, param: Tensor) -> dict:
     ``{"step": tensor(0.) on the CPU, "sum"/"square_avg"/...: tensors like param}``
     (``memory_format=torch.preserve_format``, as torch.optim allocates them; a ``DTensor``
     parameter gets ``DTensor`` state with its mesh and placements, each rank allocating
-    only its shard).
+    only its shard); no ``"step"`` unless ``rule.STEP_IN_STATE``, and none of
+    ``rule.FIRST_GRADIENT_STATE`` (SGD: ``{}``, as torch.optim.SGD's fresh state).
     """
     check_rule(rule)
     _check_param(param, "param")
-    state: dict = {"step": torch.tensor(0.0, dtype=_scalar_dtype())}
+    state: dict = {"step": torch.tensor(0.0, dtype=_scalar_dtype())} if rule.STEP_IN_STATE else {}
     for name in rule.state_names:
-        fill = rule.initial_value(name)
-        dtype = state_dtype(rule, name, param)
-        if dtype.is_complex:
-            # Stepped as a real view (``_as_real``): both halves start at the fill value,
-            # as torch.optim.Adagrad fills complex(v, v).
-            fill = complex(fill, fill)
-        state[name] = torch.full_like(param, fill, dtype=dtype, memory_format=torch.preserve_format)
+        if name not in rule.FIRST_GRADIENT_STATE:
+            state[name] = _filled(rule, name, param)
     return state
+
+
+def _filled(rule, name: str, param: Tensor) -> Tensor:
+    """State ``name`` of ``param`` at its initial value."""
+    fill = rule.initial_value(name)
+    dtype = state_dtype(rule, name, param)
+    if dtype.is_complex:
+        # Stepped as a real view (``_as_real``): both halves start at the fill value,
+        # as torch.optim.Adagrad fills complex(v, v).
+        fill = complex(fill, fill)
+    return torch.full_like(param, fill, dtype=dtype, memory_format=torch.preserve_format)
+
+
+def state_keys(rule) -> tuple[str, ...]:
+    """The keys of a stepped parameter's state: ``"step"`` (``rule.STEP_IN_STATE``), then
+    ``rule.state_names``."""
+    return ("step",) + rule.state_names if rule.STEP_IN_STATE else rule.state_names
+
+
+def with_first_state(rule, params, states) -> tuple[list, list[int]]:
+    """``(states, first)``: ``states`` with each dict that lacks the rule's
+    ``FIRST_GRADIENT_STATE`` replaced by a copy holding them as zeros (like its parameter,
+    as ``init_state`` allocates), and the positions ``first`` of those parameters, whose
+    step is their first: ``run_plan`` steps them with ``rule.first_step_rule()``. The
+    caller's dicts are not modified (they take the copies' entries once every check has
+    passed); the list is copied only when some state is new."""
+    names = [n for n in rule.state_names if n in rule.FIRST_GRADIENT_STATE]
+    if not names:
+        return states, []
+    first = [i for i, s in enumerate(states) if any(n not in s for n in names)]
+    if not first:
+        return states, []
+    states = list(states)
+    for i in first:
+        s = states[i]
+        states[i] = {**s, **{n: _filled(rule, n, params[i]) for n in names if n not in s}}
+    return states, first
 
 
 def state_dtype(rule, name: str, param: Tensor) -> torch.dtype:
@@ -155,7 +194,8 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: list |
             f"params, grads and states must have the same length, got "
             f"{len(params)}, {len(grads)} and {len(states)}"
         )
-    names = ("step",) + rule.state_names
+    names = state_keys(rule)
+    first_names = rule.FIRST_GRADIENT_STATE
     keep_p, keep_g, keep_s = [], [], []
     seen: set[int] = set()
     for i, (p, g, s) in enumerate(zip(params, grads, states)):
@@ -180,11 +220,14 @@ def _check(rule, params, grads, states, *, where=_list_names, cast_state: list |
         real_moments = not rule.complex_as_real and p.is_complex()
         for name in names:
             t = s.get(name)
+            if t is None and name in first_names and name not in s:
+                continue  # the parameter's first step (with_first_state allocates it)
             if not isinstance(t, Tensor):
                 sw = f"{where('states', i)}[{name!r}]"
                 if name not in s:
                     raise ValueError(
-                        f"{sw} is missing: a {rule.name} state needs {list(names)} "
+                        f"{sw} is missing: a {rule.name} state needs "
+                        f"{[n for n in names if n not in first_names]} "
                         f"(build it with impl_torch.init_state(rule, param))"
                     )
                 raise TypeError(f"{sw} must be a torch.Tensor, got {type(t).__name__}")
@@ -249,7 +292,7 @@ def _as_real(rule, params, grads, states):
     storage."""
     if not any(p.is_complex() for p in params):
         return params, grads, states
-    names = ("step",) + rule.state_names
+    names = state_keys(rule)
     out_p, out_g, out_s = [], [], []
     for p, g, s in zip(params, grads, states):
         if p.is_complex():
@@ -318,13 +361,29 @@ def part_name(fn) -> str:
     return _PART_NAMES[fn]
 
 
-def run_plan(parts, rule, params, grads, states) -> None:
-    """Steps the lists by ``parts`` (``plan``)."""
+def run_plan(parts, rule, params, grads, states, first=()) -> None:
+    """Steps the lists by ``parts`` (``plan``); the entries at the positions ``first``
+    (``with_first_state``) with ``rule.first_step_rule()``, each part then called once per
+    rule for its entries of that rule (the same kernels: a first step changes numbers
+    only, never the structure the parts were planned for)."""
+    if first:
+        _run_plan_first(parts, rule, params, grads, states, first)
+        return
     for fn, idx in parts:
         if idx is None:
             fn(rule, params, grads, states)
         else:
             fn(rule, [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx])
+
+
+def _run_plan_first(parts, rule, params, grads, states, first) -> None:
+    first = set(first)
+    first_rule = rule.first_step_rule()
+    for fn, idx in parts:
+        idx = range(len(params)) if idx is None else idx
+        for r, sub in ((first_rule, [i for i in idx if i in first]), (rule, [i for i in idx if i not in first])):
+            if sub:
+                fn(r, [params[i] for i in sub], [grads[i] for i in sub], [states[i] for i in sub])
 
 
 class _Registered:
@@ -388,7 +447,7 @@ def _foreach(rule, params, grads, states) -> None:
     tensors as real views, as ``_multi_tensor_*`` views them before any math)."""
     params, grads, states = _as_real(rule, params, grads, states)
     update = UPDATES[rule.name]
-    names = ("step",) + rule.state_names
+    names = state_keys(rule)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
         groups.setdefault((p.device, p.dtype), []).append(i)
@@ -638,6 +697,9 @@ def step(
         check_devices(impl, params)
     if not params:
         return
-    params, grads, states = local_views(rule, params, grads, states)
+    stepped, first = with_first_state(rule, params, states)
+    params, grads, local = local_views(rule, params, grads, stepped)
+    for i in first:  # every check passed: the new state is the caller's now
+        states[i].update(stepped[i])
     with torch.set_grad_enabled(differentiable):
-        run_plan(plan(rule, impl, params, grads, differentiable=differentiable), rule, params, grads, states)
+        run_plan(plan(rule, impl, params, grads, differentiable=differentiable), rule, params, grads, local, first)

@@ -29,7 +29,8 @@ changes or the step advances):
   (``torch_private.fresh_function``), so that Dynamo's per-code-object cache
   (``torch._dynamo.config.recompile_limit``, 8) is not shared by all of them.
 - Shapes: contiguous tensors are stepped as flat 1-D views and compiled with
-  ``dynamic=True``: one graph per (structure, dtype, device, step dtype, thread count)
+  ``dynamic=True``: one graph per (structure, dtype, device, step dtype (None without a
+  step count), thread count)
   covers every size >= 2 (sizes 0 and 1 are specialised by Dynamo: graphs of their own).
   Large tensors whose size is a multiple of ``ROW`` are stepped as ``(n // ROW, ROW)``
   views instead, dynamic in the first dimension only (``_make_rows``: a loop with no
@@ -311,7 +312,8 @@ def _one_step_function(full_key):
 
     def one_step(p, g, step, hypers, *state_tensors):
         rule = _RuleView(structure, numeric, hypers)
-        state = {"step": step}
+        # ``step`` is None for a rule that counts no steps (torch.optim.SGD)
+        state = {} if step is None else {"step": step}
         for n, t in zip(names, state_tensors):
             state[n] = t
         update(_CompiledOps, rule, p, g, state)
@@ -464,7 +466,8 @@ def _make_many(full_key, codegen: bool):
     def many_steps(ps, gs, steps, hypers, states):
         rule = _RuleView(structure, numeric, hypers)
         for i in range(len(ps)):
-            state = {"step": steps[i]}
+            # ``steps`` is empty for a rule that counts no steps (torch.optim.SGD)
+            state = {"step": steps[i]} if steps else {}
             for j, n in enumerate(names):
                 state[n] = states[j][i]
             update(_CompiledOps, rule, ps[i], gs[i], state)
@@ -581,6 +584,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
     key = _key(rule)
     numeric = key[1]
     names = rule.state_names
+    counts = rule.STEP_IN_STATE
     # Dynamo guarded on the thread count (a recompile when it changes); so does the key.
     threads = torch.get_num_threads()
     groups: dict[tuple, list[int]] = {}
@@ -588,7 +592,8 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
         contiguous = p.is_contiguous() and grads[i].is_contiguous() and all(
             states[i][n].is_contiguous() for n in names
         )
-        groups.setdefault((p.dtype, p.device, states[i]["step"].dtype, contiguous), []).append(i)
+        step_dtype = states[i]["step"].dtype if counts else None
+        groups.setdefault((p.dtype, p.device, step_dtype, contiguous), []).append(i)
     for (dtype, device, step_dtype, contiguous), idx in groups.items():
         check_device(params[idx[0]], f"params[{idx[0]}]")  # the first on this device
     for (dtype, device, step_dtype, contiguous), idx in groups.items():
@@ -603,7 +608,7 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             # inline, not a function call per tensor: 100 tensors make 400 of these a step
             ps = [t if t.dim() else t.view(1) for t in (params[i] for i in idx)]
             gs = [t if t.dim() else t.view(1) for t in (grads[i] for i in idx)]
-            steps = [states[i]["step"].view(1) for i in idx]
+            steps = [states[i]["step"].view(1) for i in idx] if counts else []
             st = [[t if t.dim() else t.view(1) for t in (states[i][n] for i in idx)] for n in names]
             flat = ps + gs + steps + hypers + [t for ts in st for t in ts]
             fn(-1, flat, ps, gs, steps, hypers, st)
@@ -614,27 +619,27 @@ def _fused_groups(rule, params, grads, states, many: bool, stepped: list[int], k
             kernel[0] = (key, dtype, device.type, step_dtype)
             fn = _get(kernel[0], _make_guarded, device)
             for i in idx:
-                fn(params[i], grads[i], states[i]["step"].view(1), hypers,
+                fn(params[i], grads[i], states[i]["step"].view(1) if counts else None, hypers,
                    *[states[i][n] for n in names])
                 stepped.append(i)
             continue
         for i in idx:
             p = params[i]
             n = p.numel()
-            step = states[i]["step"].view(1)
-            flat = [_flat(p), _flat(grads[i]), step, *hypers]
+            # ``flat``: every tensor input once (no step tensor for a rule without one)
+            step = states[i]["step"].view(1) if counts else None
+            flat = [_flat(p), _flat(grads[i]), *([step] if counts else []), *hypers]
             flat += [_flat(states[i][nm]) for nm in names]
+            k = 2 + counts + len(hypers)  # where the state tensors start in ``flat``
             if n >= ROWS_MIN_NUMEL and n % ROW == 0:
                 kernel[0] = (key, dtype, device, step_dtype, threads, "rows")
                 fn = _get(kernel[0], _make_rows, device)
                 flat = [t.view(-1, ROW) if t.numel() == n else t for t in flat]
-                k = 3 + len(hypers)
                 fn(n // ROW, flat, flat[0], flat[1], step, hypers, *flat[k:])
             else:
                 # sizes 0 and 1 are specialised by Dynamo (graphs of their own); 2 stands
                 # for every size from 2 up (the dynamic-shape graph)
                 kernel[0] = (key, dtype, device, step_dtype, threads, min(n, 2))
                 fn = _get(kernel[0], _make, device)
-                k = 3 + len(hypers)
                 fn(n, flat, flat[0], flat[1], step, hypers, *flat[k:])
             stepped.append(i)

@@ -12,8 +12,8 @@ theirs is replaced, so a refused state dict leaves the optimizer as it was:
 - each parameter's state holds exactly the tensors of its group's rule (``ValueError``
   naming ``state_dict['state'][i]``), each shaped like its parameter (``ValueError`` naming
   the index and the state's name);
-- ``step`` (a tensor of any dtype or device, or a Python number from an older torch) must
-  be a whole number >= 0, and becomes a new CPU scalar tensor of torch.optim's scalar dtype
+- ``step`` (for the rules that keep one, ``rules.Rule.STEP_IN_STATE``; a tensor of any
+  dtype or device, or a Python number from an older torch) must be a whole number >= 0, and becomes a new CPU scalar tensor of torch.optim's scalar dtype
   (float32, float64 under a float64 default dtype: ``functional._scalar_dtype``). A
   counter stored in bfloat16 or float16 (checkpoint tools that cast every tensor) would
   otherwise stop counting at 256 (bf16) or 2048 (fp16): ``x + 1`` rounds back to ``x``.
@@ -70,7 +70,9 @@ def check_loaded(config: Callable, rule_class, groups: list, states: Mapping, st
     for index, (where, gi, j, param, state) in enumerate(entries):
         if not state:
             continue
-        missing = [name for name in rules[gi].state_names if name not in state]
+        # a FIRST_GRADIENT_STATE entry is made at the parameter's next step, as torch.optim does
+        missing = [name for name in rules[gi].state_names
+                   if name not in state and name not in rule_class.FIRST_GRADIENT_STATE]
         if missing:
             raise ValueError(
                 f"{where} lacks {missing}, which its group's settings need "
@@ -87,7 +89,7 @@ def check_loaded(config: Callable, rule_class, groups: list, states: Mapping, st
                     f"{tuple(param.shape)}"
                 )
     for where, _, _, _, state in entries:
-        if state:
+        if state and "step" in state:
             state["step"] = _normalised_step(state["step"], f"{where}['step']")
 
 

@@ -381,9 +381,9 @@ class _RuleOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             rule, _ = self._config(group)
             for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state.update(init_state(rule, p))
+                state = self.state.get(p) or init_state(rule, p)
+                if state and p not in self.state:
+                    self.state[p] = state
                 for value in state.values():
                     if isinstance(value, Tensor):
                         value.share_memory_()
@@ -418,15 +418,17 @@ class _RuleOptimizer(torch.optim.Optimizer):
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
             # The plans are run from here, not from a helper: the frames under the user's
             # ``step()`` are no more than torch.optim's (tests/test_torch_default_path.py).
-            for rule, parts, local in self._planned_groups():
+            for rule, parts, local, first in self._planned_groups():
                 if local[0]:
-                    functional.run_plan(parts, rule, *local)
+                    functional.run_plan(parts, rule, *local, first)
         return loss
 
     def _planned_groups(self) -> list:
-        """``(rule, parts, (params, grads, states))`` per group, the lists this rank's local
-        tensors: every group validated (or accepted by its plan, ``plan.GroupPlan``) and
-        lazy state committed, gradients unscaled (AMP)."""
+        """``(rule, parts, (params, grads, states), first)`` per group, the lists this
+        rank's local tensors: every group validated (or accepted by its plan,
+        ``plan.GroupPlan``) and lazy state committed, gradients unscaled (AMP); ``first``:
+        the positions of the parameters whose first step this is
+        (``functional.with_first_state``), empty on a planned step."""
         grad_scale = getattr(self, "grad_scale", None)
         # Every group is validated before any state is created, cast or stepped, so that a
         # step that raises changes nothing (lazy state is committed only afterwards).
@@ -454,30 +456,33 @@ class _RuleOptimizer(torch.optim.Optimizer):
                         kept.adopt(group, values, rule)
                     if not kept.plain:
                         lists = functional.local_views(rule, *lists, where=_group_names(gi, kept.index))
-                    work.append((rule, kept.parts, lists))
+                    work.append((rule, kept.parts, lists, ()))
                     continue
             work.append(self._check_group(gi, group))
             fresh.append(gi)
 
         for gi in fresh:
-            _, _, _, (params, _, states), pending, _ = work[gi]
+            _, _, _, (params, _, states), pending, _, _ = work[gi]
             for k in pending:
+                if not states[k] and params[k] not in self.state:
+                    continue  # a rule that keeps no state: no entry, as torch.optim.SGD
                 # A new or cast state (a dict of ours): committed now that every group passed.
                 live = self.state[params[k]]
                 live.update(states[k])
                 states[k] = live
         if fresh and not traced:
             self._keep_plans(fresh, work)
-        work = [(w[0], w[2], w[5]) if gi in fresh else w for gi, w in enumerate(work)]
+        work = [(w[0], w[2], w[5], w[6]) if gi in fresh else w for gi, w in enumerate(work)]
         if grad_scale is not None:
             _unscale_([g for _, _, (_, grads, _) in work for g in grads], grad_scale)
         return work
 
     def _check_group(self, gi: int, group: dict) -> tuple:
         """The full check of one group: ``(rule, impl, parts, (params, grads, states),
-        pending, local views)``, the states new dicts where lazy state is still to be
-        created or a state to be cast, at the positions ``pending`` (committed by the caller
-        once every group passed); ``parts``: ``functional.plan`` for the local views."""
+        pending, local views, first)``, the states new dicts where lazy state is still to be
+        created (at init or, ``first``, at a first step: ``functional.with_first_state``) or
+        a state to be cast, at the positions ``pending`` (committed by the caller once every
+        group passed); ``parts``: ``functional.plan`` for the local views."""
         rule, impl = self._config(group)
         functional.check_impl(impl)
         differentiable = bool(group.get("differentiable"))
@@ -496,10 +501,12 @@ class _RuleOptimizer(torch.optim.Optimizer):
         cast: list[int] = []
         checked = functional._check(rule, params, grads, states, where=names, cast_state=cast)
         functional.check_devices(impl, checked[0])
+        stepped, first = functional.with_first_state(rule, checked[0], checked[2])
+        checked = (checked[0], checked[1], stepped)
         # DTensors as this rank's local shards: views of the very tensors committed below.
         local = functional.local_views(rule, *checked, where=names)
         parts = functional.plan(rule, impl, local[0], local[1], differentiable=differentiable)
-        return (rule, impl, parts, checked, sorted(set(pending) | set(cast)), local)
+        return (rule, impl, parts, checked, sorted(set(pending) | set(cast) | set(first)), local, first)
 
     def _keep_plans(self, fresh: list[int], work: list) -> None:
         """Keep each freshly checked group's plan with what its check saw (``plan.GroupPlan``)."""
@@ -507,7 +514,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
         del plans[len(self.param_groups):]
         plans.extend([None] * (len(self.param_groups) - len(plans)))
         for gi in fresh:
-            rule, impl, parts, (params, grads, states), _, local = work[gi]
+            rule, impl, parts, (params, grads, states), _, local, _ = work[gi]
             group = self.param_groups[gi]
             if any(g.layout != torch.strided for g in grads):
                 plans[gi] = None  # sparse gradients: the full check at every step
@@ -603,7 +610,10 @@ def optimizer_class(name: str) -> type:
         "rule_class": rule_class,
         "_signature": signature,
         "_setstate_defaults": {k: v for k, v in defaults.items() if k != "lr" and k in _FIELDS[rule_class] + _FLAG_KEYS},
-        "_state_keys": (frozenset({"step", *default_rule.state_names}), frozenset({"step", *rule_class.STATE})),
+        "_state_keys": (
+            frozenset(functional.state_keys(default_rule)) - rule_class.FIRST_GRADIENT_STATE,
+            frozenset(("step",) if rule_class.STEP_IN_STATE else ()) | set(rule_class.STATE),
+        ),
     }
     cls = type(class_name, (_RuleOptimizer,), namespace)
 

@@ -21,9 +21,12 @@ without the full check when, by identity and metadata:
   change these);
 - the same parameters have gradients, each a dense tensor of its parameter's shape, dtype and
   device (new gradient tensors every step are the normal case and are checked every step);
-- each parameter's state is the same dict holding the same tensors (``load_state_dict``,
-  a state replaced by hand, a parameter converted since: all take the full check, which also
-  casts and moves state, see ``functional._check``).
+- each parameter's state is the same dict holding the same tensors, or still no entry for
+  a rule that keeps none (``load_state_dict``, a state replaced by hand, a parameter
+  converted since: all take the full check, which also casts and moves state, see
+  ``functional._check``). A step that creates state commits it before its plan is kept,
+  so the plan holds the state the next step finds (a first step's new
+  ``FIRST_GRADIENT_STATE`` included).
 
 Anything else, and every step traced by ``torch.compile``, takes the full check, which raises
 the errors that name the offending entry. State tensors are trusted not to change shape,
@@ -111,7 +114,13 @@ class GroupPlan:
                 return None
             if g.layout is not _STRIDED or g.dtype is not dtype or g.device != device or g.shape != shape:
                 return None
-            if state_map.get(p) is not s or len(s) != len(items):
+            live = state_map.get(p)
+            if live is not s:
+                # a parameter whose rule keeps no state has no entry (torch.optim.SGD
+                # without momentum): its validated empty dict stands in for one
+                if live is not None or items:
+                    return None
+            elif len(s) != len(items):
                 return None
             for name, t in items:
                 if s.get(name) is not t:

@@ -1,10 +1,10 @@
 """The part of every rule's step before its own math, written once for all three.
 
-torch.optim's Adagrad, Adadelta and RMSprop all begin the same way (torch/optim/*.py,
-``_single_tensor_*`` and ``_multi_tensor_*``)::
+torch.optim's Adagrad, Adadelta, RMSprop and SGD all begin the same way
+(torch/optim/*.py, ``_single_tensor_*`` and ``_multi_tensor_*``)::
 
     g <- -g                    if maximize       (a new tensor: grads are never modified)
-    t <- t + 1                                    (the "step" state)
+    t <- t + 1                                    (the "step" state; not SGD's)
     g <- g + weight_decay * p  if weight_decay != 0   (torch's ``add(p, alpha=wd)``)
 
 With ``decoupled_weight_decay`` the gradient is left alone and the rule calls
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 
 def effective_grads(ops, rule, params, grads, steps):
-    """Increment ``steps`` and return ``(g, owned)``: the gradient the rule's math uses
-    (``-g`` when maximizing, plus ``weight_decay * p``) and whether ``g`` is a temporary of
-    our own that the caller may overwrite (False when it is the caller's ``grads``)."""
+    """Increment ``steps`` (None for a rule that counts none, ``rule.STEP_IN_STATE``) and
+    return ``(g, owned)``: the gradient the rule's math uses (``-g`` when maximizing, plus
+    ``weight_decay * p``) and whether ``g`` is a temporary of our own that the caller may
+    overwrite (False when it is the caller's ``grads``)."""
     owned = False
     if rule.maximize:
         grads = ops.neg(grads)
         owned = True
-    ops.increment_(steps)
+    if steps is not None:
+        ops.increment_(steps)
     if rule.has_weight_decay and not rule.decoupled_weight_decay:
         if owned:
             ops.add_(grads, params, alpha=rule.weight_decay)

@@ -35,12 +35,16 @@ def _to_np(x) -> np.ndarray:
 
 
 class TorchRun:
-    """impl_torch's functional step with one ``impl``; ``strided`` params are non-contiguous views."""
+    """impl_torch's functional step with one ``impl``; ``strided`` params are non-contiguous views.
+
+    The oracle's state always counts steps; for a rule whose torch state does not
+    (``rules.Rule.STEP_IN_STATE``: SGD) the run counts them itself."""
 
     def __init__(self, impl: str, strided: bool, rule, params, dtype):
         self.impl, self.rule, self.dtype = impl, rule, TORCH_DTYPES[dtype]
         self.params = [self._tensor(p, strided) for p in params]
         self.states = [impl_torch.init_state(rule, p) for p in self.params]
+        self.count = 0
 
     def _tensor(self, value, strided: bool) -> torch.Tensor:
         t = torch.tensor(np.asarray(value), dtype=self.dtype)
@@ -56,10 +60,12 @@ class TorchRun:
     def step(self, grads) -> None:
         gs = [torch.tensor(np.asarray(g), dtype=self.dtype) for g in grads]
         impl_torch.step(self.rule, self.params, gs, self.states, impl=self.impl)
+        self.count += 1
 
     def values(self):
         params = [_to_np(p) for p in self.params]
-        states = [{n: _to_np(s[n]) for n in self.rule.state_names} | {"step": int(s["step"])} for s in self.states]
+        states = [{n: _to_np(s[n]) for n in self.rule.state_names if n in s}
+                  | {"step": int(s["step"]) if "step" in s else self.count} for s in self.states]
         return params, states
 
     def load(self, params, states) -> None:
@@ -67,8 +73,14 @@ class TorchRun:
             for p, s, p_new, s_new in zip(self.params, self.states, params, states):
                 p.copy_(torch.tensor(np.asarray(p_new), dtype=self.dtype))
                 for n in self.rule.state_names:
-                    s[n].copy_(torch.tensor(np.asarray(s_new[n]), dtype=self.dtype))
-                s["step"].fill_(s_new["step"])
+                    value = torch.tensor(np.asarray(s_new[n]), dtype=self.dtype)
+                    if n in s:
+                        s[n].copy_(value)
+                    elif s_new["step"] > 0:  # made at the first step (rules.Rule.FIRST_GRADIENT_STATE)
+                        s[n] = self._tensor(value, not self.params[0].is_contiguous() and value.ndim > 0)
+                if "step" in s:
+                    s["step"].fill_(s_new["step"])
+                self.count = s_new["step"]
 
 
 class JaxRun:

@@ -15,7 +15,7 @@ import math
 
 from adaptbench import rules
 from tests import peer_lookup
-from tests.rule_options import structural_options
+from tests.rule_options import completed, structural_options
 
 _PEER_CLASS = {"torch": peer_lookup.torch_class, "optax": peer_lookup.optax_factory,
                "keras": peer_lookup.keras_class}
@@ -29,7 +29,8 @@ def base(cls, convention: str = "torch") -> rules.Rule:
 
 def _single_options(cls) -> dict:
     # rule_options' single options are exactly the fields that switch a term on or off
-    return {k: v for _, overrides in structural_options(cls)[1:-1] for k, v in overrides.items()}
+    # (each option's own field: the first of its overrides)
+    return dict(next(iter(overrides.items())) for _, overrides in structural_options(cls)[1:-1])
 
 
 def switches(cls) -> list[str]:
@@ -55,7 +56,25 @@ def everything(rule: rules.Rule, term: float = 0.5, weight_decay: float = 0.01) 
     cls = type(rule)
     overrides = {name: not getattr(rule, name) for name in switches(cls) if name != "decoupled_weight_decay"}
     overrides |= {name: term for name in terms(cls)}
-    return overrides | {"weight_decay": weight_decay}
+    overrides |= {"weight_decay": weight_decay}
+    return completed(lambda o: rule.replace(**o), overrides, {name: term for name in terms(cls)})
+
+
+def every_state(cls) -> dict:
+    """Overrides under which ``cls``'s torch preset keeps every state it can (RMSprop
+    centered with momentum, Adam's amsgrad maximum, SGD's momentum buffer)."""
+    rule, out = base(cls), {}
+    for _, overrides in structural_options(cls)[1:-1]:
+        if set(rule.replace(**overrides).state_names) - set(rule.state_names):
+            out |= overrides
+    return out
+
+
+def flipped(rule: rules.Rule, name: str, term: float = 0.5) -> dict | None:
+    """Overrides flipping switch ``name`` of ``rule``, with a term it needs (SGD's nesterov:
+    momentum), :func:`rule_options.completed`; None when no such rule is valid."""
+    return completed(lambda o: rule.replace(**o), {name: not getattr(rule, name)},
+                     {t: term for t in terms(type(rule))})
 
 
 def halved(rule: rules.Rule) -> rules.Rule:
@@ -71,7 +90,7 @@ def option_cases(rule: rules.Rule, term: float = 0.5) -> list[tuple[str, rules.R
     cls = type(rule)
     cases = [("defaults", rule)]
     for name in switches(cls):
-        changed = rule.replace(**{name: not getattr(rule, name)})
+        changed = rule.replace(**flipped(rule, name, term))
         if not changed.irrelevant(name):
             cases.append((f"{name}={getattr(changed, name)}", changed))
     cases += [(f"{name}={term}", rule.replace(**{name: term})) for name in terms(cls)]
@@ -121,6 +140,8 @@ def peer_cases(rule: rules.Rule, peer: str, term: float = 0.5) -> list[tuple[str
     cases, seen = [], set()
     singles = [(i, r) for i, r in option_cases(rule, term)[:-1] if computes(r, peer)]
     merged = {k: v for _, r in singles[1:] for k, v in r.as_dict().items() if v != getattr(rule, k)}
+    merged = completed(lambda o: cls(**{**rule.as_dict(), **o}), merged,
+                       {k: v for k, v in merged.items() if type(v) is float})
     together = cls(**{**rule.as_dict(), **merged})
     if len(singles) > 2 and computes(together, peer):
         singles.append(("all", together))

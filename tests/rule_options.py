@@ -19,14 +19,39 @@ from adaptbench import rules
 _NOT_STRUCTURAL = {"complex_as_real"}
 
 
+def completed(make, overrides: dict, terms: dict) -> dict | None:
+    """``overrides`` as a valid rule takes them (``make(overrides)`` raises no
+    ``ValueError``): as they are, else with one more of ``terms`` switched on (SGD's
+    nesterov needs momentum), else without one of the terms among them (nesterov refuses
+    dampening); None when none of these is valid."""
+    tries = [overrides]
+    tries += [{**overrides, name: value} for name, value in terms.items() if name not in overrides]
+    tries += [{k: v for k, v in overrides.items() if k != name} for name in terms if name in overrides]
+    for candidate in tries:
+        try:
+            make(candidate)
+        except ValueError:
+            continue
+        return candidate
+    return None
+
+
 def structural_options(rule_class) -> list[tuple[str, dict]]:
-    """``(id, overrides)``: the defaults, each option alone, and everything at once."""
+    """``(id, overrides)``: the defaults, each option alone (with a term it needs,
+    :func:`completed`), and everything at once (less a term it refuses)."""
     fields = [f for f in dataclasses.fields(rule_class) if f.name not in _NOT_STRUCTURAL]
     flips = {f.name: not f.default for f in fields if type(f.default) is bool}
     terms = {f.name: 0.25 for f in fields if type(f.default) is float and f.default == 0.0}
+
+    def make(overrides):
+        return rule_class(**overrides)
+
     options = [("defaults", {})]
-    options += [(f"{name}={value}", {name: value}) for name, value in {**flips, **terms}.items()]
-    options.append(("all", {**flips, **terms}))
+    for name, value in {**flips, **terms}.items():
+        overrides = completed(make, {name: value}, terms)
+        if overrides is not None:
+            options.append((f"{name}={value}", overrides))
+    options.append(("all", completed(make, {**flips, **terms}, terms)))
     return options
 
 

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 import impl_jax  # noqa: E402
 from adaptbench import rules  # noqa: E402
+from tests import registry_cases  # noqa: E402
 
 
 def test_complex_gradient_of_a_real_param_is_refused():
@@ -43,7 +44,7 @@ def test_float16_gradients_of_float32_params_are_refused():
 
 @pytest.mark.parametrize("name", list(rules.RULES))
 def test_state_of_another_dtype_is_refused_without_params_too(name):
-    rule = rules.preset(name, "torch", centered=True) if name == "rmsprop" else rules.preset(name, "torch")
+    rule = rules.preset(name, "torch", **registry_cases.every_state(rules.RULES[name]))
     tx = impl_jax.transformation(rule)
     state = tx.init({"a": jnp.ones(2, jnp.float32), "b": jnp.ones(2, jnp.float32)})
     grads = {"a": jnp.ones(2, jnp.float32), "b": jnp.ones(2, jnp.bfloat16)}

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from adaptbench.rules import reference  # noqa: E402
 from tests.implementations import IMPLEMENTATIONS  # noqa: E402
-from tests.registry_cases import everything, has_field, switches, terms  # noqa: E402
+from tests.registry_cases import everything, flipped, has_field, switches, terms  # noqa: E402
 
 # Scalar, the tutorial's softmax regression on Iris ([4, 3] weight + [3] bias), a large flat
 # tensor; per-leaf gradient scales span five decades.
@@ -50,9 +50,9 @@ def _configs(rule):
     yield "decoupled_weight_decay", {"weight_decay": 0.1, "decoupled_weight_decay": True} | lr_terms
     yield "maximize", {"maximize": True}
     for name in switches(cls):
-        flipped = {name: not getattr(rule, name)}
-        if name not in ("maximize", "decoupled_weight_decay") and not rule.replace(**flipped).irrelevant(name):
-            yield f"{name}={flipped[name]}", flipped
+        overrides = flipped(rule, name)
+        if name not in ("maximize", "decoupled_weight_decay") and not rule.replace(**overrides).irrelevant(name):
+            yield f"{name}={overrides[name]}", overrides
     if has_field(cls, "eps"):
         yield "large_eps", {"eps": 1e-1}
         yield "zero_eps", {"eps": 0.0}

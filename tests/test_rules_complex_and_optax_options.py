@@ -23,6 +23,9 @@ COMPLEX_RULES = {
     "adadelta": rules.Adadelta(lr=0.5, rho=0.8, weight_decay=0.1),
     "rmsprop": rules.RMSprop(lr=0.01, alpha=0.9),
     "rmsprop-centered-momentum": rules.RMSprop(lr=0.01, alpha=0.9, centered=True, momentum=0.5, maximize=True),
+    "adam-amsgrad": rules.Adam(lr=0.01, amsgrad=True, weight_decay=0.1),
+    "adamw": rules.AdamW(lr=0.01, maximize=True),
+    "sgd-momentum": rules.SGD(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.1),
 }
 
 
@@ -160,6 +163,11 @@ OPTAX_COMPLEX = {
     "rmsprop-centered-nesterov-bias_correction": rules.preset(
         "rmsprop", "optax", lr=0.01, centered=True, momentum=0.5, nesterov=True, bias_correction=True, initial_scale=0.3
     ),
+    "adam": rules.preset("adam", "optax", lr=0.01),
+    "adam-nesterov-eps_root": rules.preset("adam", "optax", lr=0.01, nesterov=True, eps_root=1e-3),
+    "amsgrad": rules.preset("adam", "optax", lr=0.01, amsgrad=True, amsgrad_bias_corrected=True),
+    "adamw": rules.preset("adamw", "optax", lr=0.01),
+    "sgd-nesterov": rules.preset("sgd", "optax", lr=0.01, momentum=0.9, nesterov=True),
 }
 
 

@@ -67,6 +67,9 @@ KWARGS = {  # the fused selection of tests/peers (compilations shared within a r
     "adagrad": {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1},
     "adadelta": {"weight_decay": 0.1, "maximize": True},
     "rmsprop": {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
+    "adam": {"weight_decay": 0.1, "amsgrad": True, "maximize": True},
+    "adamw": {"amsgrad": True, "maximize": True},
+    "sgd": {"weight_decay": 0.1, "momentum": 0.9, "dampening": 0.1, "maximize": True},
 }
 
 
@@ -85,7 +88,8 @@ def _amp_run(make, steps=5, inf_at=2):
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        steps_seen.append(opt.state[params[0]]["step"].item())
+        step = opt.state[params[0]].get("step")  # SGD keeps none: its skip shows in the params
+        steps_seen.append(None if step is None else step.item())
         scales.append(scaler.get_scale())
     return [p.detach() for p in params], steps_seen, scales
 

@@ -93,7 +93,9 @@ def _step_compiled_and_eager(rule, impl: str, backend: str, exact: bool) -> None
     tol = {} if exact else {"rtol": rules.tolerance("float32").rtol, "atol": rules.tolerance("float32").atol}
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, equal_nan=True, **tol)
-        assert opt.state[a]["step"].item() == 3 and opt.state[a]["step"].device.type == "cpu"
+        assert opt.state[a].keys() == ref_opt.state[b].keys()
+        if "step" in opt.state[a]:  # (SGD keeps none)
+            assert opt.state[a]["step"].item() == 3 and opt.state[a]["step"].device.type == "cpu"
 
 
 @pytest.mark.parametrize("impl", ["fused", "foreach"])

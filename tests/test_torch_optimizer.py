@@ -29,7 +29,9 @@ from tests.registry_cases import (
     option_cases,
     peer_cases,
     switches,
+    terms,
 )
+from tests.rule_options import completed
 
 #: Every registered rule impl_torch has math for, and those of them with a torch.optim peer.
 RULES = [name for name in rules.RULES if name in UPDATES]
@@ -192,11 +194,15 @@ def test_param_groups_with_different_hyperparameters(rule, impl):
     defaults; but the fields that fill a state's initial value, which torch.optim.Adagrad
     reads from its constructor for every group (tests/test_rule_adagrad.py)."""
     default = rules.RULES[rule.name]()
-    rule = rule.replace(**{
-        field: getattr(default, field) for field in rule.as_dict()
-        if any(default.replace(**{field: getattr(rule, field)}).initial_value(n) != default.initial_value(n)
-               for n in rule.STATE)
-    })
+
+    def fills_state(field):
+        try:
+            changed = default.replace(**{field: getattr(rule, field)})
+        except ValueError:  # valid only with other fields (SGD's nesterov needs momentum)
+            return False
+        return any(changed.initial_value(n) != default.initial_value(n) for n in rule.STATE)
+
+    rule = rule.replace(**{field: getattr(default, field) for field in rule.as_dict() if fills_state(field)})
     init, grads = make_tensors(torch.float32, 4)
     po, pt = leaves(init), leaves(init)
     ours = OURS[rule.name]([{"params": po[:2]}, {"params": po[2:], **rule.as_dict()}], impl=impl)
@@ -247,7 +253,8 @@ def test_low_precision_stays_close_to_fp32(rule, impl, dtype):
     for a, b in zip(plo, p32):
         assert a.dtype == dtype and torch.isfinite(a).all()
         torch.testing.assert_close(a.float(), b.detach(), rtol=0, atol=steps * spacing * 4)
-        assert olo.state[a]["step"].dtype == torch.float32
+        if rules.RULES[rule].STEP_IN_STATE:
+            assert olo.state[a]["step"].dtype == torch.float32
 
 
 # --- state dicts ----------------------------------------------------------------------------
@@ -274,7 +281,8 @@ def test_state_dict_round_trip(rule, impl):
     p_resumed = leaves(saved_params)
     resumed = cls(p_resumed, **rule.as_dict(), impl=impl)
     resumed.load_state_dict(saved)
-    assert resumed.state[p_resumed[0]]["step"].item() == 3
+    if rule.STEP_IN_STATE:
+        assert resumed.state[p_resumed[0]]["step"].item() == 3
     _continue(resumed, p_resumed, grads[3:])
     assert_same(resumed, full, p_resumed, p_full)
 
@@ -315,9 +323,11 @@ def test_state_dict_cross_loading(rule, direction):
 
 @pytest.mark.parametrize("rule", OWN_ALL + [pytest.param(p.values[0], id=f"{p.id}-torch") for p in PEER_ALL])
 def test_state_is_keyed_like_torch_optim(rule):
-    """``step`` (a CPU float32 scalar) and the rule's ``state_names``, created when the
-    parameter is added where torch.optim's class does so (``state_at_construction``:
-    Adagrad's), else at the first step; the same keys as torch.optim's where it has the rule."""
+    """``step`` (a CPU float32 scalar, for the rules that count steps) and the rule's
+    ``state_names``, created when the parameter is added where torch.optim's class does so
+    (``state_at_construction``: Adagrad's), else at the first step, and no entry for a
+    parameter without state (SGD without momentum); the same keys as torch.optim's where it
+    has the rule."""
     p = torch.zeros(3, requires_grad=True)
     opt = OURS[rule.name]([p], **rule.as_dict())
     if rule.name in STATE_AT_CONSTRUCTION:
@@ -328,15 +338,17 @@ def test_state_is_keyed_like_torch_optim(rule):
         assert len(opt.state) == 0
     p.grad = torch.ones(3)
     opt.step()
-    assert set(opt.state[p]) == {"step", *rule.state_names}
-    step = opt.state[p]["step"]
-    assert step.dtype == torch.float32 and step.device.type == "cpu" and step.dim() == 0 and step.item() == 1
+    keys = set(functional.state_keys(rule))
+    assert set(opt.state.get(p, {})) == keys and (p in opt.state) == bool(keys)
+    if rule.STEP_IN_STATE:
+        step = opt.state[p]["step"]
+        assert step.dtype == torch.float32 and step.device.type == "cpu" and step.dim() == 0 and step.item() == 1
     if rule.name in PEERED and computes(rule, "torch"):
         q = torch.zeros(3, requires_grad=True)
         theirs = make_peer(rule, "torch", [q])
         q.grad = torch.ones(3)
         theirs.step()
-        assert set(theirs.state[q]) == set(opt.state[p])
+        assert set(theirs.state.get(q, {})) == set(opt.state.get(p, {})) and (q in theirs.state) == (p in opt.state)
 
 
 # --- optimizer behaviour ----------------------------------------------------------------------
@@ -478,9 +490,11 @@ def test_keyword_mapping(rule, kw, impl):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_switches_go_into_rule(rule):
-    flipped = {name: not getattr(rules.RULES[rule](), name) for name in switches(rules.RULES[rule])}
-    got = OURS[rule](_param(), **flipped).group_rules()[0]
-    assert {name: getattr(got, name) for name in flipped} == flipped
+    default = rules.RULES[rule]()
+    flips = {name: not getattr(default, name) for name in switches(rules.RULES[rule])}
+    overrides = completed(lambda o: default.replace(**o), flips, {t: 0.5 for t in terms(rules.RULES[rule])})
+    got = OURS[rule](_param(), **overrides).group_rules()[0]
+    assert {name: getattr(got, name) for name in overrides} == overrides
 
 
 @pytest.mark.parametrize("rule, kw, exc, match", REFUSALS)

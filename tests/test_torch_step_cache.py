@@ -14,6 +14,8 @@ import torch
 
 import impl_torch
 
+from adaptbench import rules
+from tests import registry_cases
 from tests.peer_lookup import ours_torch_class, rule_names
 
 
@@ -169,8 +171,7 @@ def _run(name, change, cached: bool, **kw):
 @pytest.mark.parametrize("name", rule_names())
 def test_a_change_between_steps_is_seen_as_by_the_full_check(name, change, impl):
     kw = {"impl": impl} if change is not _impl_changed else {}
-    if name == "rmsprop":
-        kw.update(momentum=0.5, centered=True)
+    kw.update(registry_cases.every_state(rules.RULES[name]))
     cached = _run(name, change, True, **kw)
     full = _run(name, change, False, **kw)
     assert cached[0] == full[0]

@@ -1,9 +1,9 @@
 """adaptbench's specification: the rules, their conventions, the oracle. NumPy only.
 
-A rule is one module (``adagrad.py``, ``adadelta.py``, ``rmsprop.py``, or a user's own)
-holding a ``Rule`` dataclass registered with :func:`register`; ``RULES`` maps every
-registered name to its class, in registration order. Every implementation imports from
-here and nothing here imports them (docs/adding-a-rule.md).
+A rule is one module (``adagrad.py``, ``adadelta.py``, ``rmsprop.py``, ``sgd.py``, or a
+user's own) holding a ``Rule`` dataclass registered with :func:`register`; ``RULES`` maps
+every registered name to its class, in registration order. Every implementation imports
+from here and nothing here imports them (docs/adding-a-rule.md).
 """
 
 from . import reference
@@ -18,6 +18,7 @@ from .adadelta import Adadelta  # noqa: E402
 from .rmsprop import RMSprop  # noqa: E402
 from .adam import Adam  # noqa: E402
 from .adamw import AdamW  # noqa: E402
+from .sgd import SGD  # noqa: E402
 
 __all__ = [
     "RULES",
@@ -27,6 +28,7 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "SGD",
     "Peer",
     "Rule",
     "preset",

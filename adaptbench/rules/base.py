@@ -9,6 +9,12 @@ of their own) holding a frozen dataclass derived from :class:`Rule`, registered 
   torch.optim names them, in order), ``state_names`` (those this configuration keeps),
   ``SECOND_MOMENTS`` (the ones that accumulate squares: real-valued for a complex
   parameter under ``complex_as_real=False``) and :meth:`Rule.initial_value`;
+  ``STEP_IN_STATE`` (whether torch.optim keeps a per-parameter ``"step"`` counter: True
+  for Adagrad, Adadelta, RMSprop; False for SGD, whose state is its momentum buffer only);
+  ``FIRST_GRADIENT_STATE`` (the states torch.optim creates at a parameter's first step
+  from that step's effective gradient, SGD's ``momentum_buffer = grad.clone()``, rather
+  than filling them at init) with :meth:`Rule.first_step_rule`, the rule whose step from
+  those states at zero computes that first step;
 - its **conventions**: ``PRESETS``, the keyword overrides that reproduce each source
   (``"seed"``, ``"torch"``, ``"optax"``) exactly;
 - **torch.optim's signature**: ``TORCH_POSITIONAL`` and ``TORCH_KEYWORD_ONLY``, the order
@@ -119,6 +125,16 @@ class Rule:
     #: opposed to the numbers in them: what a compiled step specialises on, while every
     #: numeric field stays an input of it (``impl_torch/fused.py``).
     STRUCTURE: ClassVar[tuple[str, ...]] = ("has_weight_decay",)
+    #: Whether torch.optim keeps a per-parameter ``"step"`` count in the state (every
+    #: implementation then keeps and increments one); False: the state holds ``state_names``
+    #: only (torch.optim.SGD), and a parameter whose rule keeps no state has no entry at all.
+    STEP_IN_STATE: ClassVar[bool] = True
+    #: State names (among ``STATE``) that torch.optim creates at a parameter's first step
+    #: from that step's effective gradient (torch.optim.SGD's ``momentum_buffer =
+    #: grad.clone()``) instead of at init: a fresh state lacks them, the first step
+    #: allocates them as zeros (``initial_value`` must be 0) and runs
+    #: :meth:`first_step_rule`.
+    FIRST_GRADIENT_STATE: ClassVar[frozenset[str]] = frozenset()
 
     lr: float
     weight_decay: float = 0.0
@@ -199,6 +215,14 @@ class Rule:
         """The value state ``name`` starts at in every real element (0 unless the rule says)."""
         return 0.0
 
+    def first_step_rule(self) -> "Rule":
+        """The rule that computes a parameter's first step from its ``FIRST_GRADIENT_STATE``
+        at zero, exactly as torch.optim's first step creates them from the gradient: one
+        implementation of the update serves both steps, without a branch per parameter
+        inside the kernels (SGD: ``dampening=0``, so that ``b <- momentum*0 + (1-0)*g`` is
+        ``g``). ``self`` for a rule without such state."""
+        return self
+
     @property
     def has_weight_decay(self) -> bool:
         """Whether the ``weight_decay`` term is present (``weight_decay != 0``)."""
@@ -221,7 +245,8 @@ class Rule:
     def accesses_per_element(self) -> int:
         """Element-sized accesses that one step must make: read p, g, each state; write p, each state.
 
-        Multiply by the dtype's itemsize for bytes (fp32 Adagrad/RMSprop: 5 accesses, 20 B).
+        Multiply by the dtype's itemsize for bytes (fp32 Adagrad/RMSprop: 5 accesses, 20 B;
+        SGD without momentum 3 accesses, 12 B). The step count is a scalar, not counted.
         """
         return 2 + 2 * len(self.state_names) + 1
 

@@ -53,7 +53,9 @@ def register(cls: type[Rule]) -> type[Rule]:
     fields or torch.optim's flags (``foreach``, ``maximize``, ``capturable``,
     ``differentiable``, ``fused``) or ``TORCH_TUPLES`` (each packing fields that are not
     arguments themselves) once each; ``PEERS``' keywords and fixed values name
-    fields; and ``reference_update`` is defined. ``TypeError``/``ValueError`` otherwise."""
+    fields; ``STEP_IN_STATE`` is a bool and ``FIRST_GRADIENT_STATE`` a frozenset of names
+    in ``STATE`` (not ``SECOND_MOMENTS``, whose dtype may differ from the gradient's) that
+    start at 0 in the torch preset; and ``reference_update`` is defined. ``TypeError``/``ValueError`` otherwise."""
     # its own decorator: a subclass that is not itself a dataclass inherits Rule's dataclass
     # attributes, and its annotations would silently not be fields
     if not (isinstance(cls, type) and issubclass(cls, Rule) and "__dataclass_fields__" in cls.__dict__):
@@ -79,6 +81,17 @@ def register(cls: type[Rule]) -> type[Rule]:
                          f"{set(default.state_names) - set(cls.STATE)}")
     if not set(cls.SECOND_MOMENTS) <= set(cls.STATE):
         raise ValueError(f"{cls.__name__}.SECOND_MOMENTS must be among STATE {cls.STATE}")
+    if not isinstance(cls.STEP_IN_STATE, bool):
+        raise TypeError(f"{cls.__name__}.STEP_IN_STATE must be a bool, got {cls.STEP_IN_STATE!r}")
+    first = cls.FIRST_GRADIENT_STATE
+    if not isinstance(first, frozenset):
+        raise TypeError(f"{cls.__name__}.FIRST_GRADIENT_STATE must be a frozenset, got {first!r}")
+    if not first <= set(cls.STATE) or first & cls.SECOND_MOMENTS:
+        raise ValueError(f"{cls.__name__}.FIRST_GRADIENT_STATE must be among STATE {cls.STATE} "
+                         f"and not SECOND_MOMENTS (a copy of the gradient), got {sorted(first)}")
+    if default is not None and any(default.initial_value(n) != 0 for n in first):
+        raise ValueError(f"{cls.__name__}.FIRST_GRADIENT_STATE {sorted(first)} must start at 0 "
+                         f"(the first step computes them from zeros with first_step_rule())")
     signature = cls.TORCH_POSITIONAL + cls.TORCH_KEYWORD_ONLY
     if len(set(signature)) != len(signature):
         raise ValueError(f"{cls.__name__}'s torch.optim signature names an argument twice: {signature}")

@@ -120,6 +120,11 @@ class Rule:
     #: the optimizer classes and factories take the tuple (torch.optim's spelling) or the
     #: fields; a param group keeps the tuple, as torch.optim's does.
     TORCH_TUPLES: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: Overrides of torch.optim's defaults giving the configuration users typically run,
+    #: where the defaults leave the rule's point out (SGD: momentum 0.9, heavy-ball
+    #: momentum as training scripts use it; torch.optim's default momentum is 0): the one
+    #: the benchmark sweep times.
+    TYPICAL: ClassVar[Mapping[str, Any]] = {}
     PEERS: ClassVar[Mapping[str, Peer]] = {}
     #: The properties that say which terms of the formula are present (``has_*``), as
     #: opposed to the numbers in them: what a compiled step specialises on, while every

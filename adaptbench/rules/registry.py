@@ -101,6 +101,7 @@ def register(cls: type[Rule]) -> type[Rule]:
             raise ValueError(f"{cls.__name__}.TORCH_TUPLES[{packed!r}] must be an argument of the torch.optim "
                              f"signature whose fields {parts} are not arguments of their own")
     _known(cls, "TORCH_POSITIONAL/TORCH_KEYWORD_ONLY", signature, fields | set(_FLAGS) | set(cls.TORCH_TUPLES))
+    _known(cls, "TYPICAL", cls.TYPICAL, fields)
     for peer, spec in cls.PEERS.items():
         _known(cls, f"PEERS[{peer!r}]", {**spec.keywords, **spec.fixed}, fields)
     _RULES[name] = cls

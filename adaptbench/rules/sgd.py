@@ -52,6 +52,7 @@ class SGD(Rule):
     FIRST_GRADIENT_STATE: ClassVar[frozenset[str]] = frozenset({"momentum_buffer"})
     # "seed": the training experiment's SGD baseline (lr 0.1), the curve the adaptive
     # rules are compared with; the tutorial's adaptive rules run at lr 0.02
+    TYPICAL: ClassVar[dict] = {"momentum": 0.9}
     PRESETS: ClassVar[dict] = {
         "seed": dict(lr=0.1),
         "torch": dict(),

@@ -17,7 +17,8 @@ Three sweeps (``ADAPTBENCH_SWEEP``, set by ``python -m bench run``):
   x64 mode on for the whole session.
 
 Every implementation computes the same update class with the ``torch`` convention's
-hyperparameters (``rules.preset(rule, "torch")``). Every registered rule is swept
+hyperparameters and the rule's typical overrides (``rules.preset(rule, "torch",
+**Rule.TYPICAL)``: SGD with momentum 0.9). Every registered rule is swept
 (``rules.RULES``, a user's own with ``--rules-module``); each peer gets the keywords the
 rule's ``PEERS`` give it (``peer_settings``), and a peer without a setting for the rule has
 no rows.
@@ -228,7 +229,7 @@ def rule_for(name: str):
     from adaptbench import rules
 
     rule_names()
-    return rules.preset(name, CONVENTION)
+    return rules.preset(name, CONVENTION, **rules.RULES[name].TYPICAL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 USAGE = """usage: python -m bench COMMAND [ARGS...]
 
 commands:
-  run [--quick|--full] [--threads LIST] [--rules-module M] [-- PYTEST-ARGS]
+  run [--quick|--all-dtypes] [--threads LIST] [--rules-module M] [-- PYTEST-ARGS]
                                     time the benchmark sweep (pytest --benchmark-only bench/) at the
                                     machine's default thread count and at one pinned thread, then report;
                                     --quick (make bench): a subset of sizes and peers, into results/<machine>/quick/;

@@ -13,7 +13,7 @@ Three sweeps (``ADAPTBENCH_SWEEP``, set by ``python -m bench run``):
   implementation at my size" at both thread settings in minutes.
 - ``default`` (``run``): fp32; CPU (and CUDA when present); every rule, size and
   implementation; the committed ``results/<machine>/``.
-- ``full`` (``run --full``): the default plus bf16 and fp64, with jax's
+- ``full`` (``run --all-dtypes``): the default plus bf16 and fp64, with jax's
   x64 mode on for the whole session.
 
 Every implementation computes the same update class with the ``torch`` convention's

@@ -1,4 +1,4 @@
-"""``python -m bench run [--quick | --full] [--threads LIST] [--rules-module M] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
+"""``python -m bench run [--quick | --all-dtypes] [--threads LIST] [--rules-module M] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
 
 Runs ``pytest bench --benchmark-only`` once per thread setting, each in its own process
 (``ADAPTBENCH_THREADS``; see ``bench/machine.py``): ``default`` (the machine's default, the
@@ -13,7 +13,7 @@ Round settings live in pyproject.toml's pytest ``addopts`` (at least 5 rounds, a
 ``pytest --benchmark-only`` times the same way. The sweep (``ADAPTBENCH_SWEEP``,
 ``bench/timing/cases.py``): ``--quick`` (``make bench``) times a documented subset of
 sizes and peers with ``QUICK_ROUNDS`` into ``results/<machine>/quick/``, never over the
-whole sweep's folder; no flag is the whole fp32 sweep (the committed results); ``--full``
+whole sweep's folder; no flag is the whole fp32 sweep (the committed results); ``--all-dtypes``
 adds bf16 and fp64 and takes more rounds (``make bench-full`` is the whole fp32 sweep,
 ``run`` without ``--quick``).
 The Keras peers run after each setting's sweep in one process per backend, into that
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--quick", action="store_true",
                        help="a subset of sizes and peers in minutes, into results/<machine>/quick/ (make bench)")
-    which.add_argument("--full", action="store_true", help="bf16 and fp64 too, more rounds")
+    which.add_argument("--all-dtypes", action="store_true",
+                       help="the whole sweep in bf16 and fp64 too, more rounds (make bench-full is fp32)")
     parser.add_argument("--threads", help="comma-separated thread settings (default: 'default,1')")
     parser.add_argument("--rules-module", action="append", default=[], metavar="MODULE",
                         help="import MODULE's rules in every pytest run, so that they are swept (repeatable); "
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     modules = [a for m in args.rules_module for a in ("--rules-module", m)]
     extra = [*modules, *user]
     try:
-        sweep = "quick" if args.quick else "full" if args.full else cases.sweep()
+        sweep = "quick" if args.quick else "full" if args.all_dtypes else cases.sweep()
         settings = thread_settings(args.threads)
     except ValueError as exc:
         parser.error(str(exc))

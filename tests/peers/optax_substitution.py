@@ -8,12 +8,14 @@ Nothing of optax's tests is copied: pytest collects them from the installed pack
 The outcomes are written as JSON to ``$ADAPTBENCH_OPTAX_REPORT`` for
 tests/peers/test_optax_suite.py. Run by hand (from the repository root)::
 
-    ADAPTBENCH_OPTAX_REPORT=/tmp/o.json python -m pytest -c /dev/null -p no:cacheprovider \
-        -p tests.peers.optax_substitution $(python -c "import optax, os; print(os.path.dirname(optax.__file__))")/_src/alias_test.py
+    O=$(python -c "import optax, os; print(os.path.dirname(optax.__file__))")
+    ADAPTBENCH_OPTAX_REPORT=/tmp/o.json python -m pytest -c /dev/null --confcutdir $O/.. -p no:cacheprovider \
+        -p tests.peers.optax_substitution $O/_src/alias_test.py
 """
 
 import json
 import os
+import re
 
 import optax
 import pytest
@@ -146,7 +148,11 @@ _TRANSFORMS = ("scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adad
 SUBSTITUTES = {alias: _ALIASES, transform: _TRANSFORMS, optax: _ALIASES + _TRANSFORMS}
 
 # What a case must mention (its name, or its parameters' repr) to touch these rules.
-_TOUCHES = _ALIASES + ("scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")
+# Whole words, "_" counting as a separator: "adam" must not select nadam, radam or adamax
+# (optax's own code), while "test_adam" and optimistic_adam (built on scale_by_adam) stay.
+_TOUCHES = re.compile(
+    r"(?<![a-z0-9])(" + "|".join(_ALIASES + ("scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")) + r")(?![a-z0-9])"
+)
 # Cases that use these rules without naming them.
 _ALSO = {"test_map_params_to_none"}
 
@@ -234,7 +240,7 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         text = _describe(item)
-        touches = any(w in text for w in _TOUCHES) or item.name in _ALSO
+        touches = bool(_TOUCHES.search(text)) or item.name in _ALSO
         for_time = not full and any(item.name.startswith(p) and all(w in text for w in ws) for p, ws in FOR_TIME)
         (keep if touches and not for_time else drop).append(item)
         if touches and for_time:

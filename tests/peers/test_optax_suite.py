@@ -52,8 +52,12 @@ def run_suite(modules, tmp_path, extra_env=None) -> dict:
         **(extra_env or {}),
     }
     site = pathlib.Path(paths[0]).parents[2]  # .../site-packages, so ids read optax/...
+    # --confcutdir: a virtual environment inside a checkout (.venv) would otherwise have
+    # pytest load that checkout's conftest.py and put its root first on sys.path, so a
+    # worktree's run would import the other checkout's packages.
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-c", os.devnull, "--rootdir", str(site), "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-c", os.devnull, "--rootdir", str(site), "--confcutdir", str(site),
+         "-p", "no:cacheprovider",
          "-p", "tests.peers.optax_substitution", "-q", *paths],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )

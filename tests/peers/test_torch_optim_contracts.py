@@ -197,15 +197,43 @@ def test_deepcopy_steps_on_independently(name, impl):
 
 @cases
 def test_tensor_lr_is_the_float_lr(name, impl):
-    a, b, c = _model(), _model(), _model()
+    b, c = _model(), _model()
     lr = 0.01
-    theirs = _trajectory(_theirs(name, a, lr=torch.tensor(lr)), a, 3)
     with_tensor = _trajectory(_ours(name, impl, b, lr=torch.tensor(lr)), b, 3)
     with_float = _trajectory(_ours(name, impl, c, lr=lr), c, 3)
-    for x, y, z in zip(theirs, with_tensor, with_float):
+    for y, z in zip(with_tensor, with_float):
         _assert_same(y, z)
-        if impl != "fused":
-            _assert_same(x, y)
+
+
+# torch.optim.Adam/AdamW keep a Tensor lr a tensor in their foreach=False step, so
+# ``lr / (1 - beta1**t)`` (and AdamW's ``1 - lr * weight_decay``) is rounded in the lr's
+# dtype, float32 here: their trajectory differs from their own float lr's. Ours reads a
+# Tensor lr as its value in every impl (one rule, one number), equal to torch.optim with
+# that float lr (test_tensor_lr_is_the_float_lr, and the float configs' bitwise tests).
+TENSOR_LR_ROUNDED = {"Adam", "AdamW"}
+
+
+def _tensor_lr_cases():
+    for name in db.RULES:
+        for impl in ("auto", "loop", "foreach"):
+            marks = []
+            if name in TENSOR_LR_ROUNDED:
+                marks.append(pytest.mark.xfail(strict=True, reason=(
+                    f"torch.optim.{name} rounds lr / (1 - beta1**t) in a Tensor lr's float32; "
+                    "ours uses the lr's value, as torch.optim does for a float lr")))
+            yield pytest.param(name, impl, marks=marks, id=f"{name}-{impl}")
+
+
+@pytest.mark.parametrize("name, impl", list(_tensor_lr_cases()))
+def test_tensor_lr_is_torch_optims_tensor_lr(name, impl):
+    """Against torch.optim's foreach=False with the same Tensor lr (the eager impls: fused
+    agrees within tolerance only)."""
+    a, b = _model(), _model()
+    lr = torch.tensor(0.01)
+    theirs = _trajectory(_theirs(name, a, lr=lr), a, 3)
+    ours = _trajectory(_ours(name, impl, b, lr=lr.clone()), b, 3)
+    for x, y in zip(theirs, ours):
+        _assert_same(x, y)
 
 
 # --- LR schedulers ----------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def _refuse(**given):
     cases that set one are named expected failures."""
     named = [f"{k}={v!r}" for k, (v, default) in given.items() if v is not default]
     if named:
-        raise TypeError(f"{', '.join(named)}: no counterpart in impl_jax's Adam")
+        raise TypeError(f"{', '.join(named)}: no counterpart in impl_jax")
 
 
 def adam(learning_rate: optax.ScalarOrSchedule, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, *,
@@ -109,6 +109,13 @@ def amsgrad(learning_rate: optax.ScalarOrSchedule, b1=0.9, b2=0.999, eps=1e-8, e
             bias_correction_nu=(bias_correction_nu, True))
     return _ours("adam", lr=learning_rate, beta1=b1, beta2=b2, eps=eps, eps_root=eps_root,
                  amsgrad=True, amsgrad_bias_corrected=True)
+
+
+def sgd(learning_rate: optax.ScalarOrSchedule, momentum=None, nesterov=False, accumulator_dtype=None):
+    _refuse(accumulator_dtype=(accumulator_dtype, None))
+    # optax ignores nesterov without a momentum trace; torch.optim (and rules.SGD) refuse it
+    return _ours("sgd", lr=learning_rate, momentum=0.0 if momentum is None else momentum,
+                 nesterov=nesterov and momentum is not None)
 
 
 def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, *, nesterov=False):
@@ -150,8 +157,11 @@ SUBSTITUTES = {alias: _ALIASES, transform: _TRANSFORMS, optax: _ALIASES + _TRANS
 # What a case must mention (its name, or its parameters' repr) to touch these rules.
 # Whole words, "_" counting as a separator: "adam" must not select nadam, radam or adamax
 # (optax's own code), while "test_adam" and optimistic_adam (built on scale_by_adam) stay.
+# optax's noisy_sgd and sign_sgd are their own chains, sgd's name without its code
+# (polyak_sgd calls sgd, so it stays).
 _TOUCHES = re.compile(
-    r"(?<![a-z0-9])(" + "|".join(_ALIASES + ("scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")) + r")(?![a-z0-9])"
+    r"(?<![a-z0-9])(?<!noisy_)(?<!sign_)("
+    + "|".join(_ALIASES + ("scale_by_rss", "scale_by_rms", "stddev", "rms_match_adam")) + r")(?![a-z0-9])"
 )
 # Cases that use these rules without naming them.
 _ALSO = {"test_map_params_to_none"}
@@ -189,15 +199,16 @@ DIFFERENCES = [
         "alias_test.py",
         "test_explicit_dtype",
         ("state_dtype=None",),
-        "state layout: the test reads the first moment as optax's 'mu'; impl_jax's is 'exp_avg'",
+        "state layout: the test reads the first moment as optax's 'mu' (Adam) or 'trace' (SGD "
+        "with momentum); impl_jax's are 'exp_avg' and 'momentum_buffer', torch.optim's names",
     ),
     *(
         (
             "alias_test.py",
             "test_explicit_dtype",
             (f"state_dtype='{dtype}'",),
-            "mu_dtype: no counterpart in impl_jax's Adam (the moments take the parameters' "
-            "dtype, as in torch.optim); the substitute raises TypeError naming it",
+            "mu_dtype (Adam) and accumulator_dtype (SGD): no counterpart in impl_jax (the moments "
+            "take the parameters' dtype, as in torch.optim); the substitute raises TypeError naming it",
         )
         for dtype in ("bfloat16", "float32", "complex64")
     ),

@@ -41,6 +41,7 @@ FUSED_CONFIGS = {
     ("RMSprop", "maximize, centered, weight_decay, w/ momentum"),
     ("Adam", "amsgrad"),
     ("AdamW", "amsgrad"),
+    ("SGD", "dampening"),  # the first step's buffer is the gradient, later ones damped
 }
 
 
@@ -198,7 +199,7 @@ def test_error_input_raises_torchs_exception_type(name, index, desc, impl):
 OWN_WORDING = {
     "lr_decay must be bigger than 0": "rules.Adagrad: 'lr_decay must be finite and >= 0, got -0.5'",
     "rho should be between 0 and 1": "rules.Adadelta: 'rho must lie in [0, 1], got 1.1'",
-    "momentum should be between 0 and 1": "rules.RMSprop: 'momentum must be finite and >= 0, got -1.0'",
+    "momentum should be between 0 and 1": "rules.RMSprop/SGD: 'momentum must be finite and >= 0, got -1.0'",
     "beta1 should be between 0 and 1": "rules.Adam/AdamW: 'beta1 (betas[0]) must lie in [0, 1), got 1.0'",
     "weight_decay should > 0": "rules.Adam/AdamW: 'weight_decay must be finite and >= 0, got -1.0'",
 }

@@ -260,10 +260,10 @@ def test_make_step_equals_transformation_plus_apply_updates(case, dtype):
     ``addcdiv_`` does, while the transformation hands out a bf16 delta: one rounding more,
     so there the two differ by at most one bf16 ulp of the delta plus one of the result
     (a tolerance relative to the result would not do: ``p + delta`` may cancel).
-    Decoupled weight decay (AdamW) rounds differently in every dtype: make_step rounds
-    ``p * (1 - lr*wd)`` first, as torch's separate ``param.mul_``, the transformation
-    rounds the one update ``delta - lr*wd*p`` that optax adds to ``p``; the two then
-    differ by at most one ulp of ``p`` more. The states are bitwise equal in every dtype.
+    Under decoupled weight decay (AdamW) the transformation's update is make_step's new
+    parameter minus ``p`` (``_core._decoupled``), exact only while the two are within a
+    factor 2 of each other, so there the same bound holds in every dtype. The states are
+    bitwise equal in every dtype.
     """
     rule = STEP_CASES[case]
     jdtype = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}[dtype]
@@ -276,15 +276,13 @@ def test_make_step_equals_transformation_plus_apply_updates(case, dtype):
         p_b, s_b = params, impl_jax.init(rule, params)
         for k in range(STEPS):
             grads = _grads(params, k)
-            before = jax.tree.map(_to64, p_b)
             p_a, s_a = step(p_a, s_a, grads)
             p_b, s_b, updates = run(p_b, s_b, grads)
             if dtype == "bfloat16" or decoupled:
                 ulp = _bf16_ulp if dtype == "bfloat16" else lambda x: np.spacing(np.abs(x).astype(jdtype))
-                for a, b, u, p in zip(*map(jax.tree.leaves, (p_a, p_b, updates)), jax.tree.leaves(before)):
+                for a, b, u in zip(*map(jax.tree.leaves, (p_a, p_b, updates))):
                     a, b, u = _to64(a), _to64(b), _to64(u)
-                    bound = ulp(u) + ulp(a) + (ulp(p) if decoupled else 0)
-                    assert np.all(np.abs(a - b) <= bound)
+                    assert np.all(np.abs(a - b) <= ulp(u) + ulp(a))
                 p_b = jax.tree.map(jnp.copy, p_a)  # re-synchronise: single-step differences only
             else:
                 _assert_tree_close(p_a, p_b, dtype, bitwise=True)

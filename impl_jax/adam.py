@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import math
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -70,7 +71,12 @@ def adam_leaf(P: _core.Precision, rule: rules.Adam, p, g, exp_avg, exp_avg_sq, m
         if rule.amsgrad:
             new_max = jnp.maximum(P.up(max_exp_avg_sq), v)
         second = v if new_max is None else new_max
-        denom = P.rnd(P.div(P.sqrt(second), P.scalar(jnp.sqrt(c2))) + P.stored(rule.eps))
+        # torch divides by the scalar; XLA's simplifier would multiply by its reciprocal
+        # instead (not the correctly rounded quotient, and contractible with + eps into an
+        # FMA that some compilations form and others not: a sharded step then differed
+        # from the single-device one). The barrier hides the broadcast divisor from it.
+        c2_sqrt = jax.lax.optimization_barrier(jnp.broadcast_to(P.scalar(jnp.sqrt(c2)), jnp.shape(second)))
+        denom = P.rnd(P.div(P.sqrt(second), c2_sqrt) + P.stored(rule.eps))
     if rule.nesterov:
         numer = P.rnd(P.rnd(m * P.scalar(rule.beta1 / c1_next)) + P.rnd(g * P.scalar((1 - rule.beta1) / c1)))
         delta = (P.scalar(-lr) * numer) / denom

@@ -28,6 +28,9 @@ RULES = {
     "adagrad": rules.Adagrad(lr_decay=0.01, weight_decay=0.01),
     "adadelta": rules.Adadelta(weight_decay=0.01),
     "rmsprop": rules.RMSprop(centered=True, momentum=0.9),
+    "adam": rules.Adam(amsgrad=True, weight_decay=0.01),
+    "adamw": rules.AdamW(amsgrad=True),
+    "sgd": rules.SGD(momentum=0.9, dampening=0.1, weight_decay=0.01),
 }
 # Leaf shapes and their PartitionSpecs on a (4, 2) mesh with axes ("a", "b"); specs are
 # written in full (one entry per dimension), the form jit returns in explicit mode.

@@ -23,12 +23,22 @@ import impl_jax  # noqa: E402
 from adaptbench import rules  # noqa: E402
 from tests.peer_lookup import jax_factory, rule_names  # noqa: E402
 
-STATIC = {
-    "adagrad": ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-    "adadelta": ("rho", "eps", "weight_decay"),
-    "rmsprop": ("alpha", "eps", "weight_decay", "momentum"),
-}
 NAMES = rule_names()
+
+
+def _numeric_keywords(name) -> dict:
+    """The factory's numeric keywords (bools and tuples such as Adam's ``betas`` aside)
+    with their defaults."""
+    return {
+        k: v.default
+        for k, v in inspect.signature(jax_factory(name)).parameters.items()
+        if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
+    }
+
+
+def _static_but_lr(name) -> tuple[str, ...]:
+    """inject_hyperparams' ``static_args`` that leave only ``lr`` traced."""
+    return tuple(k for k in _numeric_keywords(name) if k != "lr")
 
 
 def _tree(seed=0):
@@ -40,14 +50,22 @@ def _grads(n, seed=1):
     return [_tree(seed + i) for i in range(n)]
 
 
-def _run(tx, params, grads, jit=True):
-    state = tx.init(params)
+def _step(tx, jit=True):
+    """``(params, state, grads) -> (params, state)``: update and ``optax.apply_updates``,
+    in one ``jit`` as training runs them. Comparisons take both sides from here: XLA:CPU
+    contracts a product update (SGD's ``-lr * g``) into ``p + u`` within one jit (an FMA,
+    torch's ``add_(alpha=-lr)``), so an update applied outside it rounds once more."""
 
     def step(p, s, g):
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    step = jax.jit(step) if jit else step
+    return jax.jit(step) if jit else step
+
+
+def _run(tx, params, grads, jit=True):
+    state = tx.init(params)
+    step = _step(tx, jit)
     for g in grads:
         params, state = step(params, state, g)
     return params, state
@@ -86,11 +104,7 @@ def test_inject_hyperparams_without_jit(name):
     is bitwise the factory's given the float32-rounded values.
     """
     params, grads = _tree(), _grads(3)
-    defaults = {
-        k: float(np.float32(v.default))
-        for k, v in inspect.signature(jax_factory(name)).parameters.items()
-        if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
-    }
+    defaults = {k: float(np.float32(v)) for k, v in _numeric_keywords(name).items()}
     want = _run(jax_factory(name)(**{**defaults, "lr": float(np.float32(0.05))}), params, grads, jit=False)[0]
     got = _run(optax.inject_hyperparams(jax_factory(name))(lr=0.05), params, grads, jit=False)[0]
     _assert_trees_equal(want, got)
@@ -100,13 +114,9 @@ def test_inject_hyperparams_without_jit(name):
 def test_inject_hyperparams_lr_changed_inside_jit(name):
     """lr may be traced (state.hyperparams['lr']); changing it equals a rebuilt factory."""
     params, grads = _tree(), _grads(4)
-    tx = optax.inject_hyperparams(jax_factory(name), static_args=STATIC[name])(lr=0.05)
+    tx = optax.inject_hyperparams(jax_factory(name), static_args=_static_but_lr(name))(lr=0.05)
     state = tx.init(params)
-
-    @jax.jit
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
+    step = _step(tx)
 
     # reference: two constant-lr transformations sharing the inner state
     ref_p, ref = params, jax_factory(name)(lr=0.05)
@@ -117,8 +127,7 @@ def test_inject_hyperparams_lr_changed_inside_jit(name):
             state.hyperparams["lr"] = jnp.asarray(0.01, jnp.float32)
             ref = jax_factory(name)(lr=float(np.float32(0.01)))
         p, state = step(p, state, g)
-        u, ref_s = jax.jit(ref.update)(g, ref_s, ref_p)
-        ref_p = optax.apply_updates(ref_p, u)
+        ref_p, ref_s = _step(ref)(ref_p, ref_s, g)
     _assert_trees_equal(p, ref_p)
     assert float(state.hyperparams["lr"]) == pytest.approx(0.01)
 
@@ -155,11 +164,7 @@ def test_inject_hyperparams_every_numeric_hyperparameter_inside_jit(name, base, 
     state = tx.init(params)
     step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
     f32 = lambda v: float(np.float32(v))
-    defaults = {
-        k: f32(v.default)
-        for k, v in inspect.signature(jax_factory(name)).parameters.items()
-        if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
-    }
+    defaults = {k: f32(v) for k, v in _numeric_keywords(name).items()}
     kwargs = {**defaults, **{k: f32(v) if not isinstance(v, bool) else v for k, v in base.items()}, "lr": f32(0.05)}
     ref = jax_factory(name)(**kwargs)
     ref_p, ref_s, p = params, ref.init(params), params
@@ -261,15 +266,19 @@ def test_vmap_over_a_batch_of_parameter_sets(name):
     state = jax.vmap(tx.init)(stacked_p)
     p = stacked_p
     for g in stacked_g:
-        u, state = jax.jit(jax.vmap(tx.update))(g, state, p)
-        p = optax.apply_updates(p, u)
-    step = jax.jit(jax.vmap(impl_jax.make_step(rule)))
+        p, state = jax.jit(jax.vmap(_step(tx, jit=False)))(p, state, g)
+    step = impl_jax.make_step(rule)
+    batched = jax.jit(jax.vmap(step))
     p2, s2 = stacked_p, jax.vmap(lambda x: impl_jax.init(rule, x))(stacked_p)
     for g in stacked_g:
-        p2, s2 = step(p2, s2, g)
+        p2, s2 = batched(p2, s2, g)
     for b in range(batch):
-        want = _run(tx, params[b], grads[b])[0]
-        _assert_trees_equal(jax.tree.map(lambda x: x[b], p), want)
+        _assert_trees_equal(jax.tree.map(lambda x: x[b], p), _run(tx, params[b], grads[b])[0])
+        # make_step against itself: it rounds AdamW's decoupled decay as torch does, not
+        # as the transformation's update (tests/test_jax_transforms.py)
+        want, s = jax.tree.map(jnp.copy, params[b]), impl_jax.init(rule, params[b])
+        for g in grads[b]:
+            want, s = step(want, s, g)
         _assert_trees_equal(jax.tree.map(lambda x: x[b], p2), want)
     assert state.step.shape == (batch,) and (np.asarray(state.step) == 2).all()
 

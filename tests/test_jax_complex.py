@@ -41,6 +41,11 @@ CASES = {
     "rmsprop-optax-decoupled": rules.preset(
         "rmsprop", "optax", momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True
     ),
+    "adam-torch-amsgrad": rules.preset("adam", "torch", lr=0.1, amsgrad=True, weight_decay=0.1, maximize=True),
+    "adam-optax": rules.preset("adam", "optax", lr=0.1),
+    "adamw-optax-nesterov": rules.preset("adamw", "optax", lr=0.1, nesterov=True, weight_decay=0.1),
+    "sgd-torch-nesterov": rules.preset("sgd", "torch", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+    "sgd-optax-momentum": rules.preset("sgd", "optax", lr=0.1, momentum=0.9),
     "rmsprop-optax-all-options": rules.preset(
         "rmsprop", "optax", centered=True, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=0.1
     ),
@@ -96,7 +101,7 @@ def test_complex_as_real_is_the_real_view():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-OPTAX_COMPLEX = ("adagrad", "rmsprop-optax", "rmsprop-optax-all-options")
+OPTAX_COMPLEX = ("adagrad", "rmsprop-optax", "rmsprop-optax-all-options", "adam-optax", "sgd-optax-momentum")
 
 
 @pytest.mark.parametrize("case", sorted(OPTAX_COMPLEX))

@@ -42,10 +42,8 @@ def rows(data: dict) -> pd.DataFrame:
         return pd.DataFrame()
     frac = ei["roofline_fraction"] if "roofline_fraction" in ei else pd.Series(None, index=ei.index)
     default = ei["thread_setting"] == "default" if "thread_setting" in ei else pd.Series(False, index=ei.index)
-    out = ei.assign(
-        devices=ei["devices"].astype(int), n=ei["n"].astype(int), n_per_device=ei["n_per_device"].astype(int),
-        bytes_per_device=ei["bytes_per_device"].astype(float), median_s=ei["median_s"].astype(float),
-        gbps_per_device=ei["gbps_per_device"].astype(float),
+    out = ei.astype({"devices": int, "n": int, "n_per_device": int, "bytes_per_device": float, "median_s": float,
+                     "gbps_per_device": float}).assign(
         probe_gbps_per_device=ei.get("probe_gbps_per_device"),
         roofline_fraction=frac.where(frac.notna() & (frac.astype(float) <= 1), None),
         probe_error=frac.notna() & (frac.astype(float) > 1),

@@ -128,18 +128,15 @@ def ingest(src: Path, data: dict, out: Path) -> dict | None:
     sweep, or one that cannot be read, goes to ``archive/`` together with its
     ``previous.json``, so no run is ever overwritten."""
     current, previous = out / CURRENT, out / PREVIOUS
-    same_file = current.exists() and src.resolve() == current.resolve()
-    if not same_file:
+    if not current.exists() or src.resolve() != current.resolve():
         new = slim(data)
-        if current.exists():
-            old = _read(current, "the earlier {path} is unreadable ({exc})")
-            if old is not None and sweep(old) == sweep(new):
-                if slim(old) != new:
-                    os.replace(current, previous)
-            else:
-                _archive(current, out)
-                if previous.exists():
-                    _archive(previous, out)
+        old = _read(current, "the earlier {path} is unreadable ({exc})") if current.exists() else None
+        if old is not None and sweep(old) == sweep(new):
+            if slim(old) != new:
+                os.replace(current, previous)
+        elif current.exists():  # another sweep's run, or an unreadable one: archived with its previous
+            for held in (p for p in (current, previous) if p.exists()):
+                _archive(held, out)
         atomic_write_text(current, json.dumps(new, indent=1) + "\n")
     before = _read(previous, "ignoring {path}: {exc}") if previous.exists() else None
     return before if before is not None and sweep(before) == sweep(data) else None

@@ -1,9 +1,9 @@
-"""The performance targets of issue #15, judged from one run: ``targets.md``.
+"""The performance targets of issues #15 and #28, judged from one run: ``targets.md``.
 
 One table per device and thread setting (fp32), one row per target: its wording (from
-``RULE_TARGETS`` and the constants below), this run's numbers from the step frame's rows
-(nothing is typed in) and met / missed / "not in this run"; "within noise" marks a miss the
-run cannot separate from a tie (``frame.within_noise``).
+``RULE_TARGETS``, ``WORDING`` and the constants below), this run's numbers from the step
+frame's rows (nothing is typed in) and met / missed / "not in this run"; "within noise"
+marks a miss the run cannot separate from a tie (``frame.within_noise``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ RULE_TARGETS = (
     ("jax_vs_optax", "adamw", "ours-jax-step", "optax", 1.0, None),
     ("jax_vs_optax", "sgd", "ours-jax-step", "optax", 1.0, None),
 )
+# Each kind's (target, this run) wording, formatted with the rows' numbers.
+WORDING = {
+    "fused_vs_torch": ("1e7 fp32 {name}: ours fused >= {target}x torch.optim `fused=True`",
+                       "{ratio:.2f}x (ours {ours} us, torch.optim {peer} us; % of probe: ours {ours_pct}, "
+                       "torch.optim {peer_pct})"),
+    "jax_vs_optax": ("1e7 fp32 JAX {name}: `make_step` >= {target}x optax",
+                     "{ratio:.2f}x (ours {ours} us, optax {peer} us){goal}"),
+}
 TORCH_DEFAULT = {"cpu": "torch.optim-loop", "cuda": "torch.optim-foreach"}
 FROM_1E5 = ("1e5", "1e6", "tfm100", "1e7")
 BIG = "1e7"
@@ -45,9 +53,7 @@ def _ratio(peer: dict | None, ours: dict | None) -> tuple[float | None, bool]:
 def _status(value: float | None, target: float, noisy: bool = False) -> str:
     if value is None:
         return NO_ROWS
-    if value >= target:
-        return "met"
-    return "missed (within noise)" if noisy else "missed"
+    return "met" if value >= target else "missed (within noise)" if noisy else "missed"
 
 
 def _pct(row: dict) -> str:
@@ -55,20 +61,17 @@ def _pct(row: dict) -> str:
     return "probe error" if row.get("probe_error") or f is None else f"{100 * f:.0f} %"
 
 
-def _one_rule(at: dict, target: tuple) -> tuple:
-    """(the rule's class name, ours, the peer, ratio, noisy, target, goal) of a ``RULE_TARGETS`` row."""
-    _, rule, ours_impl, peer_impl, target, goal = target
+def _one_rule(at: dict, kind: str, rule: str, ours_impl: str, peer_impl: str, target: float, goal) -> list[str]:
+    """A ``RULE_TARGETS`` row judged at 1e7 elements."""
     ours, peer = at.get((rule, BIG, ours_impl)), at.get((rule, BIG, peer_impl))
-    return (getattr(rules.RULES.get(rule), "__name__", rule), ours, peer, *_ratio(peer, ours), target, goal)
-
-
-def _fused_vs_torch(at: dict, target: tuple) -> list[str]:
-    name, ours, peer, ratio, noisy, target, _ = _one_rule(at, target)
-    result = NO_ROWS if ratio is None else (
-        f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, torch.optim {fmt_us(peer['median_s'])} us; "
-        f"% of probe: ours {_pct(ours)}, torch.optim {_pct(peer)})"
-    )
-    return [f"1e7 fp32 {name}: ours fused >= {target}x torch.optim `fused=True`", result,
+    ratio, noisy = _ratio(peer, ours)
+    label, result = WORDING[kind]
+    if ratio is not None:
+        result = result.format(ratio=ratio, ours=fmt_us(ours["median_s"]), peer=fmt_us(peer["median_s"]),
+                               ours_pct=_pct(ours), peer_pct=_pct(peer), goal="" if goal is None else
+                               f"; goal {goal:.0f}x {'met' if ratio >= goal else 'not met'}")
+    name = getattr(rules.RULES.get(rule), "__name__", rule)
+    return [label.format(name=name, target=target), NO_ROWS if ratio is None else result,
             _status(ratio, target, noisy)]
 
 
@@ -87,36 +90,23 @@ def _default_vs(at: dict, sizes, peer_of, label: str) -> list[str]:
     for (rule, size, impl), r in at.items():
         if sizes is None or size in sizes:
             by_case.setdefault((rule, size), {})[impl] = r
-    worst, misses, cases, all_noisy = None, [], 0, True
-    for (rule, size), members in by_case.items():
-        ours, peer = members.get("ours-torch-auto"), peer_of(members)
-        ratio, noisy = _ratio(peer, ours)
-        if ratio is None:
-            continue
-        cases += 1
-        worst = ratio if worst is None else min(worst, ratio)
-        if ratio < 1.0:
-            all_noisy = all_noisy and noisy
-            misses.append(f"{rule} {size} {ratio:.2f}x ({peer['impl']} {fmt_us(peer['median_s'])}, "
-                          f"ours {fmt_us(ours['median_s'])}{', within noise' if noisy else ''})")
-    if worst is None:
+    judged = [(rule, size, members["ours-torch-auto"], peer, *_ratio(peer, members["ours-torch-auto"]))
+              for (rule, size), members in by_case.items()
+              if "ours-torch-auto" in members and (peer := peer_of(members)) is not None]
+    if not judged:
         return [label, NO_ROWS, NO_ROWS]
-    result = f"worst {worst:.2f}x over {cases} cases" + (f"; below 1.0x: {'; '.join(misses)}" if misses else "")
-    return [label, result, _status(worst, 1.0, bool(misses) and all_noisy)]
+    worst = min(ratio for *_, ratio, _ in judged)
+    misses = [(f"{rule} {size} {ratio:.2f}x ({peer['impl']} {fmt_us(peer['median_s'])}, "
+               f"ours {fmt_us(ours['median_s'])}{', within noise' if noisy else ''})", noisy)
+              for rule, size, ours, peer, ratio, noisy in judged if ratio < 1.0]
+    result = f"worst {worst:.2f}x over {len(judged)} cases" + (
+        f"; below 1.0x: {'; '.join(m for m, _ in misses)}" if misses else "")
+    return [label, result, _status(worst, 1.0, bool(misses) and all(noisy for _, noisy in misses))]
 
 
 def _fastest_torch_optim(members: dict) -> dict | None:
     return min((r for impl, r in members.items() if impl.startswith("torch.optim-")),
                key=lambda r: r["median_s"], default=None)
-
-
-def _jax_vs_optax(at: dict, target: tuple) -> list[str]:
-    name, ours, peer, ratio, noisy, target, goal = _one_rule(at, target)
-    result = NO_ROWS if ratio is None else (
-        f"{ratio:.2f}x (ours {fmt_us(ours['median_s'])} us, optax {fmt_us(peer['median_s'])} us)"
-        + ("" if goal is None else f"; goal {goal:.0f}x {'met' if ratio >= goal else 'not met'}")
-    )
-    return [f"1e7 fp32 JAX {name}: `make_step` >= {target}x optax", result, _status(ratio, target, noisy)]
 
 
 def _memory(at: dict) -> list[str]:
@@ -125,9 +115,7 @@ def _memory(at: dict) -> list[str]:
              if (size, i) == (BIG, impl) and r.get("temp_bytes") is not None]
     if not found:
         return [label, NO_ROWS, NO_ROWS]
-    worst: dict[str, int] = {}
-    for r in found:
-        worst[r["impl"]] = max(worst.get(r["impl"], 0), r["temp_bytes"])
+    worst = pd.DataFrame(found).groupby("impl", sort=False)["temp_bytes"].max()
     # fp32: 4 bytes per element of the largest tensor (one tensor at 1e7)
     over = [f"{r['impl']} {r['rule']} {fmt_bytes(r['temp_bytes'])}" for r in found
             if r["temp_bytes"] >= 4 * r["n"] // max(1, r.get("n_tensors") or 1)]
@@ -137,12 +125,10 @@ def _memory(at: dict) -> list[str]:
 
 def _training(training: list[dict], tag: str) -> list[str]:
     rows = {(r["rule"], r["impl"]): r for r in training if r.get("tag") == tag}
-    parts = []
-    for rule in dict.fromkeys(r["rule"] for r in training):
-        ours, peer = rows.get((rule, "torch-compiled-ours")), rows.get((rule, "torch-compiled-optim"))
-        if ours and peer:
-            parts.append(f"{rule} {peer['median_s'] / ours['median_s']:.2f}x "
-                         f"({fmt_us(ours['median_s'])} against {fmt_us(peer['median_s'])} us per call)")
+    pairs = [(rule, rows.get((rule, "torch-compiled-ours")), rows.get((rule, "torch-compiled-optim")))
+             for rule in dict.fromkeys(r["rule"] for r in training)]
+    parts = [f"{rule} {peer['median_s'] / ours['median_s']:.2f}x ({fmt_us(ours['median_s'])} against "
+             f"{fmt_us(peer['median_s'])} us per call)" for rule, ours, peer in pairs if ours and peer]
     label = "compiled training step (`torch.compile` of forward, backward, `step`): ours vs torch.optim"
     return [label, "; ".join(parts) if parts else NO_ROWS, "measured" if parts else NO_ROWS]
 
@@ -153,20 +139,15 @@ def targets(steps, training, level: int = 1) -> str:
     ``training`` are frames (or their rows)."""
     steps = sort(pd.DataFrame(steps)) if len(steps) else pd.DataFrame(columns=["device", "dtype", "tag"])
     training = records(sort(pd.DataFrame(training), ("tag", "rule", "impl"))) if len(training) else []
-    out = [
-        "#" * level + " Performance targets (issues #15 and #28)",
-        "",
-        "Each target judged from this run's medians (ratio = peer / ours; above 1.0x ours is faster). "
-        "\"within noise\": the gap is smaller than the rows' IQRs or 5 %. How each miss is explained: "
-        "docs/performance.md.",
-        "",
-    ]
+    out = ["#" * level + " Performance targets (issues #15 and #28)", "",
+           "Each target judged from this run's medians (ratio = peer / ours; above 1.0x ours is faster). "
+           "\"within noise\": the gap is smaller than the rows' IQRs or 5 %. How each miss is explained: "
+           "docs/performance.md.", ""]
     fp32 = steps[steps["dtype"] == "fp32"]
     for (device, tag), setting in fp32.groupby(["device", "tag"], sort=False):
         at = {(r["rule"], r["size"], r["impl"]): r for r in records(setting)}
-        by_kind = {kind: [row for row in RULE_TARGETS if row[0] == kind] for kind in ("fused_vs_torch", "jax_vs_optax")}
         body = [
-            *[_fused_vs_torch(at, row) for row in by_kind["fused_vs_torch"]],
+            *[_one_rule(at, *row) for row in RULE_TARGETS if row[0] == "fused_vs_torch"],
             _fused_vs_probe(at),
             _default_vs(at, None, lambda m, d=device: m.get(TORCH_DEFAULT.get(d, "")),
                         f"default step (`auto`) >= 1.0x torch.optim's default ({TORCH_DEFAULT.get(device, '-')}) "
@@ -174,7 +155,7 @@ def targets(steps, training, level: int = 1) -> str:
             _default_vs(at, FROM_1E5, _fastest_torch_optim,
                         "default step >= 1.0x torch.optim's fastest variant from 1e5 up"),
             _training(training, tag) if device == "cpu" else ["compiled training step", NO_ROWS, NO_ROWS],
-            *[_jax_vs_optax(at, row) for row in by_kind["jax_vs_optax"]],
+            *[_one_rule(at, *row) for row in RULE_TARGETS if row[0] == "jax_vs_optax"],
             _memory(at),
         ]
         out += ["#" * (level + 1) + f" {device}, fp32, threads {threads_label(records(setting.head(1))[0])}", "",

@@ -218,6 +218,31 @@ ROWS = [
         torch_fp64=TORCH_CLIP_FP64,
         keras_torch_fp64=TORCH_CLIP_FP64,
     ),
+    # SGD: Keras traces lr-scaled steps (m <- momentum*m - lr*g; p <- p + m), torch.optim and
+    # ours the gradients (lr applied after): the same for a constant lr (a schedule: below).
+    Row(
+        "sgd-defaults", "SGD", {},
+        rules.SGD(lr=0.01),
+        torch_optim=lambda ps: torch.optim.SGD(ps, lr=0.01),
+        optax=optax.sgd(0.01),
+    ),
+    Row(
+        "sgd-momentum", "SGD", {"learning_rate": 0.05, "momentum": 0.9},
+        rules.SGD(lr=0.05, momentum=0.9),
+        torch_optim=lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+        optax=optax.sgd(0.05, momentum=0.9),
+    ),
+    Row(
+        "sgd-nesterov", "SGD", {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+        rules.SGD(lr=0.05, momentum=0.9, nesterov=True),
+        torch_optim=lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+        optax=optax.sgd(0.05, momentum=0.9, nesterov=True),
+    ),
+    Row(
+        "sgd-weight-decay", "SGD", {"learning_rate": 0.05, "momentum": 0.9, "weight_decay": 0.1},
+        rules.SGD(lr=0.05, momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True),
+        optax=optax.chain(optax.sgd(0.05, momentum=0.9), optax.add_decayed_weights(-0.05 * 0.1)),
+    ),
 ]
 
 # Settings that do not map, each with the nearest setting of ours (the test measures the gap).
@@ -242,12 +267,27 @@ DIFFERENCES = [
         optax=optax.rmsprop(_inverse_time(0.1, 0.5), decay=0.9, eps=1e-3, momentum=0.9),
         schedule=_schedule(0.1, 0.5),
     ),
+    # Keras's SGD momentum likewise: optax's trace of lr-scaled steps, not optax.sgd (which
+    # traces the gradients and scales after, as torch.optim and ours do).
+    *(
+        Row(
+            f"sgd-{kind}-schedule", "SGD", {"momentum": 0.9, "nesterov": nesterov},
+            None,
+            optax=optax.chain(optax.scale_by_learning_rate(_inverse_time(0.1, 0.5)),
+                              optax.trace(0.9, nesterov=nesterov)),
+            schedule=_schedule(0.1, 0.5),
+        )
+        for kind, nesterov in (("momentum", False), ("nesterov", True))
+    ),
 ]
 
-
-def momentum_schedule_ours():
-    """Our RMSprop with the momentum-schedule row's settings: torch.optim's momentum (lr after)."""
-    return impl_jax.rmsprop(_inverse_time(0.1, 0.5), alpha=0.9, eps=1e-3, momentum=0.9, eps_in_sqrt=True)
+# Ours with each momentum-schedule row's settings: torch.optim's momentum (lr after).
+MOMENTUM_SCHEDULE_OURS = {
+    "rmsprop-momentum-schedule": lambda: impl_jax.rmsprop(
+        _inverse_time(0.1, 0.5), alpha=0.9, eps=1e-3, momentum=0.9, eps_in_sqrt=True),
+    "sgd-momentum-schedule": lambda: impl_jax.sgd(_inverse_time(0.1, 0.5), momentum=0.9),
+    "sgd-nesterov-schedule": lambda: impl_jax.sgd(_inverse_time(0.1, 0.5), momentum=0.9, nesterov=True),
+}
 
 
 ALL_ROWS = {row.id: row for row in ROWS + DIFFERENCES}
@@ -374,23 +414,25 @@ def test_keras_differs_from_nearest_setting(backend, mode, row_id):
 
 @pytest.mark.parametrize("backend,mode", BACKEND_MODES, ids=[f"{b}-{m}" for b, m in BACKEND_MODES])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_keras_momentum_under_a_schedule_is_optaxs(backend, mode, dtype):
-    """Keras's RMSprop momentum buffer traces lr * g / root, as optax's does: equal to
-    optax under a schedule, and apart from ours (and torch.optim's), which scale after."""
-    row_id = "rmsprop-momentum-schedule"
+@pytest.mark.parametrize("row_id", list(MOMENTUM_SCHEDULE_OURS))
+def test_keras_momentum_under_a_schedule_is_optaxs(backend, mode, dtype, row_id):
+    """Keras's RMSprop and SGD momentum buffers trace lr-scaled steps, as optax's
+    rmsprop and ``chain(scale_by_learning_rate, trace)`` do: equal to those under a
+    schedule, and apart from ours (and torch.optim's, optax.sgd's), which scale after."""
     keras = keras_trajectory(backend, mode, row_id, dtype)
     assert_same(keras, peer_trajectory(row_id, "optax", dtype), dtype)
     params, grads = _problem()
-    ours = _flatten(optax_trajectory(momentum_schedule_ours(), params, grads, dtype))
+    ours = _flatten(optax_trajectory(MOMENTUM_SCHEDULE_OURS[row_id](), params, grads, dtype))
     assert _gap(keras, ours, _start()) > 0.1
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_keras_has_no_maximize_and_no_eps_placement(backend):
     """No Keras optimizer takes ``maximize`` (negate the gradients instead) or a switch
-    for eps outside the root (only eps = 0 ports torch.optim's RMSprop/Adagrad)."""
+    for eps's placement (only eps = 0 ports torch.optim's RMSprop/Adagrad): one
+    ``epsilon``, or none (SGD)."""
     signatures = json.loads(str(keras_results(backend)["signatures"]))
     for name, keywords in signatures.items():
         assert "maximize" not in keywords, name
-        assert [k for k in keywords if k.startswith("eps")] == ["epsilon"], name
+        assert [k for k in keywords if k.startswith("eps")] in (["epsilon"], []), name
         assert "lr_decay" not in keywords and "decoupled_weight_decay" not in keywords, name

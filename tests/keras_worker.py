@@ -5,13 +5,15 @@ process; ``import keras`` takes seconds, so one process runs every case of its b
 
     KERAS_BACKEND=jax python -m tests.keras_worker cases.json problem.npz out.npz
 
-``cases.json``: a list of ``{"id", "optimizer", "kwargs", "schedule", "dtypes"}``, where
-``optimizer`` names a class of ``keras.optimizers`` and ``schedule`` (or null) is
-``{"name", "kwargs"}`` of a class of ``keras.optimizers.schedules`` passed as
-``learning_rate``. ``problem.npz``: ``param_<i>`` and ``grad_<k>_<i>`` (float64).
-``out.npz``: for every case, dtype and mode, ``<id>|<dtype>|<mode>`` holding the params
-after each step, each step's leaves flattened and concatenated (``steps x elements``,
-float64), and ``signatures`` (JSON: each optimizer's keyword names).
+``cases.json``: a list of ``{"id", "optimizer", "kwargs", "schedule", "grad_scale",
+"dtypes"}``, where ``optimizer`` names a class of ``keras.optimizers``, ``schedule`` (or
+null) is ``{"name", "kwargs"}`` of a class of ``keras.optimizers.schedules`` passed as
+``learning_rate``, and the case's gradients are the problem's times ``grad_scale``.
+``problem.npz``: ``param_<i>`` and ``grad_<k>_<i>`` (float64). ``out.npz``: for every
+case, dtype and mode, ``<id>|<dtype>|<mode>`` holding the params after each step, each
+step's leaves flattened and concatenated (``steps x elements``, float64), and
+``signatures`` (JSON: the keyword names of each optimizer a case or a rule's Keras peer
+names).
 
 Modes: ``apply`` (``optimizer.apply`` on ``keras.Variable``s, eager) on every backend;
 on JAX also ``stateless`` (``stateless_apply`` under ``jax.jit``, params and optimizer
@@ -114,14 +116,16 @@ def main(cases_path: str, problem_path: str, out_path: str) -> None:
         modes["stateless"] = run_stateless
     results = {}
     for case in cases:
+        # scaled here in float64, as the test scales its copy: the same gradients bit for bit
+        scaled = [[g * case["grad_scale"] for g in gs] for gs in grads]
         for dtype in case["dtypes"]:
             for mode, run in modes.items():
                 with _precision(keras, dtype):
-                    results[f"{case['id']}|{dtype}|{mode}"] = run(keras, case, params, grads, dtype)
-    keras_names = [peer_name(rule, "keras") for rule in rule_names("keras")]
+                    results[f"{case['id']}|{dtype}|{mode}"] = run(keras, case, params, scaled, dtype)
+    keras_names = {peer_name(rule, "keras") for rule in rule_names("keras")} | {case["optimizer"] for case in cases}
     signatures = {
         name: list(inspect.signature(getattr(keras.optimizers, name)).parameters)
-        for name in keras_names
+        for name in sorted(keras_names)
     }
     np.savez(out_path, signatures=np.array(json.dumps(signatures)), **results)
 

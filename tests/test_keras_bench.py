@@ -53,3 +53,13 @@ def test_a_zero_where_the_peer_defaults_to_none_is_given_as_none():
 
     assert cases.off_as_none(factory, {"learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.5, "nesterov": False}) \
         == {"learning_rate": 0.1, "momentum": None, "weight_decay": 0.5, "nesterov": False}
+
+
+@pytest.mark.parametrize("name", [n for n in rules.RULES if "keras" not in rules.RULES[n].PEERS])
+def test_a_rule_without_a_keras_peer_is_not_timed_against_keras(name):
+    """Adam and AdamW name no Keras peer: Keras adds eps to sqrt(v) before v's bias
+    correction, which no setting of theirs does (tests/test_reference_keras.py measures
+    it), so timing keras.optimizers.Adam would not time the same update."""
+    with pytest.raises(ValueError):
+        keras_cases.keras_settings(rules.preset(name, cases.CONVENTION))
+    assert not [spec for spec in cases.step_specs() if spec.rule == name and keras_cases.handles(spec.impl)]

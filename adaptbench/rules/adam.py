@@ -67,6 +67,8 @@ class Adam(Rule):
     )
     TORCH_TUPLES: ClassVar[dict] = {"betas": ("beta1", "beta2")}
     STRUCTURE: ClassVar[tuple[str, ...]] = Rule.STRUCTURE + ("has_eps_root",)
+    # No "keras": keras.optimizers.Adam adds eps to sqrt(v) before v's bias correction, which
+    # is this rule only at eps = 0 (docs/porting-keras.md measures the rest).
     PEERS: ClassVar[dict] = {
         "torch": Peer("Adam", {}, fixed=dict(eps_root=0.0, nesterov=False, amsgrad_bias_corrected=False,
                                              complex_as_real=True)),

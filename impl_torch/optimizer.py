@@ -474,7 +474,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             self._keep_plans(fresh, work)
         work = [(w[0], w[2], w[5], w[6]) if gi in fresh else w for gi, w in enumerate(work)]
         if grad_scale is not None:
-            _unscale_([g for _, _, (_, grads, _) in work for g in grads], grad_scale)
+            _unscale_([g for _, _, (_, grads, _), _ in work for g in grads], grad_scale)
         return work
 
     def _check_group(self, gi: int, group: dict) -> tuple:

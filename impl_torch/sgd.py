@@ -22,6 +22,8 @@ alpha=1-dampening)``; nesterov ``g.add(b, alpha=momentum)``; ``p.add_(u, alpha=-
 One difference: torch.optim's foreach nesterov step adds ``momentum * b`` into the
 caller's gradients in place (when neither ``maximize`` nor weight decay made a copy);
 here the sum is a new tensor and gradients are never modified (the same values).
+A complex parameter is stepped in complex arithmetic, as torch.optim.SGD steps it (no
+``view_as_real``; the fused impl uses real views: ``updates.COMPLEX_ARITHMETIC``).
 """
 
 from __future__ import annotations
@@ -57,4 +59,5 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ops.add_(params, grads, alpha=-lr)
 
 
-register_rule("sgd", update)
+# torch.optim.SGD never views a complex parameter as real
+register_rule("sgd", update, complex_arithmetic=True)

@@ -27,9 +27,7 @@ def effective_grads(ops, rule, params, grads, steps):
         owned = True
     if steps is not None:
         ops.increment_(steps)
-    # the field, not the ``has_weight_decay`` property: a property is a Python frame, and
-    # the warm step stays as shallow as torch.optim's (tests/test_torch_default_path.py)
-    if rule.weight_decay != 0 and not rule.decoupled_weight_decay:
+    if rule.has_weight_decay and not rule.decoupled_weight_decay:
         if owned:
             ops.add_(grads, params, alpha=rule.weight_decay)
         else:

@@ -45,7 +45,13 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     never modified.
     """
     lr = rule.lr
-    grads, owned = effective_grads(ops, rule, params, grads, None)
+    # The prologue only when it has work (SGD counts no steps): torch.optim.SGD's default
+    # step is shallow, and the call's own has_weight_decay frame would make ours deeper
+    # (tests/test_torch_default_path.py)
+    if rule.maximize or rule.has_weight_decay:
+        grads, owned = effective_grads(ops, rule, params, grads, None)
+    else:
+        owned = False
     if rule.has_momentum:
         bufs = state["momentum_buffer"]
         ops.mul_(bufs, rule.momentum)

@@ -43,7 +43,7 @@ from . import caches
 from .distributed import local_views
 from .ops import AbsSqOps, AutogradOps, ForeachOps, TensorOps
 from .prologue import effective_grads
-from .updates import SPARSE_UPDATES, UPDATES
+from .updates import COMPLEX_ARITHMETIC, SPARSE_UPDATES, UPDATES
 
 __all__ = [
     "DEFAULT_IMPL",
@@ -396,9 +396,11 @@ class _Registered:
         self.impl, self.real_views = impl, real_views
 
     def __call__(self, rule, params, grads, states) -> None:
-        if self.real_views:
+        fn = _IMPL_TABLE[self.impl]
+        # the built-in foreach views them itself, as torch.optim's rule does (COMPLEX_ARITHMETIC)
+        if self.real_views and fn is not _foreach:
             params, grads, states = _as_real(rule, params, grads, states)
-        _IMPL_TABLE[self.impl](rule, params, grads, states)
+        fn(rule, params, grads, states)
 
 
 def _sparse(rule, params, grads, states) -> None:
@@ -423,11 +425,13 @@ def _loop(rule, params, grads, states, ops=TensorOps) -> None:
     A complex parameter is stepped as its real view after the gradient's prologue
     (``-g``, ``+ weight_decay * p``) in complex arithmetic, in torch.optim's
     ``_single_tensor_*`` order (complex ``g + wd * p`` can round differently from the same
-    sum over the real view)."""
+    sum over the real view); wholly in complex arithmetic for a rule in
+    ``COMPLEX_ARITHMETIC``."""
     update = UPDATES[rule.name]
     real_rule = None
+    as_real = rule.name not in COMPLEX_ARITHMETIC
     for p, g, s in zip(params, grads, states):
-        if p.is_complex():
+        if as_real and p.is_complex():
             if real_rule is None:
                 # decoupled decay stays in the rule: it acts on p, not on the gradient
                 real_rule = rule.replace(
@@ -444,8 +448,10 @@ def _loop(rule, params, grads, states, ops=TensorOps) -> None:
 
 def _foreach(rule, params, grads, states) -> None:
     """torch.optim's ``foreach=True``: the math once per (device, dtype) group (complex
-    tensors as real views, as ``_multi_tensor_*`` views them before any math)."""
-    params, grads, states = _as_real(rule, params, grads, states)
+    tensors as real views, as ``_multi_tensor_*`` views them before any math, unless the
+    rule is in ``COMPLEX_ARITHMETIC``)."""
+    if rule.name not in COMPLEX_ARITHMETIC:
+        params, grads, states = _as_real(rule, params, grads, states)
     update = UPDATES[rule.name]
     names = state_keys(rule)
     groups: dict[tuple, list[int]] = {}

@@ -63,7 +63,12 @@ class TensorOps:
 
     @staticmethod
     def values(step: Tensor) -> float:
-        """The step count as a Python number (``torch.optim.optimizer._get_value``)."""
+        """The step count as a Python number (``torch.optim.optimizer._get_value``); traced
+        by torch.compile, the tensor itself, as ``_get_value`` returns it there: a number
+        read at trace time would be baked into the graph, and a graph reused at a later
+        step would correct Adam's moments with the count it was traced at."""
+        if torch.compiler.is_dynamo_compiling():
+            return step
         return step.item()
 
     @staticmethod

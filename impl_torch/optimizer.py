@@ -376,13 +376,26 @@ class _RuleOptimizer(torch.optim.Optimizer):
         shares only ``sum``, so each process counts its own ``step`` (and with ``lr_decay``
         decays its own learning rate); Adadelta and RMSprop have none there.
 
+        A state that torch.optim creates at the first step from the gradient
+        (``rules.Rule.FIRST_GRADIENT_STATE``: SGD's ``momentum_buffer``; torch.optim.SGD has
+        no ``share_memory``) is created here as zeros, since one created at the first step
+        would be private to the process taking it. That step is then an ordinary step from
+        a zero buffer, ``momentum*0 + (1 - dampening)*g``: torch.optim's copy of ``g`` when
+        ``dampening`` is 0 (but for the sign of a zero gradient), ``(1 - dampening)*g``
+        otherwise.
+
         Call it after the model's final ``.to(...)``: a state cast to a converted parameter
         (see ``step``) is a new, private tensor."""
         for group in self.param_groups:
             rule, _ = self._config(group)
+            first_names = [n for n in rule.state_names if n in rule.FIRST_GRADIENT_STATE]
             for p in group["params"]:
                 state = self.state.get(p) or init_state(rule, p)
-                if state and p not in self.state:
+                for name in first_names:
+                    if name not in state:
+                        state[name] = functional._filled(rule, name, p)
+                # (an empty entry, left by a lookup of ``opt.state[p]``, is replaced too)
+                if state and self.state.get(p) is not state:
                     self.state[p] = state
                 for value in state.values():
                     if isinstance(value, Tensor):
@@ -474,7 +487,7 @@ class _RuleOptimizer(torch.optim.Optimizer):
             self._keep_plans(fresh, work)
         work = [(w[0], w[2], w[5], w[6]) if gi in fresh else w for gi, w in enumerate(work)]
         if grad_scale is not None:
-            _unscale_([g for _, _, (_, grads, _) in work for g in grads], grad_scale)
+            _unscale_([g for _, _, (_, grads, _), _ in work for g in grads], grad_scale)
         return work
 
     def _check_group(self, gi: int, group: dict) -> tuple:

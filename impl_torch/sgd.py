@@ -22,6 +22,8 @@ alpha=1-dampening)``; nesterov ``g.add(b, alpha=momentum)``; ``p.add_(u, alpha=-
 One difference: torch.optim's foreach nesterov step adds ``momentum * b`` into the
 caller's gradients in place (when neither ``maximize`` nor weight decay made a copy);
 here the sum is a new tensor and gradients are never modified (the same values).
+A complex parameter is stepped in complex arithmetic, as torch.optim.SGD steps it (no
+``view_as_real``; the fused impl uses real views: ``updates.COMPLEX_ARITHMETIC``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     never modified.
     """
     lr = rule.lr
-    grads, owned = effective_grads(ops, rule, params, grads, None)
+    # The prologue only when it has work (SGD counts no steps): torch.optim.SGD's default
+    # step is shallow, and the call's own has_weight_decay frame would make ours deeper
+    # (tests/test_torch_default_path.py)
+    if rule.maximize or rule.has_weight_decay:
+        grads, owned = effective_grads(ops, rule, params, grads, None)
+    else:
+        owned = False
     if rule.has_momentum:
         bufs = state["momentum_buffer"]
         ops.mul_(bufs, rule.momentum)
@@ -57,4 +65,5 @@ def update(ops, rule, params, grads, state: dict[str, Any]) -> None:
     ops.add_(params, grads, alpha=-lr)
 
 
-register_rule("sgd", update)
+# torch.optim.SGD never views a complex parameter as real
+register_rule("sgd", update, complex_arithmetic=True)

@@ -38,6 +38,10 @@ OPTIONS = {
     "adagrad": {"lr_decay": 0.01, "weight_decay": 0.01},
     "adadelta": {"weight_decay": 0.01},
     "rmsprop": {"centered": True, "momentum": 0.9},
+    "adam": {"weight_decay": 0.01, "amsgrad": True},
+    "adamw": {"amsgrad": True},  # (torch.optim.AdamW's default decay is on)
+    # (nesterov refuses dampening; dampening tells the first step from the later ones)
+    "sgd": {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
 }
 # torch.optim's path that each impl mirrors (fused and auto are compared within tolerance).
 TORCH_FOREACH = {"loop": False, "foreach": True, "fused": False, "auto": False}

@@ -20,6 +20,7 @@ from adaptbench import rules
 from adaptbench.rules import reference
 
 from tests.peer_lookup import dense_only_rules, ours_torch_class, rule_names, torch_class, torch_takes
+from tests.registry_cases import base, every_state
 
 FOREACH = {"loop": False, "foreach": True}
 
@@ -41,9 +42,21 @@ def _snapshot(opt) -> dict:
 # --- 2. loaded state is validated and normalised ------------------------------------------------
 
 
+def _fullest(name: str) -> dict:
+    """The keywords of our optimizer class for the rule's torch preset keeping every state
+    it can (``registry_cases.every_state``: SGD's default keeps none)."""
+    cls = rules.RULES[name]
+    return base(cls).replace(**every_state(cls)).torch_keywords()
+
+
 def _first_checked_state(name: str) -> str:
-    """The state tensor a load checks first (in sorted order) for the rule's defaults."""
-    return sorted(rules.RULES[name]().state_names)[0]
+    """The state tensor a load checks first (in sorted order) under :func:`_fullest`."""
+    cls = rules.RULES[name]
+    return sorted(base(cls).replace(**every_state(cls)).state_names)[0]
+
+
+# the rules whose state counts steps (torch.optim.SGD keeps no counter)
+COUNTING = [n for n in rule_names("torch") if rules.RULES[n].STEP_IN_STATE]
 
 
 LOW_COUNTERS = [
@@ -72,7 +85,7 @@ def _with_step(state_dict: dict, value) -> dict:
 
 
 @pytest.mark.parametrize("dtype,count", LOW_COUNTERS)
-@pytest.mark.parametrize("name", rule_names("torch"))
+@pytest.mark.parametrize("name", COUNTING)
 def test_low_precision_step_counter_is_normalised_at_load(name, dtype, count):
     # The issue's case: a checkpoint whose "step" was cast to bf16/fp16 with the rest.
     # Loaded, ours counts on in float32 and follows torch.optim loaded with a float32
@@ -146,7 +159,7 @@ def test_bad_step_counter_is_refused_at_load(step, exc, match):
 def test_state_of_another_shape_is_refused_at_load(name):
     # A checkpoint of another model (Linear(3, 2) saved, Linear(2, 2) loading): torch.optim
     # loads it and fails at the next step inside a kernel; ours names the entry and state.
-    _, source = _trained(ours_torch_class(name), 1)
+    _, source = _trained(ours_torch_class(name), 1, **_fullest(name))
     model = torch.nn.Linear(2, 2)
     opt = ours_torch_class(name)(model.parameters())
     before = _snapshot(opt)
@@ -250,13 +263,13 @@ def test_failed_step_leaves_earlier_groups_state_untouched(name):
     # state is cast at the next step); group 1 is made invalid behind the optimizer's back
     # (a state tensor of the wrong shape). No step counter moves and nothing is cast.
     a, b = _linear(0), _linear(1)
-    opt = ours_torch_class(name)([{"params": a.parameters()}, {"params": b.parameters()}])
+    opt = ours_torch_class(name)([{"params": a.parameters()}, {"params": b.parameters()}], **_fullest(name))
     _backward(a)
     _backward(b)
     opt.step()
     a.double()
     _backward(a, torch.float64)
-    key = rules.RULES[name]().state_names[0]
+    key = _first_checked_state(name)
     opt.state[b.bias][key] = torch.zeros(5)
     before_state, before_params = _snapshot(opt), [p.detach().clone() for p in opt.param_groups[0]["params"]]
     with pytest.raises(ValueError, match=rf"state\[param_groups\[1\]\['params'\]\[1\]\]\['{key}'\] has shape \(5,\)"):
@@ -306,15 +319,16 @@ def test_converted_parameter_state_is_cast_in_place_of_the_old(name):
     # The state dict entry is updated (not replaced): a reference taken before keeps
     # working, and the step counter (a CPU scalar, never cast) keeps counting.
     model = _linear()
-    opt = ours_torch_class(name)(model.parameters())
+    opt = ours_torch_class(name)(model.parameters(), **_fullest(name))
     _backward(model)
     opt.step()
     state = opt.state[model.weight]
     model.double()
     _backward(model, torch.float64)
     opt.step()
-    assert state is opt.state[model.weight]
-    assert state["step"].item() == 2 and state["step"].dtype == torch.float32
+    assert state is opt.state[model.weight] and set(state) - {"step"}
+    if rules.RULES[name].STEP_IN_STATE:
+        assert state["step"].item() == 2 and state["step"].dtype == torch.float32
     assert all(v.dtype == torch.float64 for k, v in state.items() if k != "step")
 
 
@@ -393,12 +407,17 @@ def _hogwild(cls, **kw):
 def test_share_memory_shares_every_state_tensor(name):
     # The issue's case (Adagrad, lr_decay=0.5): with only "sum" shared the run ended with
     # step 1.0 and p = -0.170711; two steps give 2.0 and -0.147140 (the float64 oracle).
-    # Adadelta and RMSprop must create their state before the fork to share it.
+    # Adadelta and RMSprop must create their state before the fork to share it, and SGD
+    # its momentum buffer (which torch.optim.SGD creates at the first step). Every state
+    # the rule can keep is on.
     kw = {"lr": 0.1, "lr_decay": 0.5} if name == "adagrad" else {"lr": 0.1}
+    kw = base(rules.RULES[name]).replace(**every_state(rules.RULES[name]), **kw).peer_kwargs("torch")
     p, opt = _hogwild(ours_torch_class(name), **kw)
     state = opt.state[p]
+    assert set(state) == set(impl_torch.functional.state_keys(opt.group_rules()[0]))
     assert all(t.is_shared() for t in state.values())
-    assert state["step"].item() == 2.0
+    if rules.RULES[name].STEP_IN_STATE:
+        assert state["step"].item() == 2.0
 
     q = torch.zeros(1, requires_grad=True)
     sequential = torch_class(name)([q], **kw)

@@ -409,8 +409,10 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
     keep the flat graph, and the rows kernel has no per-vector tail branch."""
     from torch._inductor.codecache import PyCodeCache
 
-    # a configuration no other test compiles, so its kernels are loaded here
-    rule = rules.preset(name, "torch").replace(lr=0.0123, weight_decay=0.01)
+    # a configuration no other test compiles, so its kernels are loaded here: weight decay
+    # switched from the preset's (AdamW's is on) and maximize, an odd pair
+    preset = rules.preset(name, "torch")
+    rule = preset.replace(lr=0.0123, weight_decay=0.0 if preset.has_weight_decay else 0.01, maximize=True)
     sizes = [fused.ROWS_MIN_NUMEL, fused.ROWS_MIN_NUMEL + 3 * fused.ROW, fused.ROWS_MIN_NUMEL + 5]
     gen = torch.Generator().manual_seed(4)
     starts = [torch.randn(n, generator=gen) for n in sizes]

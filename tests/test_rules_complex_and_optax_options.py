@@ -165,7 +165,6 @@ OPTAX_COMPLEX = {
     ),
     "adam": rules.preset("adam", "optax", lr=0.01),
     "adam-nesterov-eps_root": rules.preset("adam", "optax", lr=0.01, nesterov=True, eps_root=1e-3),
-    "amsgrad": rules.preset("adam", "optax", lr=0.01, amsgrad=True, amsgrad_bias_corrected=True),
     "adamw": rules.preset("adamw", "optax", lr=0.01),
     "sgd-nesterov": rules.preset("sgd", "optax", lr=0.01, momentum=0.9, nesterov=True),
 }

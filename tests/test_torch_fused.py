@@ -439,8 +439,11 @@ def test_large_tensors_step_as_rows_bitwise_as_the_flat_graph(monkeypatch, name)
         assert all(torch.equal(s[k], t[k]) for k in s)
         assert s.get("step", len(grads)) == len(grads)
     key = fused._key(rule)
-    compiled = [k[-1] for k in fused._COMPILED if k[0] == key and k not in known]
-    assert sorted(map(str, compiled)) == ["2", "rows"]
+    # the rows graph is this test's; the flat one may be an earlier test's (a user's rule
+    # has fewer distinct configurations to pick from)
+    compiled = {str(k[-1]) for k in fused._COMPILED if k[0] == key}
+    assert [str(k[-1]) for k in fused._COMPILED if k[0] == key and k not in known] in (["2", "rows"], ["rows"])
+    assert {"2", "rows"} <= compiled
     kernels = [src for src in rows_sources if "extern \"C\"" in src and "x0" in src]
     rows_kernels = [src for src in kernels if f"{fused.ROW}L*ks0" in src]
     assert rows_kernels, kernels

@@ -3,9 +3,10 @@
 - every registered rule (``rules.RULES``): this project's implementations with the
   tutorial's hyperparameters, ``rules.preset(rule, "seed")`` (the rule's ``PRESETS["seed"]``):
   ``impl_torch.optimizer_for`` in PyTorch, ``impl_jax.transformation`` in JAX.
-- ``sgd`` (lr 0.1) and ``momentum`` (lr 0.1, heavy-ball momentum 0.9) as baselines, unless a
-  rule of that name is registered: ``torch.optim.SGD`` and ``optax.sgd``, which compute the
-  same update (``b <- m*b + g``, ``p <- p - lr*b``, first ``b = g``).
+- ``momentum`` (lr 0.1, heavy-ball momentum 0.9) as a baseline, unless a rule of that name
+  is registered: ``torch.optim.SGD`` and ``optax.sgd``, which compute the same update
+  (``b <- m*b + g``, ``p <- p - lr*b``, first ``b = g``). Plain SGD is the registered
+  ``sgd`` rule (its ``seed`` preset: lr 0.1).
 
 ``lr`` overrides a rule's learning rate.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 from adaptbench import rules
 
 BASELINES: dict[str, dict] = {
-    "sgd": dict(lr=0.1, momentum=0.0),
     "momentum": dict(lr=0.1, momentum=0.9),
 }
 

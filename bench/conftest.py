@@ -4,7 +4,7 @@
   processes a benchmark starts, in ``ADAPTBENCH_RULES_MODULES`` (``cases.RULES_MODULES``).
 - Before anything is collected, when benchmarks will run: the thread setting
   ``ADAPTBENCH_THREADS`` (``default``, or N threads pinned to N CPUs:
-  ``bench.machine.configure_threads``) and, for the full sweep (``ADAPTBENCH_SWEEP=full``),
+  ``bench.threads.configure_threads``) and, for the full sweep (``ADAPTBENCH_SWEEP=full``),
   jax's x64 mode so that fp64 exists in jax.
 - With ``ADAPTBENCH_PROGRESS`` set (``python -m bench run`` sets it to the setting's label):
   a tqdm bar over the collected benchmarks, naming the one running, with the time left at
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import machine
+from bench import machine, threads
 from bench.timing import cases
 
 SCHEMA = 1
@@ -51,7 +51,7 @@ def pytest_configure(config):
         os.environ[cases.RULES_MODULES] = ",".join(modules)
     if not _benchmarks_run(config):
         return
-    setup = machine.configure_threads()
+    setup = threads.configure_threads()
     if not setup["xla_flags_applied"]:
         warnings.warn("jax's backend started before bench/conftest.py set XLA_FLAGS; XLA thread flags not applied")
     if cases.full_sweep():
@@ -173,7 +173,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         except ValueError:
             continue
         options[name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-    record = machine.thread_record()
+    record = threads.thread_record()
     tag = record["thread_tag"]
     for b in output_json["benchmarks"]:
         b.setdefault("extra_info", {}).update(record)

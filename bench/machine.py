@@ -1,139 +1,30 @@
-"""What machine a benchmark ran on, and the thread settings it ran under.
+"""What machine a benchmark ran on.
 
 ``collect()`` gathers what ``bench/conftest.py`` stores under ``machine_info["adaptbench"]``
 in every pytest-benchmark JSON (and the training experiment in its histories): the CPU from
-py-cpuinfo, cores and threads from psutil, thread pools from threadpoolctl, versions, git
-and the frameworks; only the cache sizes are read from sysfs (see ``cpu_caches``).
-``slug()`` names the ``results/<machine>/`` folder.
-
-``configure_threads()`` applies a thread setting (``ADAPTBENCH_THREADS``: ``default``, or N
-CPUs with the process pinned to them); docs/performance.md, "Thread settings and CPU budgets".
+py-cpuinfo, cores from psutil, thread pools from threadpoolctl, the commit from
+pytest-benchmark, versions, the frameworks and the thread setting (``bench/threads.py``);
+only the cache sizes are read from sysfs (see ``cpu_caches``). ``slug()`` names the
+``results/<machine>/`` folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 
+from bench import threads
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_SETTING = "default"
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE", "ADAPTBENCH_")
 _PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib", "pandas")
-
-# What configure_threads() did, for collect() to record.
-_thread_setup: dict = {}
-
-
-def requested_setting(raw: str | None = None) -> str:
-    """A thread setting, ``"default"`` or a positive integer as text, from ``raw`` or else
-    ``ADAPTBENCH_THREADS`` (unset: ``"default"``)."""
-    raw = (os.environ.get("ADAPTBENCH_THREADS", "") if raw is None else raw).strip().lower()
-    if raw in ("", DEFAULT_SETTING):
-        return DEFAULT_SETTING
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"ADAPTBENCH_THREADS must be 'default' or a positive integer, got {raw!r}")
-    return str(int(raw))
-
-
-def usable_cpus() -> list[int]:
-    return sorted(psutil.Process().cpu_affinity())
-
-
-def thread_tag(setting: str | None = None) -> str:
-    """The suffix that keeps a setting's benchmark names apart in a merged JSON: ``t<CPU budget>``."""
-    setting = requested_setting() if setting is None else setting
-    budget = len(usable_cpus()) if setting == DEFAULT_SETTING else int(setting)
-    return f"t{budget}"
-
-
-def _jax_backend_initialised() -> bool | None:
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(getattr(xla_bridge, "_backends", {}))
-    except Exception:  # private API moved: unknown
-        return None
-
-
-def configure_threads(setting: str | None = None) -> dict:
-    """Apply a thread setting (default ``requested_setting()``) to this process and return
-    it; call it before any jax array or torch thread exists (docs/performance.md, "Thread
-    settings and CPU budgets", says what each setting does and why)."""
-    setting = requested_setting() if setting is None else str(setting)
-    applied = not _jax_backend_initialised()
-    if setting == DEFAULT_SETTING:
-        cpus = usable_cpus()
-    else:
-        n = int(setting)
-        cpus = usable_cpus()[:n]
-        if len(cpus) < n:
-            raise ValueError(f"ADAPTBENCH_THREADS={n}: only {len(cpus)} CPUs are usable")
-        pin(cpus)
-    import torch
-
-    if setting != DEFAULT_SETTING:
-        flags = os.environ.get("XLA_FLAGS", "").split()
-        if not any("xla_cpu_multi_thread_eigen" in f for f in flags):
-            flags.append(f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}")
-        if not any("intra_op_parallelism_threads" in f for f in flags):
-            flags.append(f"intra_op_parallelism_threads={n}")
-        # XLA's parser stops at the first token without "--" (the JAX FAQ's
-        # intra_op_parallelism_threads), so every "--" flag must come before it.
-        flags.sort(key=lambda f: not f.startswith("--"))
-        os.environ["XLA_FLAGS"] = " ".join(flags)
-        torch.set_num_threads(n)
-    import torch._inductor.config as inductor_config
-
-    inductor_config.compile_threads = 1  # no compile worker pool of ours beside the timed steps
-    _thread_setup.clear()
-    _thread_setup.update(setting=setting, requested=None if setting == DEFAULT_SETTING else int(setting),
-                         cpu_budget=len(cpus), affinity=cpus, tag=thread_tag(setting),
-                         torch_threads=torch.get_num_threads(), xla_flags=os.environ.get("XLA_FLAGS", ""),
-                         xla_flags_applied=applied, inductor_compile_threads=inductor_config.compile_threads)
-    return dict(_thread_setup)
-
-
-def pin(cpus) -> None:
-    """Pin every thread of this process to ``cpus``: affinity is per thread on Linux, and a
-    new thread inherits its creator's, so threads started earlier (an import's pool) are
-    pinned here one by one, and every later one inherits the set."""
-    for tid in (t.id for t in psutil.Process().threads()):
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except (ProcessLookupError, PermissionError):  # ended meanwhile
-            pass
-
-
-def threads_outside(cpus) -> int:
-    """How many threads of this process may run outside ``cpus`` (0 when the pin holds)."""
-    allowed = set(cpus)
-    count = 0
-    for tid in (t.id for t in psutil.Process().threads()):
-        try:
-            count += not os.sched_getaffinity(tid) <= allowed
-        except (ProcessLookupError, PermissionError):
-            pass
-    return count
-
-
-def thread_record() -> dict:
-    """What every benchmark of this process records about its thread setting."""
-    setup = _thread_setup
-    record = {"thread_setting": setup.get("setting"), "threads": setup.get("torch_threads"),
-              "cpu_budget": setup.get("cpu_budget"), "thread_tag": setup.get("tag")}
-    if setup.get("setting") not in (None, DEFAULT_SETTING):
-        record["threads_unpinned"] = threads_outside(setup["affinity"])
-    return record
 
 
 def cpu_caches() -> dict:
@@ -166,16 +57,12 @@ def cache_bytes(device: str) -> int | None:
 
 
 def git_info() -> dict:
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+    """The checkout's commit and whether tracked files changed (pytest-benchmark's ``commit_info``)."""
+    from pytest_benchmark.utils import get_commit_info
 
-    try:
-        return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+    with contextlib.chdir(REPO_ROOT):
+        info = get_commit_info()
+    return {"commit": info["id"] if re.fullmatch(r"[0-9a-f]{40}", info["id"]) else None, "dirty": info["dirty"]}
 
 
 def _frameworks() -> dict:
@@ -214,14 +101,14 @@ def collect(cpu: dict | None = None) -> dict:
 
     info = {
         "cpu_model": cpu.get("brand_raw") or platform.processor() or "unknown-cpu",
-        "cores": {"logical": psutil.cpu_count() or 1, "usable": len(usable_cpus()),
+        "cores": {"logical": psutil.cpu_count() or 1, "usable": len(threads.usable_cpus()),
                   "physical": psutil.cpu_count(logical=False) or psutil.cpu_count() or 1},
         "caches": cpu_caches(),
         "platform": platform.platform(),
         "versions": {"python": platform.python_version(), **{name: _version(name) for name in _PACKAGES}},
         "git": git_info(),
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
-        "threads": dict(_thread_setup) or {"requested": None, "note": "configure_threads() not called"},
+        "threads": threads.applied() or {"requested": None, "note": "configure_threads() not called"},
         **_frameworks(),
         "threadpools": [{k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
                         for p in threadpool_info()],

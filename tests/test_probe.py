@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import machine
+from bench import machine, threads
 from bench.timing import cases, probe
 
 SIZE_1E3 = cases.SIZE_BY_ID["1e3"]
@@ -145,26 +145,26 @@ def test_roofline_uses_recorded_results_and_measures_missing_ones():
 
 def test_thread_setting_parsing(monkeypatch):
     monkeypatch.delenv("ADAPTBENCH_THREADS", raising=False)
-    assert machine.requested_setting() == "default"
-    assert machine.thread_tag() == f"t{len(machine.usable_cpus())}"
+    assert threads.requested_setting() == "default"
+    assert threads.thread_tag() == f"t{len(threads.usable_cpus())}"
     monkeypatch.setenv("ADAPTBENCH_THREADS", " Default ")
-    assert machine.requested_setting() == "default"
+    assert threads.requested_setting() == "default"
     monkeypatch.setenv("ADAPTBENCH_THREADS", "4")
-    assert machine.requested_setting() == "4" and machine.thread_tag() == "t4"
+    assert threads.requested_setting() == "4" and threads.thread_tag() == "t4"
     for bad in ("zero", "0", "-1", "1.5"):
         monkeypatch.setenv("ADAPTBENCH_THREADS", bad)
         with pytest.raises(ValueError, match="ADAPTBENCH_THREADS"):
-            machine.requested_setting()
+            threads.requested_setting()
 
 
 def test_run_sweeps_default_and_one_thread_once_each(monkeypatch):
     from bench.timing import run
 
     monkeypatch.setenv("ADAPTBENCH_THREADS", "7")  # the environment plays no part here
-    cpus = len(machine.usable_cpus())
+    cpus = len(threads.usable_cpus())
     assert run.thread_settings(None) == (["default", "1"] if cpus > 1 else ["default"])
     assert run.thread_settings("1,1") == ["1"]
-    assert machine.requested_setting() == "7"
+    assert threads.requested_setting() == "7"
     with pytest.raises(ValueError, match="ADAPTBENCH_THREADS"):
         run.thread_settings("default,many")
 

@@ -1,4 +1,4 @@
-"""README.md's generated blocks (``python -m bench readme``) are the report's files, verbatim.
+"""README.md's generated blocks (``python -m bench readme``, cog) are the report's files, verbatim.
 
 The README copies the committed run's recommendation and targets; these tests make sure
 those copies are never typed in or left stale, and that the copying itself is right."""
@@ -31,9 +31,8 @@ text
 
 
 def test_readme_blocks_equal_the_files_they_copy():
-    text = (ROOT / "README.md").read_text()
-    assert readme.BEGIN.search(text), "README.md has no generated block"
-    assert readme.render(text) == text, "README.md is stale: run `python -m bench readme`"
+    assert "[[[cog copy(" in (ROOT / "README.md").read_text(), "README.md has no generated block"
+    assert readme.main(["--check"]) == 0, "README.md is stale: run `python -m bench readme`"
 
 
 def test_a_section_is_its_body_with_headings_moved_down():
@@ -46,22 +45,28 @@ def test_a_whole_file_loses_its_title():
     assert body.startswith("Intro.\n\n#### cpu, fp32, threads 2 (default)\n")
 
 
-def test_render_replaces_only_the_blocks(tmp_path):
+def _readme(tmp_path, section: str, body: str = "old\n"):
     (tmp_path / "r.md").write_text(GENERATED)
-    src = "before\n<!-- generated from r.md#cpu, fp32, threads 1 (pinned) by `python -m bench readme` -->\nold\n" \
-          "<!-- end of generated block -->\nafter\n"
-    out = readme.render(src, tmp_path)
-    assert out == ("before\n<!-- generated from r.md#cpu, fp32, threads 1 (pinned) by `python -m bench readme` -->\n"
-                   "\n| a | b |\n\n<!-- end of generated block -->\nafter\n")
-    assert readme.render(out, tmp_path) == out
+    path = tmp_path / "README.md"
+    path.write_text(f'before\n<!-- [[[cog copy("{tmp_path / "r.md"}", "{section}") ]]] -->\n{body}'
+                    "<!-- [[[end]]] -->\nafter\n")
+    return path
 
 
-@pytest.mark.parametrize("src, message", [
-    ("<!-- generated from r.md by `python -m bench readme` -->\nx\n", "no '<!-- end of generated block -->'"),
-    ("<!-- generated from missing.md by `python -m bench readme` -->\n<!-- end of generated block -->\n", "cannot read"),
-    ("<!-- generated from r.md#nope by `python -m bench readme` -->\n<!-- end of generated block -->\n", "no heading 'nope'"),
-])
-def test_bad_markers_are_errors_naming_the_problem(tmp_path, src, message):
-    (tmp_path / "r.md").write_text(GENERATED)
-    with pytest.raises(readme.ReadmeError, match=message):
-        readme.render(src, tmp_path)
+def test_a_stale_block_fails_the_check_and_is_rewritten(tmp_path, capsys):
+    path = _readme(tmp_path, "cpu, fp32, threads 1 (pinned)")
+    before = path.read_text()
+    assert readme.main(["--check", "--readme", str(path)]) != 0
+    assert "run `python -m bench readme`" in capsys.readouterr().err
+    assert path.read_text() == before
+    assert readme.main(["--readme", str(path)]) == 0
+    assert path.read_text() == before.replace("old\n", "\n| a | b |\n\n")
+    assert readme.main(["--check", "--readme", str(path)]) == 0
+
+
+def test_a_heading_the_file_lacks_is_an_error_naming_it(tmp_path, capsys):
+    path = _readme(tmp_path, "nope")
+    before = path.read_text()
+    assert readme.main(["--readme", str(path)]) != 0
+    assert "no heading 'nope'" in "".join(capsys.readouterr())
+    assert path.read_text() == before

@@ -14,7 +14,7 @@ Both medians come from one process, made for this measurement, beside the sweep:
   only when compiled with ``torch._inductor.config.cpp.enable_kernel_profile`` on, which
   changes the generated code. So the sweep's own process never turns it on: one worker
   process per pytest session (``Worker``), started at the first case that needs it, with
-  the same thread setting (``bench.machine.configure_threads``, so pinned to the same CPUs),
+  the same thread setting (``bench.threads.configure_threads``, so pinned to the same CPUs),
   turns it on before anything compiles, builds the same case as the sweep
   (``torch_cases.build``: same tensors, optimizer and warm-up) and measures it
   (``measure``). Its compiled steps are reused from case to case, as in the sweep.
@@ -47,7 +47,7 @@ import tempfile
 import timeit
 from typing import Callable
 
-from bench import machine
+from bench import machine, threads
 
 from . import cases
 
@@ -238,7 +238,7 @@ def _serve() -> int:
 
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything else printed (torch, compilers) goes to the log, not the answers
-    machine.configure_threads()
+    threads.configure_threads()
     import torch._inductor.config as inductor_config
 
     inductor_config.cpp.enable_kernel_profile = True

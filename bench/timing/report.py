@@ -17,8 +17,8 @@ In the folder:
 - ``benchmark.json``: the run the tables show (a copy of ``--json`` without the per-round
   samples, which pytest-benchmark writes by the thousand; summary statistics are kept);
 - ``previous.json``: the run before it, when it is of the same sweep (default or full,
-  same thread settings); the report shows each benchmark's median before -> after. A run
-  of another sweep moves to ``archive/`` instead; nothing is overwritten. Ingesting the
+  same thread settings); the report shows each benchmark's median before -> after. After
+  a run of another sweep there is none (git keeps the committed runs). Ingesting the
   same JSON again changes nothing;
 - ``README.md``: how the run was made, whether the implementations changed since its
   commit, the recommendation, the headline, labels, cache residency, per-rule tables

@@ -1,7 +1,7 @@
 """``python -m bench run [--quick | --all-dtypes] [--threads LIST] [--rules-module M] [--out DIR] [-- PYTEST-ARGS...]``: time the sweep, then report.
 
 Runs ``pytest bench --benchmark-only`` once per thread setting, each in its own process
-(``ADAPTBENCH_THREADS``; see ``bench/machine.py``): ``default`` (the machine's default, the
+(``ADAPTBENCH_THREADS``; see ``bench/threads.py``): ``default`` (the machine's default, the
 headline) and ``1`` (one thread, the process pinned to one CPU). Each writes a
 pytest-benchmark JSON to a temporary folder; the runs are merged into one JSON (every
 benchmark carries its setting) and handed to ``bench.timing.report.generate``, which writes
@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import machine
+from bench import machine, threads
 
 from . import cases, keras_run
 
@@ -67,8 +67,8 @@ def thread_settings(requested: str | None) -> list[str]:
     names = [s.strip() for s in (requested or ",".join(THREAD_SETTINGS)).split(",") if s.strip()]
     out, tags = [], set()
     for name in names:
-        setting = machine.requested_setting(name)
-        tag = machine.thread_tag(setting)
+        setting = threads.requested_setting(name)
+        tag = threads.thread_tag(setting)
         if tag not in tags:
             tags.add(tag)
             out.append(setting)

@@ -13,7 +13,7 @@ prints the final metrics per framework and how far their loss curves drifted apa
 trains every data set × model × rule × framework and writes ``training.md``, one
 ``loss_<dataset>.png`` per data set and ``histories.json`` (see ``bench/training/train_sweep.py``).
 Progress goes to stderr. Both frameworks get the same intra-op thread count
-(``bench.machine.configure_threads``: 1, or ``ADAPTBENCH_THREADS``).
+(``bench.threads.configure_threads``: 1, or ``ADAPTBENCH_THREADS``).
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.out is not None and not args.sweep:
         parser().error("--out is for --sweep")
-    from bench import machine
+    from bench import threads
 
-    machine.configure_threads()  # before any jax array exists: same thread count for both
+    threads.configure_threads()  # before any jax array exists: same thread count for both
     if args.torch_impl is not None:
         import impl_torch
 

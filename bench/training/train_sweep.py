@@ -133,7 +133,7 @@ def _machine_lines(info: dict) -> list[str]:
         f"logical cores; {info.get('platform')}",
         f"- Threads: torch {torch_info.get('num_threads')} intra-op; XLA_FLAGS "
         f"`{jax_info.get('xla_flags') or threads.get('xla_flags') or ''}` "
-        f"(`bench.machine.configure_threads`, `ADAPTBENCH_THREADS` overrides)",
+        f"(`bench.threads.configure_threads`, `ADAPTBENCH_THREADS` overrides)",
         f"- Devices: torch CPU; JAX {jax_info.get('backend')}",
     ]
 

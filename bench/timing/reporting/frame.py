@@ -18,6 +18,8 @@ SCHEMA = 1
 KEYS = {"step": ("rule", "size", "n", "n_tensors", "dtype", "device", "impl", "framework", "family", "bytes_per_step"),
         "probe": ("size", "n", "dtype", "device", "framework", "bytes_per_call"),
         "training": ("rule", "impl", "steps_per_call")}
+# What bench/conftest.py adds to every benchmark: the thread setting it ran under.
+THREAD_KEYS = ("thread_setting", "threads", "cpu_budget", "thread_tag")
 SLOWER, FASTER = 1.10, 1 / 1.10
 # Two medians closer than this ratio (or than their IQRs) are a tie: the run does not separate them.
 TIE = 1.05
@@ -26,7 +28,7 @@ TIE = 1.05
 BUDGET_SLACK = 0.1
 GROUP = ["device", "dtype", "tag", "rule", "size"]
 # Optional in a benchmark's extra_info; the frame has them all the same.
-COLUMNS = ("kind", *dict.fromkeys(k for keys in KEYS.values() for k in keys), "threads", "torch_threads",
+COLUMNS = ("kind", *dict.fromkeys(k for keys in KEYS.values() for k in keys), "threads",
            "cpu_budget", "cpu_util", "thread_setting", "thread_tag", "working_set_arrays", "probe_gbps",
            "impl_description", "temp_bytes", "overhead_s", "probe_elements")
 
@@ -66,10 +68,11 @@ def validate(data, where: str = "JSON") -> None:
     if not isinstance(data.get("machine_info"), dict):
         raise ReportError(f"{where}: no machine_info")
     for b in ours:
-        missing = [k for k in KEYS.get(b["extra_info"].get("kind"), ()) if k not in b["extra_info"]]
+        kind = b["extra_info"].get("kind")
+        missing = [k for k in (*KEYS[kind], *THREAD_KEYS) if k not in b["extra_info"]] if kind in KEYS else []
         if missing:
             raise ReportError(f"{where}: benchmark {b.get('name')!r}: extra_info lacks {missing}")
-        median = (b.get("stats") or {}).get("median") if b["extra_info"].get("kind") in KEYS else 1
+        median = (b.get("stats") or {}).get("median") if kind in KEYS else 1
         if not isinstance(median, (int, float)) or not median > 0 or not math.isfinite(median):
             raise ReportError(f"{where}: benchmark {b.get('name')!r}: no positive stats.median")
     if not any(b["extra_info"].get("kind") in ("step", "training") for b in ours):
@@ -109,19 +112,9 @@ def sort(df: pd.DataFrame, by=("device", "dtype", "tag", "rule", "size", "n", "i
 
 
 def _threads(df: pd.DataFrame) -> pd.DataFrame:
-    """The thread setting a benchmark ran under and whether it kept to its CPU budget.
-    Runs from before thread settings were recorded name only torch's thread count; their
-    budget is that count (what their tables claimed), not a pinned set of CPUs."""
-    threads = df["threads"].fillna(df["torch_threads"]) if "torch_threads" in df else df["threads"]
-    budget = df["cpu_budget"].fillna(threads)
-    util = df["cpu_util"]
-    setting = df["thread_setting"].fillna(threads.map(lambda t: None if pd.isna(t) else str(int(t))))
-    return df.assign(
-        threads=threads, thread_setting=setting, cpu_budget=budget,
-        pinned=df["cpu_budget"].notna() & ~df["thread_setting"].isin([None, "default"]) & df["thread_setting"].notna(),
-        tag=df["thread_tag"].fillna(budget.map(lambda b: f"t{'?' if pd.isna(b) else int(b)}")),
-        over_budget=[u is not None and not pd.isna(b) and bool(b) and u > b + BUDGET_SLACK
-                     for u, b in zip(util, budget)])
+    """The thread setting's tag, whether it pins CPUs, and whether each benchmark kept to its CPU budget."""
+    return df.assign(tag=df["thread_tag"], pinned=df["thread_setting"] != "default", over_budget=[
+        u is not None and u > b + BUDGET_SLACK for u, b in zip(df["cpu_util"], df["cpu_budget"])])
 
 
 def benchmarks(data: dict) -> pd.DataFrame:
@@ -145,7 +138,6 @@ def frames(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
         rule=None, bytes=lambda d: d["bytes_per_call"].astype(int),
         impl=lambda d: [f"probe-ws{'' if w is None else w}-{f}" for w, f in zip(d["working_set_arrays"],
                                                                                  d["framework"])])
-    probes["probe_elements"] = probes["probe_elements"].where(probes["probe_elements"].notna(), probes["n"])
     steps = df[df["kind"] == "step"].assign(bytes=lambda d: d["bytes_per_step"].astype(int))
     for frame in (steps, probes):
         frame["gbps"] = frame["bytes"] / frame["median_s"].astype(float) / 1e9

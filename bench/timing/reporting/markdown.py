@@ -145,22 +145,14 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
 def _thread_lines(ab: dict, run_threads) -> list[str]:
     """One line per thread setting; ``run_threads`` is each setting's end-of-run record
     (one dict, or a list of them in a merged run)."""
-    settings = [s for s in ab.get("thread_settings") or [ab.get("threads")] if s]
     unpinned = {r.get("thread_setting"): r.get("threads_unpinned")
                 for r in (run_threads if isinstance(run_threads, list) else [run_threads]) if r}
-    if all("setting" not in s for s in settings):  # runs before thread settings existed
-        return [f"- threads: torch {(ab.get('torch') or {}).get('num_threads', '?')} intra-op; XLA_FLAGS "
-                f"`{(ab.get('jax') or {}).get('xla_flags', '')}`; no CPU pinning (XLA could use more than that)"
-                + ("" if (ab.get("threads") or {}).get("xla_flags_applied", True)
-                   else " (NOT applied: jax started first)")]
     out = []
-    for s in settings:
-        pinned = "" if s["setting"] == "default" else f", pinned to CPUs {s.get('affinity')}"
+    for s in (s for s in ab.get("thread_settings") or [ab.get("threads")] if s):
         loose = unpinned.get(s["setting"])
-        if loose:
-            pinned += f" (**{loose} threads escaped the pin**)"
-        elif loose == 0:
-            pinned += " (every thread held to them at the end of the run)"
+        pinned = "" if s["setting"] == "default" else f", pinned to CPUs {s.get('affinity')}" + (
+            f" (**{loose} threads escaped the pin**)" if loose else
+            " (every thread held to them at the end of the run)" if loose == 0 else "")
         out.append(f"- threads `{s['setting']}` ({s.get('tag')}): CPU budget {s.get('cpu_budget')}{pinned}; "
                    f"torch {s.get('torch_threads')} intra-op; XLA_FLAGS `{s.get('xla_flags', '')}`"
                    + ("" if s.get("xla_flags_applied", True) else " (NOT applied: jax started first)"))

@@ -1,31 +1,26 @@
-"""``python -m bench readme [--check]``: the README's blocks that are copies of generated files.
+"""``python -m bench readme [--check]``: README.md's blocks that copy a report's files, kept by cog.
 
-A block in README.md between
+A block in README.md reads (cogapp's markers, in HTML comments)
 
-    <!-- generated from results/<machine>/<file>.md[#<heading>] by `python -m bench readme` -->
+    <!-- [[[cog copy("results/<machine>/<file>.md", "<heading>") ]]] -->
     ...
-    <!-- end of generated block -->
+    <!-- [[[end]]] -->
 
-is the named file of a report: the whole file without its title line, or with ``#<heading>``
-the body under that heading, its headings moved two levels down (``SHIFT``). ``--check``
-changes nothing and exits 1 when a block is stale (the test suite runs it).
+and holds the named file: the whole file without its title line, or, with a heading, the
+body under that heading, its headings moved two levels down (``SHIFT``). The command runs
+``cog -r README.md`` with ``copy`` imported; ``--check`` changes nothing and exits non-zero
+when a block is stale (the test suite runs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
-from pathlib import Path
 
 from bench.machine import REPO_ROOT
-BEGIN = re.compile(r"<!-- generated from (?P<src>[^#\s]+)(?:#(?P<section>[^>]+?))? by `python -m bench readme` -->\n")
-END = "<!-- end of generated block -->"
+
 SHIFT = 2
-
-
-class ReadmeError(Exception):
-    """A marker without its end, or a file or heading that does not exist."""
+PROLOGUE = "from bench.timing.reporting.readme import copy"
 
 
 def _heading(line: str) -> tuple[int, str] | None:
@@ -33,63 +28,38 @@ def _heading(line: str) -> tuple[int, str] | None:
     return (len(m.group(1)), m.group(2).strip()) if m else None
 
 
-def extract(text: str, section: str | None) -> str:
-    """The copied part of a generated file's ``text`` (see the module docstring)."""
+def extract(text: str, section: str | None = None) -> str:
+    """The copied part of a generated file's ``text`` (see the module docstring); a
+    ``section`` the file lacks raises ``ValueError``."""
     lines = text.rstrip("\n").split("\n")
     if section is None:
-        if lines and _heading(lines[0]):
-            lines = lines[1:]
+        lines = lines[1:] if lines and _heading(lines[0]) else lines
     else:
         start = next((i for i, line in enumerate(lines) if (h := _heading(line)) and h[1] == section), None)
         if start is None:
-            raise ReadmeError(f"no heading {section!r}")
+            raise ValueError(f"no heading {section!r}")
         level = _heading(lines[start])[0]
-        end = next((i for i in range(start + 1, len(lines))
-                    if (h := _heading(lines[i])) and h[0] <= level), len(lines))
+        end = next((i for i in range(start + 1, len(lines)) if (h := _heading(lines[i])) and h[0] <= level),
+                   len(lines))
         lines = lines[start + 1:end]
     shifted = ["#" * (h[0] + SHIFT) + " " + h[1] if (h := _heading(line)) else line for line in lines]
     return "\n".join(shifted).strip("\n") + "\n"
 
 
-def render(readme: str, root: Path = REPO_ROOT) -> str:
-    """``readme`` with every generated block replaced by its file's current content."""
-    out, pos = [], 0
-    for m in BEGIN.finditer(readme):
-        if m.start() < pos:
-            continue
-        end = readme.find(END, m.end())
-        if end < 0:
-            raise ReadmeError(f"{m.group(0).strip()}: no {END!r} after it")
-        try:
-            body = extract((root / m.group("src")).read_text(), m.group("section"))
-        except OSError as exc:
-            raise ReadmeError(f"{m.group('src')}: cannot read ({exc.strerror or exc})") from None
-        except ReadmeError as exc:
-            raise ReadmeError(f"{m.group('src')}: {exc}") from None
-        out += [readme[pos:m.end()], "\n", body, "\n"]
-        pos = end
-    out.append(readme[pos:])
-    return "".join(out)
+def copy(path: str, section: str | None = None) -> None:
+    """Inside a cog block: write ``extract`` of the file at ``path`` (relative to the
+    repository) between blank lines, so that Markdown sees it apart from the markers."""
+    import cog
+
+    cog.out("\n" + extract((REPO_ROOT / path).read_text(), section) + "\n")
 
 
 def main(argv=None) -> int:
+    from cogapp import Cog
+
     parser = argparse.ArgumentParser(prog="python -m bench readme", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
-    parser.add_argument("--readme", default=str(REPO_ROOT / "README.md"), help="the README to update (default: the repository's)")
+    parser.add_argument("--check", action="store_true", help="change nothing; fail when a block is stale")
+    parser.add_argument("--readme", default=str(REPO_ROOT / "README.md"), help="the file (default: the repository's)")
     args = parser.parse_args(argv)
-    path = Path(args.readme)
-    current = path.read_text()
-    try:
-        wanted = render(current)
-    except ReadmeError as exc:
-        print(f"bench readme: error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        if wanted != current:
-            print(f"bench readme: {path} has stale generated blocks; run `python -m bench readme`", file=sys.stderr)
-            return 1
-        return 0
-    if wanted != current:
-        path.write_text(wanted)
-        print(f"bench readme: updated {path}")
-    return 0
+    mode = ["--check", "--check-fail-msg", "run `python -m bench readme`"] if args.check else ["-r"]
+    return Cog().main(["cog", *mode, "-p", PROLOGUE, args.readme])

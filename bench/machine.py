@@ -24,7 +24,8 @@ from bench import threads
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE", "ADAPTBENCH_")
-_PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib", "pandas")
+_PACKAGES = ("torch", "jax", "jaxlib", "optax", "numpy", "pytest", "pytest-benchmark", "matplotlib", "pandas",
+             "scikit-learn")
 
 
 def cpu_caches() -> dict:
@@ -116,6 +117,21 @@ def collect(cpu: dict | None = None) -> dict:
     gpus = [g["name"] for g in info["torch"].get("gpus", [])]
     info["gpus"] = gpus or [d["kind"] for d in info["jax"].get("devices", []) if d.get("platform") == "gpu"]
     return info
+
+
+def describe(info: dict) -> list[str]:
+    """Markdown list items for a report: the commit, the machine (CPU, cores, caches, GPUs)
+    and the versions of ``collect()``'s record ``info``."""
+    git, cores = info.get("git") or {}, info.get("cores") or {}
+    caches = ", ".join(f"{k} {v >> 20} MiB" if v >= 1 << 20 else f"{k} {v >> 10} KiB"
+                       for k, v in (info.get("caches") or {}).items())
+    return [
+        f"- commit: `{git.get('commit') or 'unknown'}`" + (" (working tree dirty)" if git.get("dirty") else ""),
+        f"- machine: {info.get('cpu_model', 'unknown')}, {cores.get('physical', '?')} cores / "
+        f"{cores.get('logical', '?')} threads ({cores.get('usable', '?')} usable), {caches}"
+        + (f"; GPU: {', '.join(map(str, info['gpus']))}" if info.get("gpus") else "; no GPU"),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items() if v),
+    ]
 
 
 def _version(name: str) -> str | None:

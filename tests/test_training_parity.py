@@ -228,7 +228,7 @@ def test_sweep_writes_table_plots_and_curves(tmp_path, capsys, restore_thread_en
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["histories.json", "loss_iris.png", "training.md"], names
     md = (tmp_path / "training.md").read_text()
-    for needle in ("python -m bench train --sweep", "Commit:", "Versions:", "min–max", "*train* split only",
+    for needle in ("python -m bench train --sweep", "commit:", "versions:", "threads: torch", "min–max", "*train* split only",
                    "| iris | linear | rmsprop | 2 |", "| iris | linear | momentum | 2 |", "torch.optim.SGD"):
         assert needle in md, needle
     assert (tmp_path / "loss_iris.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

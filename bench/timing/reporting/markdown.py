@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench import machine
+
 from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
                   threads_label)
 from .frame import FASTER, GROUP, SLOWER, TIE, order, records, sort, within_noise
@@ -99,24 +101,17 @@ def labels(steps: pd.DataFrame) -> str:
 
 
 def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
-    mi = data["machine_info"]
-    ab = mi.get("adaptbench") or {}
+    ab = data["machine_info"].get("adaptbench") or {}
     run = data.get("adaptbench") or {}
-    commit, dirty = measured_commit(data)
-    cores = ab.get("cores") or {}
     sweep = sweep_name(data)
     lines = [
         "## How this was made",
         "",
         f"- command: `{run.get('command', 'unknown')}` ({sweep} sweep)",
         f"- date: {data.get('datetime', 'unknown')}",
-        f"- commit: `{commit or 'unknown'}`" + (" (working tree dirty)" if dirty else ""),
-        f"- machine: {ab.get('cpu_model', mi.get('processor', 'unknown'))}, {cores.get('physical', '?')} cores / "
-        f"{cores.get('logical', '?')} threads ({cores.get('usable', '?')} usable), "
-        + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in (ab.get("caches") or {}).items())
-        + (f"; GPU: {', '.join(map(str, ab.get('gpus')))}" if ab.get("gpus") else "; no GPU"),
+        *machine.describe(ab)[:2],
         *_thread_lines(ab, run.get("threads")),
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in (ab.get("versions") or {}).items() if v),
+        machine.describe(ab)[2],
         "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in (run.get("benchmark_options") or {}).items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
     ]

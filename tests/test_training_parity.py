@@ -42,7 +42,7 @@ from bench.training.train_runs import FRAMEWORKS, RunConfig, max_rel_diff, prepa
 EPOCHS = 100
 RULES = list(rules.RULES)
 # The rules bench/training/tutorial_torch.py writes out by hand: the seed's own three.
-TUTORIAL_RULES = ("adagrad", "adadelta", "rmsprop")
+TUTORIAL_RULES = tutorial_torch.RULES
 DTYPES = ("float32", "float64")
 RTOL = {"float32": 5e-6, "float64": 1e-13}
 # Both where both are installed; torch alone where JAX is not (`make test-torch-latest`).
@@ -155,6 +155,17 @@ def test_tutorial_loop_refuses_what_it_does_not_implement():
         tutorial_torch.init_states(rules.RMSprop(momentum=0.9, eps_in_sqrt=True), [])
     with pytest.raises(ValueError, match="eps_in_sqrt"):
         tutorial_torch.init_states(rules.preset("adagrad", "torch"), [])
+    for later in sorted(set(rules.RULES) - set(TUTORIAL_RULES)):
+        with pytest.raises(ValueError, match=f"no rule '{later}'"):
+            tutorial_torch.init_states(rules.preset(later, "seed"), [])
+
+
+def test_the_training_benchmark_has_a_tutorial_row_for_the_tutorial_rules_only():
+    from bench.training import bench_training
+
+    tutorial = {rule for rule, variant in bench_training.CASES if variant == "torch-tutorial"}
+    assert tutorial == set(TUTORIAL_RULES)
+    assert {rule for rule, _ in bench_training.CASES} == set(rules.RULES)
 
 
 def test_models_start_from_the_same_numpy_weights():

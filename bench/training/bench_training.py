@@ -228,10 +228,12 @@ def _jax_epoch(variant: str, rule):
 # --------------------------------------------------------------------------- benchmark
 
 
-# The variants that time a peer, and which peer: a rule without a setting there has no row.
+# The variants that time a peer, and which peer: a rule without a setting there has no row;
+# nor has a rule the tutorial did not write (``tutorial_torch.RULES``) a tutorial row.
 PEER_OF = {"torch-optim": "torch", "torch-compiled-optim": "torch", "jax-optax": "optax"}
 CASES = [(rule, variant) for rule in RULES for variant in VARIANTS
-         if variant not in PEER_OF or cases.has_peer(rules.preset(rule, "seed"), PEER_OF[variant])]
+         if (variant not in PEER_OF or cases.has_peer(rules.preset(rule, "seed"), PEER_OF[variant]))
+         and (variant != "torch-tutorial" or rule in tutorial_torch.RULES)]
 
 
 @pytest.mark.parametrize("rule_name, variant", CASES, ids=[f"{r}-{v}" for r, v in CASES])

@@ -12,9 +12,15 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+# The rules the tutorial wrote out; the later ones (Adam, AdamW, SGD) have no tutorial loop.
+RULES = ("adagrad", "adadelta", "rmsprop")
+
 
 def check_rule(rule) -> None:
-    """The tutorial wrote the plain rules only: eps inside the roots, nothing else switched on."""
+    """The tutorial wrote its three rules plain: eps inside the roots, nothing else switched on.
+    Raises ``ValueError`` naming what it lacks."""
+    if rule.name not in RULES:
+        raise ValueError(f"the tutorial's loop has no rule {rule.name!r}: it wrote {', '.join(RULES)}")
     extras = {
         "weight_decay": rule.weight_decay != 0,
         "maximize": rule.maximize,
@@ -56,8 +62,6 @@ def update(rule, params: list[torch.Tensor], states: list[dict]) -> None:
             g_ = torch.sqrt(delta + eps) / torch.sqrt(s + eps) * g
             p[:] -= rule.lr * g_
             delta[:] = rho * delta + (1 - rho) * torch.square(g_)
-        else:
-            raise ValueError(f"the tutorial has no rule {rule.name!r}")
         g.zero_()
 
 

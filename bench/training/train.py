@@ -13,7 +13,7 @@ prints the final metrics per framework and how far their loss curves drifted apa
 trains every data set × model × rule × framework and writes ``training.md``, one
 ``loss_<dataset>.png`` per data set and ``histories.json`` (see ``bench/training/train_sweep.py``).
 Progress goes to stderr. Both frameworks get the same intra-op thread count
-(``bench.threads.configure_threads``: 1, or ``ADAPTBENCH_THREADS``).
+(``bench.threads.configure_threads``: the machine's default, or ``ADAPTBENCH_THREADS``).
 """
 
 from __future__ import annotations

@@ -254,7 +254,12 @@ def _compact(h: History) -> dict:
     return d
 
 
-def write_results(results, out: Path, *, command: str, elapsed_s: float, frameworks=FRAMEWORKS) -> list[Path]:
+def write_results(results, out: Path, *, command: str, elapsed_s: float, frameworks=FRAMEWORKS,
+                  info: dict | None = None) -> list[Path]:
+    """Plots, histories.json and training.md under ``out``; ``info`` is ``machine.collect()``'s
+    record from before the runs (collected here, before any file is written, when absent:
+    the checkout's state is recorded as the runs saw it, not with their output)."""
+    info = machine.collect() if info is None else info
     out = Path(out)
     written = []
     for ds in dict.fromkeys(next(iter(h.values())).config.dataset for h in results):
@@ -263,7 +268,6 @@ def write_results(results, out: Path, *, command: str, elapsed_s: float, framewo
         written.append(path)
     payload = [{fw: _compact(h) for fw, h in hists.items()} for hists in results]
     path = out / "histories.json"
-    info = machine.collect()
     doc = {"command": command, "elapsed_s": elapsed_s, "machine": info, "runs": payload}
     write_atomic(path, json.dumps(doc, separators=(",", ":"), default=str) + "\n")
     written.append(path)
@@ -277,11 +281,12 @@ def sweep(out=DEFAULT_OUT, *, command: str | None = None, frameworks=FRAMEWORKS,
           datasets_=None, models=MODELS, rules_=None, epochs=None, **common) -> list[Path]:
     """Run the sweep and write ``out``; returns the files written."""
     configs = sweep_configs(datasets_, models, rules_, epochs, **common)
+    info = machine.collect()
     t0 = time.perf_counter()
     results = run_sweep(configs, frameworks, show_progress)
     elapsed = time.perf_counter() - t0
     command = command or " ".join(["python -m bench train --sweep", *sys.argv[1:]])
-    return write_results(results, out, command=command, elapsed_s=elapsed, frameworks=frameworks)
+    return write_results(results, out, command=command, elapsed_s=elapsed, frameworks=frameworks, info=info)
 
 
 __all__ = ["SWEEP_EPOCHS", "DEFAULT_OUT", "sweep", "sweep_configs", "run_sweep", "write_results",

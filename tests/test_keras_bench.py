@@ -3,6 +3,7 @@
 import pytest
 
 from adaptbench import rules
+from bench import peers
 from bench.timing import cases, keras_cases, keras_run
 
 
@@ -51,7 +52,7 @@ def test_a_zero_where_the_peer_defaults_to_none_is_given_as_none():
     def factory(learning_rate, momentum=None, weight_decay=None, nesterov=False):
         pass
 
-    assert cases.off_as_none(factory, {"learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.5, "nesterov": False}) \
+    assert peers.off_as_none(factory, {"learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.5, "nesterov": False}) \
         == {"learning_rate": 0.1, "momentum": None, "weight_decay": 0.5, "nesterov": False}
 
 

@@ -5,8 +5,6 @@ those copies are never typed in or left stale, and that the copying itself is ri
 
 from __future__ import annotations
 
-import pytest
-
 from bench.timing.reporting import readme
 from tests.readme_blocks import ROOT
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import peers
 from bench.timing import cases
 
 SCHEMA = 1
@@ -95,13 +96,13 @@ def specs() -> list[ShardedSpec]:
         for scaling in ("strong", "weak")
         for rule in cases.rule_names()
         for impl in JAX_IMPLS
-        if impl != "optax" or cases.has_peer(cases.rule_for(rule), "optax")
+        if impl != "optax" or peers.has_peer(cases.rule_for(rule), "optax")
     ]
     out += [
         ShardedSpec("torch", "fsdp", rule, TORCH_RANKS, TORCH_N, impl)
         for rule in cases.rule_names()
         for impl in TORCH_IMPLS
-        if not impl.startswith("torch.optim-") or cases.has_peer(cases.rule_for(rule), "torch")
+        if not impl.startswith("torch.optim-") or peers.has_peer(cases.rule_for(rule), "torch")
     ]
     return out
 

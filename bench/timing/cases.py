@@ -20,7 +20,7 @@ Every implementation computes the same update class with the ``torch`` conventio
 hyperparameters and the rule's typical overrides (``rules.preset(rule, "torch",
 **Rule.TYPICAL)``: SGD with momentum 0.9). Every registered rule is swept
 (``rules.RULES``, a user's own with ``--rules-module``); each peer gets the keywords the
-rule's ``PEERS`` give it (``peer_settings``), and a peer without a setting for the rule has
+rule's ``PEERS`` give it (``bench/peers.py``), and a peer without a setting for the rule has
 no rows.
 """
 
@@ -33,6 +33,8 @@ import os
 from functools import cached_property
 
 import numpy as np
+
+from bench.peers import has_peer
 
 CONVENTION = "torch"
 DEVICES = ("cpu", "cuda")
@@ -140,39 +142,6 @@ class Impl:
     variant: str
     description: str
     peer: str | None = None  # the library in a rule's PEERS ("torch", "optax", "keras")
-
-
-# Fields that move a constant, not a memory access or an operation (optax and Keras put eps
-# inside the root, torch.optim outside): a peer that fixes one to another value is timed at
-# its own value, the same update class at the same cost.
-SAME_COST = ("eps_in_sqrt",)
-
-
-def peer_settings(rule, peer: str) -> tuple[str, dict]:
-    """(``PEERS[peer]``'s class or factory name, its keywords) for ``rule``, at the peer's own
-    value of a ``SAME_COST`` field; ``ValueError`` when the peer has no setting for it."""
-    spec = rule.PEERS.get(peer)
-    closest = rule.replace(**{f: v for f, v in (spec.fixed if spec else {}).items() if f in SAME_COST})
-    kwargs = closest.peer_kwargs(peer)
-    return spec.name, kwargs
-
-
-def has_peer(rule, peer: str) -> bool:
-    try:
-        peer_settings(rule, peer)
-    except ValueError:
-        return False
-    return True
-
-
-def off_as_none(factory, kwargs: dict) -> dict:
-    """``kwargs`` with a 0 given as None where ``factory``'s own default is None: there None
-    leaves a term out and 0 still computes it (optax's momentum trace, Keras's weight decay)."""
-    import inspect
-
-    params = inspect.signature(factory).parameters
-    return {k: None if v == 0 and not isinstance(v, bool) and k in params and params[k].default is None else v
-            for k, v in kwargs.items()}
 
 
 def torch_impl_names() -> tuple[str, ...]:

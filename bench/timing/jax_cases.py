@@ -6,7 +6,7 @@ the next call, and the call waits for them (``jax.block_until_ready``). Compilat
 warm-up happen here, before the ``benchmark`` fixture sees the callable.
 
 The optax peer is the factory the rule's ``PEERS["optax"]`` names, with the keywords it
-maps for the ``torch`` convention (``cases.peer_settings``): the same update class (same
+maps for the ``torch`` convention (``peers.peer_settings``): the same update class (same
 state tensors, same memory traffic, same arithmetic up to where eps sits, which optax may
 fix inside the root).
 """
@@ -17,6 +17,8 @@ import functools
 
 import numpy as np
 import pytest
+
+from bench.peers import optax_peer
 
 from . import cases, memory
 from .torch_cases import WARMUP_STEPS, Case
@@ -53,17 +55,6 @@ def put(arrays, dtype: str, dev):
 
     # np.array(copy=True): jax owns its buffer outright, so donation is never refused.
     return [jax.device_put(np.array(a, dtype=np_dtype(dtype), copy=True), dev) for a in arrays]
-
-
-def optax_peer(rule):
-    """(the optax transformation computing ``rule``'s update class, its settings);
-    ``ValueError`` when optax has no setting for ``rule``."""
-    import optax
-
-    name, kwargs = cases.peer_settings(rule, "optax")
-    factory = getattr(optax, name)
-    kwargs = cases.off_as_none(factory, kwargs)
-    return factory(**kwargs), {"factory": f"optax.{name}", **kwargs}
 
 
 def _impl_jax():

@@ -14,7 +14,7 @@ their results into the one JSON (``bench/timing/keras_run.py``).
 
 Settings for the ``torch`` convention (the same update class, as for the optax peer in
 ``jax_cases.py``): the ``keras.optimizers`` class the rule's ``PEERS["keras"]`` names, with
-the keywords it maps (``cases.peer_settings``). Keras puts eps inside the root (no setting
+the keywords it maps (``peers.peer_settings``). Keras puts eps inside the root (no setting
 moves it) and its weight decay is decoupled (``weight_decay=None`` when the preset has none).
 """
 
@@ -25,6 +25,8 @@ import importlib.util
 import os
 
 import pytest
+
+from bench import peers
 
 from . import cases
 from .torch_cases import WARMUP_STEPS, Case
@@ -57,7 +59,7 @@ def unavailable_reason(backend: str) -> str | None:
 def keras_settings(rule) -> dict:
     """``{"optimizer": <keras.optimizers class name>, **its keywords}`` for ``rule``;
     ``ValueError`` when Keras has no setting for it."""
-    name, kwargs = cases.peer_settings(rule, "keras")
+    name, kwargs = peers.peer_settings(rule, "keras")
     return {"optimizer": name, **kwargs}
 
 
@@ -65,7 +67,7 @@ def _make_optimizer(keras, settings: dict) -> tuple:
     """(the optimizer, the settings it was made with)."""
     kwargs = dict(settings)
     cls = getattr(keras.optimizers, kwargs.pop("optimizer"))
-    kwargs = cases.off_as_none(cls, kwargs)
+    kwargs = peers.off_as_none(cls, kwargs)
     return cls(**kwargs), {"optimizer": settings["optimizer"], **kwargs}
 
 

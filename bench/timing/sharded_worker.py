@@ -74,7 +74,7 @@ class JaxServer:
             step = impl_jax.make_step(rule)
             state = impl_jax.init(rule, params)
         else:
-            from bench.timing.jax_cases import optax_peer
+            from bench.peers import optax_peer
 
             tx, _ = optax_peer(rule)
             state = tx.init(params)

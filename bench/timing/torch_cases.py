@@ -4,7 +4,7 @@ Ours (``impl_torch.optimizer_for(rule, params, impl=...)``) and the peers (the r
 ``PEERS["torch"]`` class in ``torch.optim`` with ``foreach=False``, ``foreach=True`` or
 ``fused=True``) are all timed through ``Optimizer.step()`` with ``p.grad`` set, so both
 sides pay the same Python-level optimizer overhead. torch.optim gets the rule's torch
-keywords (``cases.peer_settings``; the ``torch`` convention is torch.optim's defaults),
+keywords (``peers.peer_settings``; the ``torch`` convention is torch.optim's defaults),
 i.e. exactly the update our implementations compute.
 """
 
@@ -14,6 +14,8 @@ import dataclasses
 from typing import Callable
 
 import pytest
+
+from bench import peers
 
 from . import cases, memory
 
@@ -56,7 +58,7 @@ def torch_optim(rule):
     """(the ``torch.optim`` class of ``rule``'s torch peer, its keywords)."""
     import torch
 
-    name, kwargs = cases.peer_settings(rule, "torch")
+    name, kwargs = peers.peer_settings(rule, "torch")
     return getattr(torch.optim, name), kwargs
 
 

@@ -12,7 +12,7 @@ steps/s. Variants (``extra_info["variant"]``):
 - ``torch-ours-<impl>``: ``impl_torch.optimizer_for(rule, params, impl=<impl>)`` for each
   impl in ``impl_torch.IMPLS``, eager ``zero_grad``/``backward``/``step``;
 - ``torch-optim``: the rule's ``torch.optim`` peer with the seed's numbers
-  (``cases.peer_settings``: where torch.optim fixes eps outside the root and the seed puts
+  (``peers.peer_settings``: where torch.optim fixes eps outside the root and the seed puts
   it inside, a different rounding of the same cost), when the rule has one;
 - ``torch-compiled-ours`` / ``torch-compiled-optim``: the whole training step
   (``zero_grad``, forward, loss, ``backward``, ``step``) in one ``torch.compile``d
@@ -48,7 +48,7 @@ import pytest
 
 import datasets
 from adaptbench import rules
-from ..timing import cases
+from bench import peers
 from . import models, tutorial_torch
 from .train_runs import batch_order
 
@@ -129,7 +129,7 @@ def _torch_epoch(variant: str, rule):
         impl = None if variant == "torch-compiled-ours" else variant.removeprefix("torch-ours-")
         opt = impl_torch.optimizer_for(rule, model.parameters(), impl=impl)
     elif variant in ("torch-optim", "torch-compiled-optim"):
-        name, kw = cases.peer_settings(rule, "torch")
+        name, kw = peers.peer_settings(rule, "torch")
         opt = getattr(torch.optim, name)(model.parameters(), foreach=False, **kw)
     else:
         raise ValueError(variant)
@@ -160,7 +160,7 @@ def _jax_epoch(variant: str, rule):
     import optax
 
     import impl_jax
-    from ..timing.jax_cases import optax_peer
+    from bench.peers import optax_peer
     from . import models_jax
 
     split, init, batches = _problem(SCAN_EPOCHS.get(variant, 1))
@@ -232,7 +232,7 @@ def _jax_epoch(variant: str, rule):
 # nor has a rule the tutorial did not write (``tutorial_torch.RULES``) a tutorial row.
 PEER_OF = {"torch-optim": "torch", "torch-compiled-optim": "torch", "jax-optax": "optax"}
 CASES = [(rule, variant) for rule in RULES for variant in VARIANTS
-         if (variant not in PEER_OF or cases.has_peer(rules.preset(rule, "seed"), PEER_OF[variant]))
+         if (variant not in PEER_OF or peers.has_peer(rules.preset(rule, "seed"), PEER_OF[variant]))
          and (variant != "torch-tutorial" or rule in tutorial_torch.RULES)]
 
 

@@ -119,12 +119,22 @@ def collect(cpu: dict | None = None) -> dict:
     return info
 
 
+def fmt_bytes(n) -> str:
+    """``n`` bytes as people read them: ``1.25 MiB``, ``32 KiB``, ``12 B`` (3 significant
+    digits, binary units); ``""`` for None."""
+    if n is None:
+        return ""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
 def describe(info: dict) -> list[str]:
     """Markdown list items for a report: the commit, the machine (CPU, cores, caches, GPUs)
     and the versions of ``collect()``'s record ``info``."""
     git, cores = info.get("git") or {}, info.get("cores") or {}
-    caches = ", ".join(f"{k} {v >> 20} MiB" if v >= 1 << 20 else f"{k} {v >> 10} KiB"
-                       for k, v in (info.get("caches") or {}).items())
+    caches = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in (info.get("caches") or {}).items())
     return [
         f"- commit: `{git.get('commit') or 'unknown'}`" + (" (working tree dirty)" if git.get("dirty") else ""),
         f"- machine: {info.get('cpu_model', 'unknown')}, {cores.get('physical', '?')} cores / "

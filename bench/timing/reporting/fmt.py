@@ -50,15 +50,6 @@ def fmt_pct(row) -> str:
     return "" if f is None else f"{100 * f:.0f}%"
 
 
-def fmt_bytes(n) -> str:
-    if n is None:
-        return ""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} B"
-
-
 def _verdict(c) -> str:
     return " **slower**" if c >= SLOWER else " faster" if c <= FASTER else ""
 

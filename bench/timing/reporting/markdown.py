@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from bench import machine
+from bench.machine import fmt_bytes
 
-from .fmt import (FLAG_NOTE, flag, fmt_bytes, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
+from .fmt import (FLAG_NOTE, flag, fmt_change, fmt_pct, fmt_ratio, fmt_us, fmt_util, fmt_x, table,
                   threads_label)
 from .frame import FASTER, GROUP, SLOWER, TIE, order, records, sort, within_noise
 from .freshness import freshness, measured_commit
@@ -104,14 +105,16 @@ def _how_made(data: dict, previous: dict | None, json_name: str) -> list[str]:
     ab = data["machine_info"].get("adaptbench") or {}
     run = data.get("adaptbench") or {}
     sweep = sweep_name(data)
+    commit, where, versions = machine.describe(ab)
     lines = [
         "## How this was made",
         "",
         f"- command: `{run.get('command', 'unknown')}` ({sweep} sweep)",
         f"- date: {data.get('datetime', 'unknown')}",
-        *machine.describe(ab)[:2],
+        commit,
+        where,
         *_thread_lines(ab, run.get("threads")),
-        machine.describe(ab)[2],
+        versions,
         "- pytest-benchmark: " + ", ".join(f"{k}={v}" for k, v in (run.get("benchmark_options") or {}).items()),
         f"- input: `{json_name}`; regenerate with `python -m bench report`",
     ]

@@ -12,7 +12,9 @@ import pandas as pd
 
 from adaptbench import rules
 
-from .fmt import fmt_bytes, fmt_us, table, threads_label
+from bench.machine import fmt_bytes
+
+from .fmt import fmt_us, table, threads_label
 from .frame import records, sort, within_noise
 
 PROBE_TARGET = 0.85

@@ -62,6 +62,8 @@ def update(rule, params: list[torch.Tensor], states: list[dict]) -> None:
             g_ = torch.sqrt(delta + eps) / torch.sqrt(s + eps) * g
             p[:] -= rule.lr * g_
             delta[:] = rho * delta + (1 - rho) * torch.square(g_)
+        else:
+            raise ValueError(f"the tutorial's loop has no rule {rule.name!r}: it wrote {', '.join(RULES)}")
         g.zero_()
 
 

@@ -92,16 +92,16 @@ def ingest(src: Path, data: dict, out: Path) -> dict | None:
     settings and is not this very run; otherwise ``previous.json`` goes (git holds the
     committed runs). Ingesting the same JSON again changes nothing."""
     current, previous = out / CURRENT, out / PREVIOUS
-    new = slim(data)
+    key = sweep(data)
     if not (current.exists() and src.resolve() == current.resolve()):
-        old = _read(current) if current.exists() else None
-        if old is None or sweep(old) != sweep(new):
+        new, old = slim(data), _read(current) if current.exists() else None
+        if old is None or sweep(old) != key:
             previous.unlink(missing_ok=True)
         elif slim(old) != new:
             os.replace(current, previous)
         atomic_write_text(current, json.dumps(new, indent=1) + "\n")
     before = _read(previous) if previous.exists() else None
-    return before if before is not None and sweep(before) == sweep(data) else None
+    return before if before is not None and sweep(before) == key else None
 
 
 def default_json(out=None) -> Path:
@@ -110,6 +110,8 @@ def default_json(out=None) -> Path:
     from bench import machine
 
     if out is not None:
+        if not (Path(out) / CURRENT).exists():
+            raise ReportError(f"{Path(out) / CURRENT}: no such file; pass --json PATH")
         return Path(out) / CURRENT
     here = RESULTS_ROOT / machine.slug(machine.collect()) / CURRENT
     found = [here] if here.exists() else sorted(RESULTS_ROOT.glob(f"*/{CURRENT}"))
